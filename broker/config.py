@@ -1,0 +1,416 @@
+"""Configuration: one TOML file, every key overridable by a DOCBROKER_* variable.
+
+Settings are frozen dataclasses; each field documents itself (help text, bounds,
+choices) so that the loader can check a file at start and name exactly what is
+wrong, and `docbroker config show --defaults` prints an annotated example.
+The environment variable of a key is its dotted path upper-cased with `_`:
+`backend.kafka.bootstrap_servers` -> `DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import socket
+import tomllib
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NewType
+
+from broker.errors import ConfigError
+
+ByteSize = NewType("ByteSize", int)
+"""An integer number of bytes; the file may also say "32 MiB", "500 KB", "2GiB"."""
+
+ENV_PREFIX = "DOCBROKER_"
+# Variables with the prefix that are not settings: read by the CLI client, the
+# test suite and bin/ scripts. Anything else with the prefix must be a setting.
+ENV_NOT_SETTINGS = ("DOCBROKER_CONFIG", "DOCBROKER_URL", "DOCBROKER_TOKEN")
+ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
+
+MiB = 1024 * 1024
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Any = dataclasses.MISSING,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    """A documented settings field with optional numeric bounds."""
+    meta = {"help": help, "min": min, "max": max}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The agency-facing HTTP API (also /metrics, /healthz, /readyz)."""
+
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8080, "TCP port; 0 picks a free one", min=0, max=65535)
+    shutdown_timeout: float = setting(
+        30.0, "seconds in-flight requests get to finish on SIGTERM/SIGINT", min=0
+    )
+    read_your_writes_timeout: float = setting(
+        5.0, "seconds an acknowledgement waits for the mailbox view to show it", min=0
+    )
+    max_long_poll: float = setting(60.0, "longest wait a mailbox listing may ask for", min=0)
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    """The embedded backend: one SQLite file in WAL mode, no server."""
+
+    path: str = setting("", "database file; empty = <data_dir>/log.sqlite")
+    synchronous: Literal["full", "normal"] = setting(
+        "full", "full: every commit is fsynced before an append is acknowledged"
+    )
+    session_timeout: float = setting(
+        10.0, "seconds after which a silent consumer-group member loses its partitions", min=1
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka backend (aiokafka): the production backend."""
+
+    bootstrap_servers: str = setting("127.0.0.1:9092", "comma-separated host:port list")
+    client_id: str = setting("docbroker", "client id sent to the brokers")
+    replication_factor: int = setting(1, "replication factor of topics docbroker creates", min=1)
+    min_insync_replicas: int = setting(1, "min.insync.replicas of topics docbroker creates", min=1)
+    security_protocol: Literal["PLAINTEXT", "SSL"] = setting("PLAINTEXT", "broker protocol")
+    ssl_cafile: str = setting("", "CA bundle for SSL")
+    ssl_certfile: str = setting("", "client certificate for SSL")
+    ssl_keyfile: str = setting("", "client key for SSL")
+    session_timeout_ms: int = setting(10000, "consumer group session timeout", min=1000)
+    transaction_timeout_ms: int = setting(60000, "transaction timeout", min=1000)
+    request_timeout_ms: int = setting(40000, "client request timeout", min=1000)
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """The durable log every record goes through."""
+
+    type: Literal["embedded", "kafka"] = setting(
+        "embedded", "embedded (SQLite, no server) or kafka"
+    )
+    topic_prefix: str = setting("docbroker.", "prefix of every topic name")
+    partitions: int = setting(6, "partitions of topics docbroker creates", min=1, max=1000)
+    embedded: EmbeddedSettings = setting(factory=EmbeddedSettings)
+    kafka: KafkaSettings = setting(factory=KafkaSettings)
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Explicit size limits; Kafka topic and client limits follow them."""
+
+    max_envelope_bytes: ByteSize = setting(
+        ByteSize(32 * MiB), "largest envelope accepted", min=1024, max=1024 * MiB
+    )
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The pipeline that checks and routes inbound envelopes."""
+
+    group: str = setting("pipeline", "consumer group name (the topic prefix is added)")
+    batch_size: int = setting(64, "inbound records handled per transaction", min=1, max=10000)
+    workers: int = setting(0, "threads for XML and crypto work; 0 = number of CPUs", min=0)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """structlog output: JSON to files and pipes, readable on a terminal."""
+
+    level: Literal["debug", "info", "warning", "error"] = setting("info", "lowest level shown")
+    format: Literal["auto", "json", "console"] = setting(
+        "auto", "auto = console on a terminal, JSON otherwise"
+    )
+    file: str = setting("", "append JSON lines to this file instead of stderr")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of docbroker's configuration."""
+
+    data_dir: str = setting("var", "folder for the embedded log, read models and keys")
+    instance: str = setting("", "name of this process in logs and metrics; empty = hostname")
+    http: HttpSettings = setting(factory=HttpSettings)
+    backend: BackendSettings = setting(factory=BackendSettings)
+    limits: LimitsSettings = setting(factory=LimitsSettings)
+    pipeline: PipelineSettings = setting(factory=PipelineSettings)
+    logging: LoggingSettings = setting(factory=LoggingSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or socket.gethostname()
+
+    @property
+    def embedded_path(self) -> Path:
+        return (
+            Path(self.backend.embedded.path)
+            if self.backend.embedded.path
+            else (self.data_path / "log.sqlite")
+        )
+
+    @property
+    def max_record_bytes(self) -> int:
+        """Largest record on any topic: an envelope plus room for stamps and headers."""
+        return int(self.limits.max_envelope_bytes) + MiB
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read `path` (TOML; None = defaults only), apply the environment, check it all."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    errors: list[str] = []
+    env_used: set[str] = set()
+    settings = _build(Settings, data, (), environ, env_used, errors)
+    for name in sorted(environ):
+        if (
+            name.startswith(ENV_PREFIX)
+            and name not in env_used
+            and name not in ENV_NOT_SETTINGS
+            and not name.startswith(ENV_NOT_SETTINGS_PREFIXES)
+        ):
+            errors.append(f"{name}: unknown setting{_suggest(name, _all_env_names())}")
+    if errors:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"configuration invalid{where}:\n  " + "\n  ".join(errors))
+    return settings
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+def iter_fields(
+    cls: type = Settings, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], dataclasses.Field[Any], Any]]:
+    """Every leaf setting: (dotted path, field, type), depth first in declaration order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from iter_fields(tp, (*prefix, f.name))  # type: ignore[arg-type]
+        else:
+            yield (*prefix, f.name), f, tp
+
+
+def _all_env_names() -> list[str]:
+    return [env_name(p) for p, _f, _t in iter_fields()]
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _build(
+    cls: type,
+    data: Mapping[str, Any],
+    prefix: tuple[str, ...],
+    environ: Mapping[str, str],
+    env_used: set[str],
+    errors: list[str],
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    dotted = ".".join(prefix)
+    if not isinstance(data, Mapping):
+        errors.append(f"{dotted}: expected a table, got {type(data).__name__}")
+        data = {}
+    for key in data:
+        if key not in names:
+            hint = _suggest(key, names)
+            errors.append(f"{'.'.join((*prefix, key))}: unknown key{hint}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        path = (*prefix, f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data.get(f.name, {}), path, environ, env_used, errors)  # type: ignore[arg-type]
+            continue
+        raw: Any = dataclasses.MISSING
+        source = ".".join(path)
+        if f.name in data:
+            raw = data[f.name]
+        env = env_name(path)
+        if env in environ:
+            env_used.add(env)
+            raw, source = environ[env], env
+            try:
+                raw = _from_env_string(raw, tp)
+            except ValueError as exc:
+                errors.append(f"{source}: {exc}")
+                continue
+        if raw is dataclasses.MISSING:
+            continue
+        try:
+            kwargs[f.name] = _coerce(raw, tp, f.metadata)
+        except ValueError as exc:
+            errors.append(f"{source}: {exc}")
+    return cls(**kwargs)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "KI": 1024,
+    "M": 10**6,
+    "MB": 10**6,
+    "MIB": MiB,
+    "MI": MiB,
+    "G": 10**9,
+    "GB": 10**9,
+    "GIB": 1024**3,
+    "GI": 1024**3,
+    "T": 10**12,
+    "TB": 10**12,
+    "TIB": 1024**4,
+    "TI": 1024**4,
+}
+
+
+def parse_byte_size(value: str | int) -> int:
+    """`32 MiB` -> 33554432; plain integers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size in bytes, got {value!r}")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    unit = (m.group(2) or "").upper() if m else None
+    if not m or unit not in _UNITS:
+        raise ValueError(f"expected a size such as 33554432 or '32 MiB', got {value!r}")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def _from_env_string(raw: str, tp: Any) -> Any:
+    """Environment values are strings: give them the type the file would have."""
+    if tp is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    if typing.get_origin(tp) is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _coerce(raw: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
+    if tp is ByteSize:
+        value: Any = parse_byte_size(raw)
+    elif tp is bool:
+        if not isinstance(raw, bool):
+            raise ValueError(f"expected true or false, got {raw!r}")
+        value = raw
+    elif tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        value = raw
+    elif tp is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ValueError(f"expected a number, got {raw!r}")
+        value = float(raw)
+    elif tp is str:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, got {raw!r}")
+        value = raw
+    elif typing.get_origin(tp) is Literal:
+        choices = typing.get_args(tp)
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {raw!r}")
+        value = raw
+    elif typing.get_origin(tp) is tuple:
+        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
+            raise ValueError(f"expected a list of strings, got {raw!r}")
+        value = tuple(raw)
+    else:
+        raise TypeError(f"unsupported settings type {tp}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ValueError(f"must be at least {lo:g}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"must be at most {hi:g}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- showing
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """Settings as nested plain dicts (for `config show --json`)."""
+    return dataclasses.asdict(obj)
+
+
+def render_toml(settings: Settings, *, annotate: bool = True) -> str:
+    """Settings as TOML, each key with its help text and environment variable."""
+    lines: list[str] = []
+    current: tuple[str, ...] | None = None
+    for path, f, _tp in iter_fields():
+        table = path[:-1]
+        if table != current:
+            if lines:
+                lines.append("")
+            if table:
+                lines.append(f"[{'.'.join(table)}]")
+            current = table
+        value: Any = settings
+        for part in path:
+            value = getattr(value, part)
+        if annotate and f.metadata.get("help"):
+            lines.append(f"# {f.metadata['help']} (env {env_name(path)})")
+        lines.append(f"{path[-1]} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

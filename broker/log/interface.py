@@ -1,0 +1,237 @@
+"""The durable log: one small interface, two backends (Kafka and embedded SQLite).
+
+Everything docbroker knows lives in append-only topics. Three operations matter:
+
+- `append` records atomically and durably (the HTTP 202 waits for it);
+- read a topic as a member of a consumer group, partitions shared between members;
+- commit a consumer's offset *together with* the records it produced
+  (`GroupConsumer.commit`), so that a crash either shows both or neither.
+
+Plus `Tailer` (read every partition from remembered positions, for read models)
+and `read_at` (one record by position, for fetching a mailbox entry).
+The conformance suite in tests/conformance runs the same tests on both backends.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """How a topic is created: partitions, compaction, largest record."""
+
+    name: str
+    partitions: int
+    max_record_bytes: int
+    compacted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A record to append. `partition=None`: by key hash, or spread if no key."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers = ()
+    partition: int | None = None
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.value or b"")
+            + len(self.key or b"")
+            + sum(len(k) + len(v) for k, v in self.headers)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name`, or None."""
+        found = None
+        for k, v in self.headers:
+            if k == name:
+                found = v
+        return found
+
+    def header_str(self, name: str, default: str = "") -> str:
+        raw = self.header(name)
+        return raw.decode("utf-8", "replace") if raw is not None else default
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an appended record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+BeforeCommitHook = Callable[[], None]
+"""Called after a transaction's records are written and before it commits.
+
+Fault injection for the crash tests (kill -9 between produce and commit); None in
+production."""
+
+
+class GroupConsumer(abc.ABC):
+    """A member of a consumer group: polls its partitions, commits transactionally.
+
+    Contract: every batch returned by `poll` is committed (`commit`) or given up
+    (`rewind`) before the next `poll`, so that reassignment happens between batches.
+    """
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Leave the group; partitions go to the other members at once."""
+
+    @abc.abstractmethod
+    async def poll(
+        self, timeout: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[Record]]:
+        """Records of assigned partitions, in offset order per partition; {} on timeout."""
+
+    @abc.abstractmethod
+    async def commit(
+        self,
+        tp: TopicPartition,
+        next_offset: int,
+        outputs: Sequence[NewRecord] = (),
+        *,
+        before_commit: BeforeCommitHook | None = None,
+    ) -> list[Position]:
+        """Atomically append `outputs` and set the group's offset of `tp` to `next_offset`.
+
+        Raises `Fenced` when this member no longer owns `tp` (nothing is written),
+        `BackendUnavailable` on other failures (nothing is visible; the consumer
+        rewinds `tp` to its committed offset so the records are polled again).
+        """
+
+    @abc.abstractmethod
+    async def rewind(self, tp: TopicPartition) -> None:
+        """Poll `tp` again from its committed offset."""
+
+    @abc.abstractmethod
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member owns now."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Tailer(abc.ABC):
+    """Reads every partition of some topics from given positions, without a group.
+
+    For read models that keep their own positions (the mailbox view): each
+    instance of docbroker builds its view from all partitions.
+    """
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
+        """Committed records after the current positions; [] on timeout."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class DurableLog(abc.ABC):
+    """A backend of the durable log."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect; raises BackendUnavailable when the backend cannot be reached."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create missing topics; refuse existing ones whose limits are too small."""
+
+    @abc.abstractmethod
+    async def append(self, records: Sequence[NewRecord]) -> list[Position]:
+        """Append atomically; returns when durable (Kafka acks=all, SQLite fsync)."""
+
+    @abc.abstractmethod
+    def group_consumer(
+        self, group: str, topics: Sequence[str], *, max_batch_bytes: int | None = None
+    ) -> GroupConsumer: ...
+
+    @abc.abstractmethod
+    def tailer(self, topics: Sequence[str], positions: Mapping[TopicPartition, int]) -> Tailer:
+        """Positions are next offsets to read; partitions not named start at 0."""
+
+    @abc.abstractmethod
+    async def read_at(self, topic: str, partition: int, offset: int) -> Record | None:
+        """The committed record at that position, or None."""
+
+    @abc.abstractmethod
+    async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """Next offset of every partition (last stable offset on Kafka)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend answers now (readiness)."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,121 @@
+"""Problems: what is wrong with an input, as values with stable codes.
+
+A refusal is not an exception in the core: checks return `Problem` values, and
+the edges turn them into HTTP problem+json answers, CLI exit status 1 and
+records in the `rejected` topic. The codes are a contract with agency systems:
+add new ones, never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    """One stable problem code with its title and the HTTP status it maps to."""
+
+    code: str
+    title: str
+    http_status: int
+
+
+def _catalogue(*types: ProblemType) -> Mapping[str, ProblemType]:
+    return {t.code: t for t in types}
+
+
+PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
+    # The bytes are not an XML document we may read.
+    ProblemType("empty-input", "The request carries no document", 400),
+    ProblemType("not-well-formed", "The document is not well-formed XML", 400),
+    ProblemType("dtd-forbidden", "A DOCTYPE or entity declaration is present", 400),
+    ProblemType("too-large", "The input exceeds a configured size limit", 413),
+    # The XML is not an edXML package the broker can route.
+    ProblemType("wrong-namespace", "The root is not an edXML package", 422),
+    ProblemType("missing-field", "A required element is absent or empty", 422),
+    # Transport and API level.
+    ProblemType("unsupported-media-type", "The request body has a content type not accepted", 415),
+    ProblemType("bad-request", "The request is malformed", 400),
+    ProblemType("method-not-allowed", "The method is not allowed on this resource", 405),
+    ProblemType("not-found", "No such resource", 404),
+    ProblemType("backend-unavailable", "The durable log cannot be reached; retry later", 503),
+    ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
+    ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),
+    ProblemType("internal-error", "An unexpected error inside the broker", 500),
+)
+
+
+def problem_type(code: str) -> ProblemType:
+    """The registered type of `code`; unknown codes are a programming error."""
+    try:
+        return PROBLEM_TYPES[code]
+    except KeyError:
+        raise ValueError(f"unregistered problem code: {code!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where in the input a problem sits: line/column and/or an element path."""
+
+    line: int | None = None
+    column: int | None = None
+    path: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.line is not None:
+            parts.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
+        if self.path:
+            parts.append(self.path)
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in (("line", self.line), ("column", self.column), ("path", self.path))
+            if v is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input: a stable code, a message for a person, where."""
+
+    code: str
+    message: str
+    location: Location | None = None
+
+    def __post_init__(self) -> None:
+        problem_type(self.code)  # refuse unregistered codes at construction
+
+    @property
+    def http_status(self) -> int:
+        return problem_type(self.code).http_status
+
+    def __str__(self) -> str:
+        where = f" ({self.location})" if self.location and str(self.location) else ""
+        return f"{self.code}: {self.message}{where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.location is not None:
+            out["location"] = self.location.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Problem:
+        loc = data.get("location")
+        return cls(
+            code=str(data["code"]),
+            message=str(data["message"]),
+            location=Location(**loc) if loc else None,
+        )
+
+
+def http_status_for(problems: Iterable[Problem]) -> int:
+    """The status of the first problem: the one a client should act on first."""
+    for p in problems:
+        return p.http_status
+    return 400

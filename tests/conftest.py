@@ -1,0 +1,123 @@
+"""Shared fixtures: the real Kafka broker (session), backends, unique topic names."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.log.interface import DurableLog
+from tests.kafka_broker import KafkaBroker, start_broker, stop_broker
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real single-node Kafka (KRaft) for the whole session; never a mock."""
+    broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    yield broker
+    stop_broker(broker)
+
+
+@pytest.fixture
+def unique_prefix(request: pytest.FixtureRequest) -> str:
+    """Topic names carry the test's name, so tests never see each other's data."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[-60:].strip("-")
+    return f"t.{name}.{uuid.uuid4().hex[:8]}."
+
+
+LogFactory = Callable[..., Awaitable[DurableLog]]
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def make_log(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[LogFactory]:
+    """Start logs of the parametrised backend; every one is closed at teardown."""
+    opened: list[DurableLog] = []
+
+    async def factory(
+        *,
+        max_record_bytes: int = 1024 * 1024,
+        session_timeout: float = 3.0,
+        path: Path | None = None,
+    ) -> DurableLog:
+        log = new_log(
+            backend,
+            request,
+            tmp_path,
+            max_record_bytes=max_record_bytes,
+            session_timeout=session_timeout,
+            path=path,
+        )
+        await log.start()
+        opened.append(log)
+        return log
+
+    yield factory
+    for log in reversed(opened):
+        await log.close()
+
+
+def new_log(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    *,
+    max_record_bytes: int,
+    session_timeout: float,
+    path: Path | None = None,
+) -> DurableLog:
+    if backend == "kafka":
+        from broker.config import KafkaSettings
+        from broker.log.kafka import KafkaLog
+
+        broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+        settings = KafkaSettings(
+            bootstrap_servers=broker.bootstrap,
+            session_timeout_ms=int(session_timeout * 1000),
+        )
+        return KafkaLog(settings, max_record_bytes=max_record_bytes, instance=uuid.uuid4().hex)
+    from broker.log.embedded import EmbeddedLog
+
+    return EmbeddedLog(path or tmp_path / "log.sqlite", session_timeout=session_timeout)
+
+
+class _SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.slow: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing") and " took " in message:
+            self.slow.append(message)
+
+
+@pytest.fixture
+async def no_blocking_loop() -> AsyncIterator[None]:
+    """Fail the test when a callback blocks the event loop for over 0.25 s
+    (aiokafka consumers stall when the loop is blocked during a rebalance)."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.25
+    handler = _SlowCallbacks()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        loop.set_debug(False)
+    assert not handler.slow, "the event loop was blocked:\n" + "\n".join(handler.slow)
