@@ -1,0 +1,131 @@
+"""What the pipeline does with one inbound record, as a pure function.
+
+check (hardened parse, routing fields) -> route (each recipient's mailbox) ->
+output records and events. A refusal is a value (a `rejected` record and an
+event), never an exception: a poison record never blocks its partition.
+Later steps (full validation, directory, signatures, duplicates) plug in here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from broker.edxml.envelope import RoutingView, read_routing
+from broker.errors import InputRefused
+from broker.events import Event, EventType
+from broker.intake import refusal_records
+from broker.log.interface import NewRecord, Record
+from broker.problems import Problem
+from broker.records import H, make_headers, now_ms, received_at_ms
+from broker.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The records one inbound record turns into, and what happened to it."""
+
+    outcome: str  # routed | rejected | failed
+    records: tuple[NewRecord, ...]
+    deliveries: int = 0
+    codes: tuple[str, ...] = ()  # problem codes of a refusal
+
+
+@dataclass(frozen=True, slots=True)
+class InboundProcessor:
+    """Built once at start; `process` is then a pure function of the record."""
+
+    topics: Topics
+
+    def process(self, record: Record, at_ms: int | None = None) -> Outcome:
+        at = now_ms() if at_ms is None else at_ms
+        try:
+            view = read_routing(record.value or b"")
+        except InputRefused as exc:
+            return self.refuse(record, exc.problems, at, "rejected")
+        except Exception as exc:  # a bug must not wedge the partition
+            log.exception("pipeline step failed", offset=record.offset, partition=record.partition)
+            problem = Problem("internal-error", f"{exc.__class__.__name__}: {exc}")
+            return self.refuse(record, [problem], at, "failed")
+        return self._route(record, view, at)
+
+    def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
+        return [self.process(r) for r in records]
+
+    def refuse(
+        self, record: Record, problems: Sequence[Problem], at: int, outcome: str = "rejected"
+    ) -> Outcome:
+        """Dead-letter the record with its problems (and an event)."""
+        recs = refusal_records(
+            topics=self.topics,
+            data=record.value or b"",
+            problems=problems,
+            stage="pipeline",
+            message_id=record.header_str(H.MESSAGE_ID),
+            trace_id=record.header_str(H.TRACE_ID),
+            received_at_ms=received_at_ms(record),
+            at_ms=at,
+            sender=record.header_str(H.SENDER),
+            document_id=record.header_str(H.DOCUMENT_ID),
+        )
+        return Outcome(outcome, tuple(recs), codes=tuple(p.code for p in problems))
+
+    def _route(self, record: Record, view: RoutingView, at: int) -> Outcome:
+        data = record.value or b""
+        digest = hashlib.sha256(data).hexdigest()
+        message_id = record.header_str(H.MESSAGE_ID)
+        trace_id = record.header_str(H.TRACE_ID)
+        received = received_at_ms(record)
+        common = {
+            "message_id": message_id,
+            "document_id": view.document_id,
+            "sender": view.sender,
+            "trace_id": trace_id,
+            "sha256": digest,
+        }
+        out: list[NewRecord] = [
+            Event(
+                EventType.RECEIVED,
+                at,
+                actor=view.sender,
+                details={"kind": str(view.kind), "size": len(data), "received_at_ms": received},
+                **common,
+            ).to_record(self.topics.events)
+        ]
+        for recipient in view.recipients:
+            out.append(
+                NewRecord(
+                    topic=self.topics.mailbox,
+                    key=recipient.encode("utf-8"),
+                    value=data,
+                    headers=make_headers(
+                        {
+                            H.MESSAGE_ID: message_id,
+                            H.DOCUMENT_ID: view.document_id,
+                            H.SENDER: view.sender,
+                            H.RECIPIENT: recipient,
+                            H.TRACE_ID: trace_id,
+                            H.RECEIVED_AT: received,
+                            H.PRODUCED_AT: at,
+                            H.KIND: str(view.kind),
+                            H.SHA256: digest,
+                        }
+                    ),
+                )
+            )
+            out.append(
+                Event(
+                    EventType.ROUTED,
+                    at,
+                    recipient=recipient,
+                    actor="docbroker",
+                    details={"to": "mailbox"},
+                    **common,
+                ).to_record(self.topics.events)
+            )
+        return Outcome("routed", tuple(out), deliveries=len(view.recipients))
