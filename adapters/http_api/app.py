@@ -1,0 +1,106 @@
+"""The aiohttp application: routes, middleware, and the runtime's lifecycle.
+
+`build_app(runtime)` registers the runtime's start/stop steps as cleanup
+contexts (log -> mailbox view -> pipeline), so aiohttp starts them before it
+serves and stops them in reverse after the last request has finished.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from structlog.contextvars import bound_contextvars
+
+from adapters.http_api import envelopes, mailbox, ops
+from adapters.http_api.keys import RUNTIME
+from adapters.http_api.problems import problem_response, simple_problem
+from broker.errors import DocbrokerError
+from broker.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to every log line, turn errors into problem+json, count."""
+    runtime = request.app[RUNTIME]
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    started = time.monotonic()
+    route = _route_name(request)
+    with bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _HTTP_CODES.get(exc.status, "bad-request")
+            response = simple_problem(
+                code, exc.reason or exc.text or "", status=exc.status, instance=request.path
+            )
+        except DocbrokerError as exc:
+            if exc.http_status >= 500:
+                log.warning("request failed", code=exc.code, error=str(exc))
+            response = problem_response(exc.problems, status=exc.http_status, instance=request.path)
+        except Exception:
+            log.exception("unexpected error", path=request.path)
+            response = simple_problem(
+                "internal-error", "unexpected error; see the broker log", instance=request.path
+            )
+        response.headers["X-Request-Id"] = request_id
+        runtime.metrics.request_done(
+            route, request.method, response.status, time.monotonic() - started
+        )
+        return response
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    settings = runtime.settings
+    app = web.Application(
+        middlewares=[observe],
+        # The body limit is the envelope limit: aiohttp refuses larger bodies itself.
+        client_max_size=int(settings.limits.max_envelope_bytes),
+    )
+    app[RUNTIME] = runtime
+    for step in runtime.lifecycle():
+        app.cleanup_ctx.append(_as_cleanup_ctx(step))
+    app.on_shutdown.append(_release_long_polls)
+    app.router.add_post("/v1/envelopes", envelopes.submit)
+    app.router.add_get("/v1/mailboxes/{agency}/envelopes", mailbox.list_envelopes)
+    app.router.add_get("/v1/mailboxes/{agency}/envelopes/{message_id}", mailbox.fetch_envelope)
+    app.router.add_post("/v1/mailboxes/{agency}/envelopes/{message_id}/ack", mailbox.acknowledge)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/openapi.yaml", ops.openapi)
+    return app
+
+
+def _as_cleanup_ctx(step: Callable[[], object]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with step():  # type: ignore[attr-defined]
+            yield
+
+    ctx.__name__ = getattr(step, "__name__", "step")
+    return ctx
+
+
+async def _release_long_polls(app: web.Application) -> None:
+    app[RUNTIME].view.wake_all()

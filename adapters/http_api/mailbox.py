@@ -1,0 +1,178 @@
+"""Mailbox endpoints: list (with long poll), fetch byte for byte, acknowledge."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from aiohttp import web
+
+from adapters.http_api.envelopes import iso
+from adapters.http_api.keys import RUNTIME
+from adapters.http_api.problems import simple_problem
+from broker.errors import BackendUnavailable, NotFound
+from broker.events import Event, EventType
+from broker.log.interface import NewRecord
+from broker.mailbox import Delivery
+from broker.records import H, make_headers, now_ms
+
+AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+MAX_LIMIT = 1000
+
+
+class BadParameter(Exception):
+    pass
+
+
+def _agency(request: web.Request) -> str:
+    code = request.match_info["agency"]
+    if not AGENCY_CODE.match(code):
+        raise BadParameter(f"not an agency code: {code!r}")
+    return code
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadParameter(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float_param(request: web.Request, name: str, hi: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= hi:
+        raise BadParameter(f"{name} must be between 0 and {hi:g} seconds, got {value:g}")
+    return value
+
+
+def delivery_json(d: Delivery) -> dict[str, object]:
+    return {
+        "cursor": d.seq,
+        "message_id": d.message_id,
+        "document_id": d.document_id,
+        "kind": d.kind,
+        "sender": d.sender,
+        "size": d.size,
+        "sha256": d.sha256,
+        "received_at": iso(d.received_at_ms),
+        "delivered_at": iso(d.delivered_at_ms),
+        "acknowledged_at": iso(d.acked_at_ms) if d.acked_at_ms else None,
+    }
+
+
+async def list_envelopes(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    try:
+        agency = _agency(request)
+        after = _int_param(request, "after", 0, 0, 2**62)
+        limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+        wait = _float_param(request, "wait", runtime.settings.http.max_long_poll)
+        state = request.query.get("state", "pending")
+        if state not in ("pending", "all"):
+            raise BadParameter(f"state must be pending or all, got {state!r}")
+    except BadParameter as exc:
+        return simple_problem("bad-request", str(exc))
+    found = await runtime.view.list(
+        agency, after=after, limit=limit, include_acked=state == "all", wait=wait
+    )
+    return web.json_response(
+        {
+            "agency": agency,
+            "envelopes": [delivery_json(d) for d in found],
+            "next_after": found[-1].seq if found else after,
+        }
+    )
+
+
+async def _delivery(request: web.Request) -> Delivery:
+    runtime = request.app[RUNTIME]
+    agency = _agency(request)
+    message_id = request.match_info["message_id"]
+    found = await runtime.view.get(agency, message_id)
+    if found is None:
+        raise NotFound(f"no envelope {message_id} in the mailbox of {agency}")
+    return found
+
+
+async def fetch_envelope(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    try:
+        d = await _delivery(request)
+    except BadParameter as exc:
+        return simple_problem("bad-request", str(exc))
+    record = await runtime.log.read_at(d.topic, d.partition, d.offset)
+    if record is None or record.value is None:
+        raise BackendUnavailable(
+            f"the record of {d.message_id} ({d.topic}[{d.partition}]@{d.offset}) is not readable"
+        )
+    digest = base64.b64encode(bytes.fromhex(d.sha256)).decode() if d.sha256 else ""
+    headers = {
+        "Docbroker-Message-Id": d.message_id,
+        "Docbroker-Document-Id": d.document_id,
+        "Docbroker-Sender": d.sender,
+        "Docbroker-Kind": d.kind,
+        "ETag": f'"{d.sha256}"',
+    }
+    if digest:
+        headers["Repr-Digest"] = f"sha-256=:{digest}:"
+    return web.Response(body=record.value, content_type="application/xml", headers=headers)
+
+
+async def acknowledge(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    try:
+        d = await _delivery(request)
+    except BadParameter as exc:
+        return simple_problem("bad-request", str(exc))
+    if d.acked_at_ms is None:
+        at = now_ms()
+        ack = NewRecord(
+            topic=runtime.topics.acks,
+            key=d.recipient.encode("utf-8"),
+            value=b"",
+            headers=make_headers(
+                {
+                    H.MESSAGE_ID: d.message_id,
+                    H.DOCUMENT_ID: d.document_id,
+                    H.SENDER: d.sender,
+                    H.RECIPIENT: d.recipient,
+                    H.TRACE_ID: d.trace_id,
+                    H.ACKED_AT: at,
+                    H.PRODUCED_AT: at,
+                }
+            ),
+        )
+        event = Event(
+            EventType.ACKNOWLEDGED,
+            at,
+            d.message_id,
+            d.document_id,
+            d.sender,
+            d.trace_id,
+            recipient=d.recipient,
+            actor=d.recipient,
+            sha256=d.sha256,
+        )
+        positions = await runtime.log.append([ack, event.to_record(runtime.topics.events)])
+        await runtime.view.wait_applied(
+            positions[:1], runtime.settings.http.read_your_writes_timeout
+        )
+        d = await _delivery(request)
+    return web.json_response(
+        {
+            "message_id": d.message_id,
+            "acknowledged_at": iso(d.acked_at_ms) if d.acked_at_ms else None,
+        }
+    )

@@ -1,0 +1,277 @@
+"""The `docbroker` command (also `python -m broker`).
+
+Exit status: 0 success, 1 the input was refused (invalid, not authorised,
+not found), 2 usage or environment error. Errors name a stable problem code.
+`--json` makes every command that prints results print JSON, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from broker import __version__
+from broker.config import Settings, load_settings, render_toml, to_mapping
+from broker.errors import EXIT_OK, DocbrokerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+JSON_KEY = "docbroker.json"
+
+
+class DocbrokerGroup(click.Group):
+    """Turns DocbrokerError into a message with its code and its exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DocbrokerError as exc:
+            if ctx.meta.get(JSON_KEY):
+                click.echo(
+                    json.dumps(
+                        {
+                            "ok": False,
+                            "code": exc.code,
+                            "problems": [p.to_dict() for p in exc.problems],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            for problem in exc.problems:
+                click.echo(f"docbroker: {problem}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def json_option(fn: F) -> F:
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.meta[JSON_KEY] = value
+        return value
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=remember,
+        expose_value=True,
+        is_eager=True,
+        help="print results as JSON",
+    )(fn)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    elif text is not None:
+        click.echo(text)
+
+
+@click.group(cls=DocbrokerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="docbroker")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="DOCBROKER_CONFIG",
+    help="TOML configuration file (env DOCBROKER_CONFIG)",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """docbroker: the edXML document-interchange broker of a province."""
+    ctx.obj = {"config_path": config_path}
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    root = ctx.find_root()
+    cached = root.obj.get("settings")
+    if cached is None:
+        cached = load_settings(root.obj["config_path"])
+        root.obj["settings"] = cached
+    return cached
+
+
+# --------------------------------------------------------------------- daemon
+
+
+@cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the broker until SIGTERM or SIGINT."""
+    from broker.daemon import serve as run
+    from broker.logsetup import configure_logging
+
+    settings = settings_of(ctx)
+    configure_logging(settings.logging)
+    ctx.exit(asyncio.run(run(settings)))
+
+
+# --------------------------------------------------------------------- config
+
+
+@cli.group()
+def config() -> None:
+    """Check or print the configuration."""
+
+
+@config.command("check")
+@json_option
+@click.pass_context
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Load the configuration and report the first wrong key or value."""
+    settings = settings_of(ctx)
+    emit(
+        {"ok": True, "backend": settings.backend.type},
+        as_json,
+        f"configuration valid (backend: {settings.backend.type})",
+    )
+
+
+@config.command("show")
+@click.option("--defaults", is_flag=True, help="the built-in defaults, ignoring file and env")
+@json_option
+@click.pass_context
+def config_show(ctx: click.Context, defaults: bool, as_json: bool) -> None:
+    """Print the effective configuration as annotated TOML (or JSON)."""
+    settings = Settings() if defaults else settings_of(ctx)
+    emit(to_mapping(settings), as_json, None if as_json else render_toml(settings))
+
+
+# --------------------------------------------------------------------- client
+
+
+def client_of(ctx: click.Context, url: str | None) -> Any:
+    from broker.client import DocbrokerClient
+
+    if url is None:
+        http = settings_of(ctx).http
+        host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host  # noqa: S104
+        url = f"http://{host}:{http.port}"
+    return DocbrokerClient(url)
+
+
+url_option = click.option(
+    "--url",
+    envvar="DOCBROKER_URL",
+    help="docbroker's base URL (env DOCBROKER_URL; default from config)",
+)
+agency_option = click.option("--agency", required=True, help="the agency code of the mailbox")
+
+
+@cli.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@url_option
+@json_option
+@click.pass_context
+def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: bool) -> None:
+    """Submit edXML files; print each message id."""
+    from broker.client import ApiProblem
+
+    client = client_of(ctx, url)
+    results: list[dict[str, Any]] = []
+    worst = EXIT_OK
+    for path in files:
+        try:
+            answer = client.submit(path.read_bytes())
+            results.append({"file": str(path), "ok": True, **answer})
+            if not as_json:
+                click.echo(
+                    f"{path}: accepted as {answer['message_id']} "
+                    f"(to {', '.join(answer['recipients'])})"
+                )
+        except ApiProblem as exc:
+            worst = max(worst, exc.exit_code)
+            results.append(
+                {
+                    "file": str(path),
+                    "ok": False,
+                    "code": exc.code,
+                    "problems": [p.to_dict() for p in exc.problems],
+                }
+            )
+            if not as_json:
+                for p in exc.problems:
+                    click.echo(f"{path}: refused: {p}", err=True)
+    emit(results, as_json)
+    ctx.exit(worst)
+
+
+@cli.command()
+@agency_option
+@click.option("--after", type=int, default=0, help="cursor: list entries after this one")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 600),
+    default=0.0,
+    help="long poll: wait up to this many seconds for an entry",
+)
+@click.option("--all", "include_acked", is_flag=True, help="include acknowledged entries")
+@url_option
+@json_option
+@click.pass_context
+def inbox(
+    ctx: click.Context,
+    agency: str,
+    after: int,
+    limit: int,
+    wait: float,
+    include_acked: bool,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """List an agency's mailbox."""
+    answer = client_of(ctx, url).inbox(
+        agency, after=after, limit=limit, wait=wait, include_acked=include_acked
+    )
+    lines = [
+        f"{e['message_id']}  {e['kind']:8}  from {e['sender']}  {e['document_id']}"
+        + ("  (acknowledged)" if e["acknowledged_at"] else "")
+        for e in answer["envelopes"]
+    ]
+    emit(answer, as_json, "\n".join(lines) if lines else f"mailbox of {agency} is empty")
+
+
+@cli.command()
+@agency_option
+@click.argument("message_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the envelope to this file (default: standard output)",
+)
+@url_option
+@click.pass_context
+def fetch(
+    ctx: click.Context, agency: str, message_id: str, output: Path | None, url: str | None
+) -> None:
+    """Fetch one envelope from a mailbox, byte for byte."""
+    resp = client_of(ctx, url).fetch(agency, message_id)
+    if output is None:
+        sys.stdout.buffer.write(resp.body)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(resp.body)
+        click.echo(f"{output}: {len(resp.body)} bytes", err=True)
+
+
+@cli.command()
+@agency_option
+@click.argument("message_id")
+@url_option
+@json_option
+@click.pass_context
+def ack(ctx: click.Context, agency: str, message_id: str, url: str | None, as_json: bool) -> None:
+    """Acknowledge an envelope in a mailbox."""
+    answer = client_of(ctx, url).ack(agency, message_id)
+    emit(answer, as_json, f"{message_id}: acknowledged at {answer['acknowledged_at']}")
+
+
+def main() -> None:
+    cli(prog_name="docbroker")

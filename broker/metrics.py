@@ -1,0 +1,160 @@
+"""Metrics behind a small interface; Prometheus stays inside this module.
+
+Components call hooks named after what happened (`envelope_accepted`,
+`pipeline_batch_done`, ...). The registry is passed in, so tests and several
+daemons in one process never share counters. Durations are in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from broker import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+disable_created_metrics()  # *_created series double the output and nobody reads them
+# Submit-to-mailbox latency and HTTP durations: the 100 ms bar sits mid-range.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """Every metric docbroker exports, registered in the given registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self._build = Gauge(
+            "docbroker_build_info",
+            "Version and backend of this process",
+            ["version", "backend", "instance"],
+            registry=r,
+        )
+        self._ready = Gauge("docbroker_ready", "1 when /readyz passes", registry=r)
+        self._http = Counter(
+            "docbroker_http_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self._http_seconds = Histogram(
+            "docbroker_http_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._accepted = Counter(
+            "docbroker_envelopes_accepted_total",
+            "Envelopes durably appended to inbound",
+            registry=r,
+        )
+        self._accepted_bytes = Counter(
+            "docbroker_envelopes_accepted_bytes_total",
+            "Bytes of envelopes appended to inbound",
+            registry=r,
+        )
+        self._refused = Counter(
+            "docbroker_envelopes_refused_total",
+            "Envelopes refused, by stage and problem code",
+            ["stage", "code"],
+            registry=r,
+        )
+        self._records = Counter(
+            "docbroker_pipeline_records_total",
+            "Inbound records handled by the pipeline, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self._batch_seconds = Histogram(
+            "docbroker_pipeline_batch_duration_seconds",
+            "Time to check, route and commit one batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._commit_failures = Counter(
+            "docbroker_pipeline_commit_failures_total",
+            "Pipeline transactions that did not commit",
+            ["reason"],
+            registry=r,
+        )
+        self._deliveries = Counter(
+            "docbroker_mailbox_deliveries_total", "Envelopes put into agency mailboxes", registry=r
+        )
+        self._latency = Histogram(
+            "docbroker_submit_to_mailbox_seconds",
+            "From the durable accept to the committed mailbox record",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._append_seconds = Histogram(
+            "docbroker_log_append_duration_seconds",
+            "Durable append of a submission",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._acks = Counter(
+            "docbroker_mailbox_acks_total", "Acknowledgements recorded by recipients", registry=r
+        )
+        self._pending = Gauge(
+            "docbroker_mailbox_pending", "Envelopes in mailboxes not yet acknowledged", registry=r
+        )
+        self._view_lag = Gauge(
+            "docbroker_mailbox_view_lag_records",
+            "Records the mailbox view has not applied yet",
+            registry=r,
+        )
+
+    # -- process
+    def started(self, *, backend: str, instance: str) -> None:
+        self._build.labels(__version__, backend, instance).set(1)
+
+    def readiness(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    # -- HTTP
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._http.labels(route, method, str(status)).inc()
+        self._http_seconds.labels(route).observe(seconds)
+
+    # -- accept
+    def envelope_accepted(self, size: int, append_seconds: float) -> None:
+        self._accepted.inc()
+        self._accepted_bytes.inc(size)
+        self._append_seconds.observe(append_seconds)
+
+    def envelope_refused(self, stage: str, code: str) -> None:
+        self._refused.labels(stage, code).inc()
+
+    # -- pipeline
+    def pipeline_batch_done(self, seconds: float, outcomes: Mapping[str, int]) -> None:
+        self._batch_seconds.observe(seconds)
+        for outcome, n in outcomes.items():
+            self._records.labels(outcome).inc(n)
+
+    def pipeline_commit_failed(self, reason: str) -> None:
+        self._commit_failures.labels(reason).inc()
+
+    def delivered(self, latency_seconds: float) -> None:
+        self._deliveries.inc()
+        self._latency.observe(max(0.0, latency_seconds))
+
+    # -- mailbox view
+    def acknowledged(self) -> None:
+        self._acks.inc()
+
+    def mailbox_state(self, pending: int, lag: int) -> None:
+        self._pending.set(pending)
+        self._view_lag.set(lag)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Data package: the edXML XSDs and the OpenAPI document (installed as broker.schemas)."""

@@ -1,0 +1,166 @@
+"""The walking skeleton over HTTP, in process: submit -> mailbox -> fetch -> ack."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from adapters.http_api import RUNTIME
+from tests.edxml_samples import document, status
+
+XML = {"Content-Type": "application/xml"}
+
+
+async def wait_for_mailbox(api: TestClient, agency: str, count: int = 1) -> list[dict]:
+    """Long-poll until `count` entries are listed."""
+    entries: list[dict] = []
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        resp = await api.get(f"/v1/mailboxes/{agency}/envelopes", params={"wait": "1"})
+        assert resp.status == 200
+        entries = (await resp.json())["envelopes"]
+        if len(entries) >= count:
+            return entries
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{agency}: {len(entries)} entries, wanted {count}")
+
+
+pytestmark = pytest.mark.usefixtures("no_blocking_loop")
+
+
+class TestSubmitAndDeliver:
+    async def test_envelope_reaches_every_recipient_byte_for_byte(self, api: TestClient) -> None:
+        data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
+        resp = await api.post("/v1/envelopes", data=data, headers=XML)
+        assert resp.status == 202, await resp.text()
+        accepted = await resp.json()
+        assert accepted["recipients"] == ["000.00.01.H35", "000.00.02.H35"]
+        assert resp.headers["Location"] == f"/v1/envelopes/{accepted['message_id']}"
+        for agency in accepted["recipients"]:
+            (entry,) = await wait_for_mailbox(api, agency)
+            assert entry["message_id"] == accepted["message_id"]
+            assert entry["sha256"] == accepted["sha256"]
+            got = await api.get(f"/v1/mailboxes/{agency}/envelopes/{entry['message_id']}")
+            assert got.status == 200
+            assert await got.read() == data
+            assert got.headers["Docbroker-Document-Id"] == accepted["document_id"]
+            assert got.headers["Repr-Digest"].startswith("sha-256=:")
+
+    async def test_status_package_goes_to_the_answered_agency(self, api: TestClient) -> None:
+        resp = await api.post("/v1/envelopes", data=status(answers="000.00.00.H35"), headers=XML)
+        assert resp.status == 202
+        (entry,) = await wait_for_mailbox(api, "000.00.00.H35")
+        assert entry["kind"] == "status"
+
+    async def test_acknowledge_is_idempotent_and_empties_the_pending_list(
+        self, api: TestClient
+    ) -> None:
+        await api.post("/v1/envelopes", data=document(recipients=("X.1",)), headers=XML)
+        (entry,) = await wait_for_mailbox(api, "X.1")
+        url = f"/v1/mailboxes/X.1/envelopes/{entry['message_id']}/ack"
+        first = await (await api.post(url)).json()
+        second = await (await api.post(url)).json()
+        assert first["acknowledged_at"] and first == second
+        pending = await (await api.get("/v1/mailboxes/X.1/envelopes")).json()
+        assert pending["envelopes"] == []
+        everything = await (await api.get("/v1/mailboxes/X.1/envelopes?state=all")).json()
+        assert everything["envelopes"][0]["acknowledged_at"] == first["acknowledged_at"]
+
+    async def test_long_poll_returns_when_an_envelope_arrives(self, api: TestClient) -> None:
+        poll = asyncio.create_task(api.get("/v1/mailboxes/LP.1/envelopes", params={"wait": "20"}))
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        await api.post("/v1/envelopes", data=document(recipients=("LP.1",)), headers=XML)
+        resp = await asyncio.wait_for(poll, 15)
+        assert len((await resp.json())["envelopes"]) == 1
+
+    async def test_cursor_pages_through_the_mailbox(self, api: TestClient) -> None:
+        for i in range(5):
+            data = document(recipients=("PG.1",), document_id=f"D,{i}")
+            assert (await api.post("/v1/envelopes", data=data, headers=XML)).status == 202
+        await wait_for_mailbox(api, "PG.1", 5)
+        page1 = await (await api.get("/v1/mailboxes/PG.1/envelopes?limit=2")).json()
+        page2 = await (
+            await api.get(f"/v1/mailboxes/PG.1/envelopes?limit=10&after={page1['next_after']}")
+        ).json()
+        ids = [e["document_id"] for e in page1["envelopes"] + page2["envelopes"]]
+        assert sorted(ids) == [f"D,{i}" for i in range(5)]
+
+
+class TestRefusals:
+    async def test_not_well_formed_gets_a_located_problem_and_the_daemon_carries_on(
+        self, api: TestClient
+    ) -> None:
+        resp = await api.post("/v1/envelopes", data=b"<edXML>\n<broken", headers=XML)
+        assert resp.status == 400
+        assert resp.content_type == "application/problem+json"
+        body = await resp.json()
+        assert body["code"] == "not-well-formed"
+        assert body["problems"][0]["location"]["line"] == 2
+        assert (await api.post("/v1/envelopes", data=document(), headers=XML)).status == 202
+
+    async def test_refusal_is_kept_in_the_rejected_topic(self, api: TestClient) -> None:
+        runtime = api.server.app[RUNTIME]
+        resp = await api.post("/v1/envelopes", data=b"<!DOCTYPE x><x/>", headers=XML)
+        assert (await resp.json())["code"] == "dtd-forbidden"
+        message_id = resp.headers["Docbroker-Message-Id"]
+        async with runtime.log.tailer([runtime.topics.rejected], {}) as tailer:
+            found = []
+            for _ in range(20):
+                found += await tailer.poll(0.5, 10)
+                if found:
+                    break
+        assert [r.header_str("message-id") for r in found] == [message_id]
+        assert found[0].value == b"<!DOCTYPE x><x/>"
+
+    async def test_missing_recipient_is_unprocessable(self, api: TestClient) -> None:
+        resp = await api.post("/v1/envelopes", data=document(recipients=()), headers=XML)
+        assert resp.status == 422
+        assert (await resp.json())["code"] == "missing-field"
+
+    async def test_too_large(self, api: TestClient) -> None:
+        resp = await api.post("/v1/envelopes", data=document(padding=70 * 1024), headers=XML)
+        assert resp.status == 413
+        assert (await resp.json())["code"] == "too-large"
+
+    async def test_wrong_media_type(self, api: TestClient) -> None:
+        resp = await api.post(
+            "/v1/envelopes", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 415
+        assert (await resp.json())["code"] == "unsupported-media-type"
+
+    async def test_unknown_message_and_bad_parameters(self, api: TestClient) -> None:
+        missing = await api.get("/v1/mailboxes/A.1/envelopes/nope")
+        assert missing.status == 404 and (await missing.json())["code"] == "not-found"
+        bad = await api.get("/v1/mailboxes/A.1/envelopes?limit=0")
+        assert bad.status == 400 and (await bad.json())["code"] == "bad-request"
+        bad_code = await api.get("/v1/mailboxes/%20x/envelopes")
+        assert bad_code.status == 400
+        route = await api.get("/v1/nowhere")
+        assert route.status == 404 and route.content_type == "application/problem+json"
+        method = await api.delete("/v1/envelopes")
+        assert method.status == 405 and (await method.json())["code"] == "method-not-allowed"
+
+
+class TestOperations:
+    async def test_health_readiness_metrics_openapi(self, api: TestClient) -> None:
+        assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
+        ready = await api.get("/readyz")
+        assert ready.status == 200
+        assert (await ready.json())["checks"] == {
+            "log": "ok",
+            "mailbox_view": "ok",
+            "pipeline": "ok",
+        }
+        await api.post("/v1/envelopes", data=document(), headers=XML)
+        metrics = await (await api.get("/metrics")).text()
+        assert "docbroker_envelopes_accepted_total 1.0" in metrics
+        assert (
+            'docbroker_http_requests_total{method="POST",route="/v1/envelopes",status="202"}'
+            in metrics
+        )
+        spec = await api.get("/openapi.yaml")
+        assert spec.status == 200 and b"openapi: 3.1.0" in await spec.read()

@@ -1,0 +1,40 @@
+"""The runtime's parts start in dependency order and stop in reverse (STYLE 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.http_api import build_app
+from broker.config import load_settings
+from broker.errors import BackendUnavailable
+from broker.runtime import Runtime
+
+
+async def test_start_and_stop_order(tmp_path: Path) -> None:
+    settings = load_settings(None, {"DOCBROKER_DATA_DIR": str(tmp_path)})
+    runtime = Runtime.build(settings)
+    client = TestClient(TestServer(build_app(runtime)))
+    await client.start_server()
+    assert runtime.events == ["log started", "mailbox view started", "pipeline started"]
+    assert runtime.pipeline.running and runtime.view.ready
+    await client.close()
+    assert runtime.events[3:] == ["pipeline stopped", "mailbox view stopped", "log closed"]
+    assert not runtime.pipeline.running
+
+
+async def test_a_backend_that_cannot_start_stops_nothing_else(tmp_path: Path) -> None:
+    """If the log cannot open, no later part starts and the error says why."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    settings = load_settings(None, {"DOCBROKER_DATA_DIR": str(blocker / "sub")})
+    runtime = Runtime.build(settings)
+    server = TestServer(build_app(runtime))
+    try:
+        with pytest.raises(BackendUnavailable, match="sub"):
+            await server.start_server()
+    finally:
+        await server.close()
+    assert runtime.events == []

@@ -1,0 +1,175 @@
+"""End to end: a real `docbroker serve` process on each backend, driven over HTTP
+and through the CLI as an agency system and an administrator would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from broker.client import ApiProblem
+from broker.config import load_settings
+from broker.log import open_log
+from broker.topics import Topics
+from tests.e2e.conftest import DaemonFactory
+from tests.e2e.daemon import Daemon
+from tests.edxml_samples import document
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_entries(daemon: Daemon, agency: str, count: int, timeout: float = 30) -> list[dict]:
+    client = daemon.client()
+    deadline = time.monotonic() + timeout
+    entries: list[dict] = []
+    after = 0
+    while time.monotonic() < deadline:
+        page = client.inbox(agency, wait=1, limit=1000, after=after)
+        entries += page["envelopes"]
+        after = page["next_after"]
+        if len(entries) >= count:
+            return entries
+        if not page["envelopes"]:
+            time.sleep(0.05)
+    raise AssertionError(f"{agency}: {len(entries)} of {count} entries\n{daemon.logs()[-3000:]}")
+
+
+class TestOneEnvelopeEndToEnd:
+    def test_send_list_fetch_ack(self, daemons: DaemonFactory) -> None:
+        """An agency submits; each recipient lists, fetches byte for byte, acknowledges."""
+        daemon = daemons()
+        client = daemon.client()
+        data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
+        accepted = client.submit(data)
+        for agency in ("000.00.01.H35", "000.00.02.H35"):
+            (entry,) = wait_for_entries(daemon, agency, 1)
+            assert entry["message_id"] == accepted["message_id"]
+            assert client.fetch(agency, entry["message_id"]).body == data
+            assert client.ack(agency, entry["message_id"])["acknowledged_at"]
+            assert client.inbox(agency)["envelopes"] == []
+
+    def test_not_well_formed_is_refused_and_the_daemon_carries_on(
+        self, daemons: DaemonFactory
+    ) -> None:
+        daemon = daemons()
+        client = daemon.client()
+        with pytest.raises(ApiProblem) as info:
+            client.submit(b"1212<?xml version='1.0'?><edXML/>")
+        assert info.value.status == 400 and info.value.code == "not-well-formed"
+        assert info.value.problems[0].location.line == 1  # type: ignore[union-attr]
+        client.submit(document(recipients=("C.1",)))
+        wait_for_entries(daemon, "C.1", 1)
+
+
+class TestCommandLine:
+    def run(
+        self, daemon: Daemon, *args: str, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
+        env["DOCBROKER_URL"] = daemon.url
+        return subprocess.run(
+            [sys.executable, "-m", "broker", *args],
+            env=env,
+            capture_output=True,
+            input=stdin,
+            timeout=60,
+        )
+
+    def test_reference_client_commands(self, daemons: DaemonFactory, tmp_path: Path) -> None:
+        """`docbroker send | inbox | fetch | ack` with their exit statuses."""
+        daemon = daemons()
+        good, bad = tmp_path / "good.edxml", tmp_path / "bad.edxml"
+        good.write_bytes(document(recipients=("D.1",)))
+        bad.write_bytes(b"<edXML")
+        sent = self.run(daemon, "send", str(good))
+        assert sent.returncode == 0, sent.stderr
+        refused = self.run(daemon, "send", str(bad))
+        assert refused.returncode == 1
+        assert b"not-well-formed" in refused.stderr
+        wait_for_entries(daemon, "D.1", 1)
+        listed = self.run(daemon, "inbox", "--agency", "D.1", "--json")
+        (entry,) = json.loads(listed.stdout)["envelopes"]
+        fetched = self.run(daemon, "fetch", "--agency", "D.1", entry["message_id"])
+        assert fetched.returncode == 0 and fetched.stdout == good.read_bytes()
+        assert self.run(daemon, "ack", "--agency", "D.1", entry["message_id"]).returncode == 0
+        missing = self.run(daemon, "fetch", "--agency", "D.1", "no-such-id")
+        assert missing.returncode == 1 and b"not-found" in missing.stderr
+        usage = self.run(daemon, "fetch", "--agency", "D.1")
+        assert usage.returncode == 2
+
+
+class TestGracefulShutdown:
+    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_accepted_envelopes_survive_a_stop_under_load(
+        self, daemons: DaemonFactory, daemon_env: dict[str, str], sig: int
+    ) -> None:
+        """Stop the daemon while agencies submit: it exits 0, and after a restart
+        every envelope that got 202 is in its mailbox exactly once."""
+        daemon = daemons()
+        accepted: list[str] = []
+        stop = threading.Event()
+
+        def submit_until_stopped(worker: int) -> None:
+            client = daemon.client()
+            i = 0
+            while not stop.is_set():
+                data = document(recipients=("S.1",), document_id=f"D,{worker},{i}")
+                try:
+                    accepted.append(client.submit(data)["message_id"])
+                except Exception:  # the listener went away: expected during shutdown
+                    return
+                i += 1
+
+        threads = [threading.Thread(target=submit_until_stopped, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        status = daemon.stop(sig)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert status == 0, daemon.logs()[-3000:]
+        assert len(accepted) > 20
+        restarted = daemons()
+        entries = wait_for_entries(restarted, "S.1", len(accepted), timeout=60)
+        assert sorted(e["message_id"] for e in entries) == sorted(accepted)
+        stopped_order = [e for e in daemon.log_events() if e.get("event") == "docbroker stopped"]
+        assert stopped_order[0]["order"][-3:] == [
+            "pipeline stopped",
+            "mailbox view stopped",
+            "log closed",
+        ]
+        assert count_mailbox_records(daemon_env) == {m: 1 for m in accepted}
+
+
+def count_mailbox_records(env: dict[str, str]) -> dict[str, int]:
+    """Read the mailbox topic itself (not the deduplicating view): copies per message id."""
+    settings = load_settings(None, env)
+
+    async def count() -> dict[str, int]:
+        topics = Topics.with_prefix(settings.backend.topic_prefix)
+        log = open_log(settings)
+        await log.start()
+        counts: dict[str, int] = {}
+        try:
+            async with log.tailer([topics.mailbox], {}) as tailer:
+                empty_polls = 0
+                while empty_polls < 3:  # everything is committed: read until quiet
+                    records = await tailer.poll(0.5, 1000)
+                    empty_polls = 0 if records else empty_polls + 1
+                    for r in records:
+                        mid = r.header_str("message-id")
+                        counts[mid] = counts.get(mid, 0) + 1
+        finally:
+            await log.close()
+        return counts
+
+    return asyncio.run(count())
