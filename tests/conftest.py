@@ -41,8 +41,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def kafka_bootstrap(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The suite's Kafka for the `kafka` parameter, started here, outside any event loop."""
+    if backend != "kafka":
+        return None
+    broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+    return broker.bootstrap
+
+
+@pytest.fixture
 async def make_log(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, kafka_bootstrap: str | None
 ) -> AsyncIterator[LogFactory]:
     """Start logs of the parametrised backend; every one is closed at teardown."""
     opened: list[DurableLog] = []
@@ -55,7 +64,7 @@ async def make_log(
     ) -> DurableLog:
         log = new_log(
             backend,
-            request,
+            kafka_bootstrap,
             tmp_path,
             max_record_bytes=max_record_bytes,
             session_timeout=session_timeout,
@@ -72,7 +81,7 @@ async def make_log(
 
 def new_log(
     backend: str,
-    request: pytest.FixtureRequest,
+    kafka_bootstrap: str | None,
     tmp_path: Path,
     *,
     max_record_bytes: int,
@@ -83,9 +92,9 @@ def new_log(
         from broker.config import KafkaSettings
         from broker.log.kafka import KafkaLog
 
-        broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+        assert kafka_bootstrap is not None
         settings = KafkaSettings(
-            bootstrap_servers=broker.bootstrap,
+            bootstrap_servers=kafka_bootstrap,
             session_timeout_ms=int(session_timeout * 1000),
         )
         return KafkaLog(settings, max_record_bytes=max_record_bytes, instance=uuid.uuid4().hex)
@@ -121,3 +130,20 @@ async def no_blocking_loop() -> AsyncIterator[None]:
         logger.removeHandler(handler)
         loop.set_debug(False)
     assert not handler.slow, "the event loop was blocked:\n" + "\n".join(handler.slow)
+
+
+def backend_env(
+    backend: str, data_dir: Path, prefix: str, kafka_bootstrap: str | None
+) -> dict[str, str]:
+    """DOCBROKER_* settings for a daemon or runtime on the parametrised backend."""
+    env = {
+        "DOCBROKER_DATA_DIR": str(data_dir),
+        "DOCBROKER_BACKEND_TYPE": backend,
+        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+        "DOCBROKER_BACKEND_PARTITIONS": "3",
+        "DOCBROKER_BACKEND_EMBEDDED_SESSION_TIMEOUT": "3",
+    }
+    if kafka_bootstrap is not None:
+        env["DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+        env["DOCBROKER_BACKEND_KAFKA_SESSION_TIMEOUT_MS"] = "6000"
+    return env

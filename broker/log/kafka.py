@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,25 @@ log = structlog.get_logger(__name__)
 # Room for the record batch framing around the largest record.
 BATCH_OVERHEAD = 128 * 1024
 TOPIC_ALREADY_EXISTS = 36
+
+
+class _FencedFutureFilter(logging.Filter):
+    """Drop asyncio's "exception was never retrieved" for ProducerFenced.
+
+    When a producer is fenced, aiokafka's transaction manager leaves internal
+    futures holding ProducerFenced that nobody awaits; docbroker has already
+    handled the fencing (Fenced), so the garbage-collection report is noise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ProducerFenced)
+
+
+def _install_fenced_future_filter() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _FencedFutureFilter) for f in logger.filters):
+        logger.addFilter(_FencedFutureFilter())
 
 
 def _tp(k: KafkaTP) -> TopicPartition:
@@ -168,6 +188,7 @@ class KafkaLog(DurableLog):
     # -- lifecycle
 
     async def start(self) -> None:
+        _install_fenced_future_filter()
         try:
             self._admin = AIOKafkaAdminClient(**self.common())
             await self._admin.start()

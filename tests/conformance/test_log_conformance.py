@@ -251,7 +251,7 @@ class TestAtomicConsumeProduce:
         make_log: LogFactory,
         unique_prefix: str,
         tmp_path: Path,
-        request: pytest.FixtureRequest,
+        kafka_bootstrap: str | None,
     ) -> None:
         """A member killed (-9) after writing its outputs but before committing:
         no output is visible, and the next member reads the input again."""
@@ -266,8 +266,8 @@ class TestAtomicConsumeProduce:
             "dst": dst,
             "path": str(tmp_path / "log.sqlite"),
         }
-        if backend == "kafka":
-            args["bootstrap"] = request.getfixturevalue("kafka_broker").bootstrap
+        if kafka_bootstrap is not None:
+            args["bootstrap"] = kafka_bootstrap
         proc = subprocess.Popen(
             [sys.executable, str(CRASH_MEMBER), json.dumps(args)],
             stdout=subprocess.PIPE,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import backend_env
 from tests.e2e.daemon import Daemon
 
 DaemonFactory = Callable[..., Daemon]
@@ -14,21 +15,9 @@ DaemonFactory = Callable[..., Daemon]
 
 @pytest.fixture
 def daemon_env(
-    backend: str, tmp_path: Path, unique_prefix: str, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, unique_prefix: str, kafka_bootstrap: str | None
 ) -> dict[str, str]:
-    env = {
-        "DOCBROKER_DATA_DIR": str(tmp_path / "data"),
-        "DOCBROKER_BACKEND_TYPE": backend,
-        "DOCBROKER_BACKEND_TOPIC_PREFIX": unique_prefix,
-        "DOCBROKER_BACKEND_PARTITIONS": "3",
-        "DOCBROKER_BACKEND_EMBEDDED_SESSION_TIMEOUT": "3",
-    }
-    if backend == "kafka":
-        env["DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue(
-            "kafka_broker"
-        ).bootstrap
-        env["DOCBROKER_BACKEND_KAFKA_SESSION_TIMEOUT_MS"] = "6000"
-    return env
+    return backend_env(backend, tmp_path / "data", unique_prefix, kafka_bootstrap)
 
 
 @pytest.fixture
