@@ -13,11 +13,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.errors import EXIT_REFUSED, EXIT_USAGE, DocbrokerError
+from broker.errors import EXIT_REFUSED, EXIT_USAGE, DocbrokerError, ProblemsError
 from broker.problems import PROBLEM_TYPES, Problem
 
 
-class ApiProblem(DocbrokerError):
+class ApiProblem(ProblemsError):
     """The server refused or failed a request."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
@@ -26,21 +26,14 @@ class ApiProblem(DocbrokerError):
         raw = body.get("problems") or [
             {"code": body.get("code", "internal-error"), "message": body.get("detail", "")}
         ]
-        self._problems = tuple(
-            Problem.from_dict(p)
-            if p.get("code") in PROBLEM_TYPES
-            else Problem("internal-error", f"{p.get('code')}: {p.get('message')}")
-            for p in raw
+        super().__init__(
+            [
+                Problem.from_dict(p)
+                if p.get("code") in PROBLEM_TYPES
+                else Problem("internal-error", f"{p.get('code')}: {p.get('message')}")
+                for p in raw
+            ]
         )
-        super().__init__("; ".join(str(p) for p in self._problems))
-
-    @property
-    def problems(self) -> tuple[Problem, ...]:
-        return self._problems
-
-    @property
-    def code(self) -> str:  # type: ignore[override]
-        return self._problems[0].code
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]

@@ -32,14 +32,12 @@ class DocbrokerError(Exception):
         return (Problem(self.code, str(self)),)
 
 
-class InputRefused(DocbrokerError):
-    """The input breaks one or more rules; carries the problems found."""
-
-    exit_code = EXIT_REFUSED
+class ProblemsError(DocbrokerError):
+    """An error that carries one or more problems; the first one names it."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         if not problems:
-            raise ValueError("InputRefused needs at least one problem")
+            raise ValueError(f"{type(self).__name__} needs at least one problem")
         self._problems = tuple(problems)
         super().__init__("; ".join(str(p) for p in self._problems))
 
@@ -56,10 +54,24 @@ class InputRefused(DocbrokerError):
         return self._problems[0].http_status
 
 
+class InputRefused(ProblemsError):
+    """The input breaks one or more rules; carries the problems found."""
+
+    exit_code = EXIT_REFUSED
+
+
 class ConfigError(DocbrokerError):
     """The configuration file or environment holds a wrong key or value."""
 
     code = "config-invalid"
+
+
+class BadRequest(DocbrokerError):
+    """A request parameter is malformed or out of range."""
+
+    code = "bad-request"
+    http_status = 400
+    exit_code = EXIT_USAGE
 
 
 class NotFound(DocbrokerError):

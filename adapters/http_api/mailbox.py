@@ -9,8 +9,7 @@ from aiohttp import web
 
 from adapters.http_api.envelopes import iso
 from adapters.http_api.keys import RUNTIME
-from adapters.http_api.problems import simple_problem
-from broker.errors import BackendUnavailable, NotFound
+from broker.errors import BackendUnavailable, BadRequest, NotFound
 from broker.events import Event, EventType
 from broker.log.interface import NewRecord
 from broker.mailbox import Delivery
@@ -20,14 +19,10 @@ AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 MAX_LIMIT = 1000
 
 
-class BadParameter(Exception):
-    pass
-
-
 def _agency(request: web.Request) -> str:
     code = request.match_info["agency"]
     if not AGENCY_CODE.match(code):
-        raise BadParameter(f"not an agency code: {code!r}")
+        raise BadRequest(f"not an agency code: {code!r}")
     return code
 
 
@@ -38,9 +33,9 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     try:
         value = int(raw)
     except ValueError:
-        raise BadParameter(f"{name} must be an integer, got {raw!r}") from None
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
     if not lo <= value <= hi:
-        raise BadParameter(f"{name} must be between {lo} and {hi}, got {value}")
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
     return value
 
 
@@ -51,9 +46,9 @@ def _float_param(request: web.Request, name: str, hi: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadParameter(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise BadRequest(f"{name} must be a number of seconds, got {raw!r}") from None
     if not 0 <= value <= hi:
-        raise BadParameter(f"{name} must be between 0 and {hi:g} seconds, got {value:g}")
+        raise BadRequest(f"{name} must be between 0 and {hi:g} seconds, got {value:g}")
     return value
 
 
@@ -74,16 +69,13 @@ def delivery_json(d: Delivery) -> dict[str, object]:
 
 async def list_envelopes(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    try:
-        agency = _agency(request)
-        after = _int_param(request, "after", 0, 0, 2**62)
-        limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
-        wait = _float_param(request, "wait", runtime.settings.http.max_long_poll)
-        state = request.query.get("state", "pending")
-        if state not in ("pending", "all"):
-            raise BadParameter(f"state must be pending or all, got {state!r}")
-    except BadParameter as exc:
-        return simple_problem("bad-request", str(exc))
+    agency = _agency(request)
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+    wait = _float_param(request, "wait", runtime.settings.http.max_long_poll)
+    state = request.query.get("state", "pending")
+    if state not in ("pending", "all"):
+        raise BadRequest(f"state must be pending or all, got {state!r}")
     found = await runtime.view.list(
         agency, after=after, limit=limit, include_acked=state == "all", wait=wait
     )
@@ -108,10 +100,7 @@ async def _delivery(request: web.Request) -> Delivery:
 
 async def fetch_envelope(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    try:
-        d = await _delivery(request)
-    except BadParameter as exc:
-        return simple_problem("bad-request", str(exc))
+    d = await _delivery(request)
     record = await runtime.log.read_at(d.topic, d.partition, d.offset)
     if record is None or record.value is None:
         raise BackendUnavailable(
@@ -132,10 +121,7 @@ async def fetch_envelope(request: web.Request) -> web.StreamResponse:
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    try:
-        d = await _delivery(request)
-    except BadParameter as exc:
-        return simple_problem("bad-request", str(exc))
+    d = await _delivery(request)
     if d.acked_at_ms is None:
         at = now_ms()
         ack = NewRecord(

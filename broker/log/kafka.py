@@ -105,6 +105,17 @@ def _wrap(exc: BaseException, what: str) -> Exception:
     return BackendUnavailable(f"{what}: {exc.__class__.__name__}: {exc}")
 
 
+async def _getmany(
+    consumer: AIOKafkaConsumer | None, timeout: float, max_records: int, what: str
+) -> dict[KafkaTP, list[Any]]:
+    if consumer is None:
+        raise BackendUnavailable(f"{what}: the consumer is not started")
+    try:
+        return await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+    except KafkaError as exc:
+        raise _wrap(exc, what) from exc
+
+
 async def _send_all(producer: AIOKafkaProducer, records: Sequence[NewRecord]) -> list[Any]:
     """Send every record and wait for all of them; every delivery future is
     awaited even when one fails (no "exception was never retrieved")."""
@@ -504,14 +515,7 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     async def poll(
         self, timeout: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:
-        if self._consumer is None:
-            raise BackendUnavailable("consumer is not started")
-        try:
-            data = await self._consumer.getmany(
-                timeout_ms=int(timeout * 1000), max_records=max_records
-            )
-        except KafkaError as exc:
-            raise _wrap(exc, "poll") from exc
+        data = await _getmany(self._consumer, timeout, max_records, "poll")
         out: dict[TopicPartition, list[Record]] = {}
         for ktp, msgs in data.items():
             tp = _tp(ktp)
@@ -591,14 +595,7 @@ class KafkaTailer(Tailer):
             self._consumer = None
 
     async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
-        if self._consumer is None:
-            raise BackendUnavailable("tailer is not started")
-        try:
-            data = await self._consumer.getmany(
-                timeout_ms=int(timeout * 1000), max_records=max_records
-            )
-        except KafkaError as exc:
-            raise _wrap(exc, "tail poll") from exc
+        data = await _getmany(self._consumer, timeout, max_records, "tail poll")
         out = []
         for msgs in data.values():
             for m in msgs:
