@@ -18,7 +18,7 @@ import click
 
 from broker import __version__
 from broker.config import Settings, load_settings, render_toml, to_mapping
-from broker.errors import EXIT_OK, DocbrokerError
+from broker.errors import EXIT_OK, EXIT_REFUSED, DocbrokerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON_KEY = "docbroker.json"
@@ -138,6 +138,105 @@ def config_show(ctx: click.Context, defaults: bool, as_json: bool) -> None:
     """Print the effective configuration as annotated TOML (or JSON)."""
     settings = Settings() if defaults else settings_of(ctx)
     emit(to_mapping(settings), as_json, None if as_json else render_toml(settings))
+
+
+# --------------------------------------------------------------------- edXML
+
+
+def validator_of(ctx: click.Context) -> Any:
+    from broker.edxml.validator import EnvelopeValidator
+    from broker.runtime import envelope_limits
+
+    return EnvelopeValidator(envelope_limits(settings_of(ctx)))
+
+
+def validate_file(validator: Any, path: Path) -> Any:
+    """The verdict on a file; one over the size limit is refused without reading it."""
+    from broker.edxml.validator import Verdict
+    from broker.problems import Problem
+
+    size, limit = path.stat().st_size, validator.limits.max_bytes
+    if size > limit:
+        problem = Problem("too-large", f"the package has {size} bytes; the limit is {limit}")
+        return Verdict(None, (problem,))
+    return validator.validate(path.read_bytes())
+
+
+def problem_lines(name: str, problems: Any) -> list[str]:
+    out = []
+    for p in problems:
+        loc = p.location
+        where = f"{name}:{loc.line}:{loc.column or 0}" if loc and loc.line else name
+        path = f" [{loc.path}]" if loc and loc.path else ""
+        out.append(f"{where}: {p.code}: {p.message}{path}")
+    return out
+
+
+@cli.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@click.pass_context
+def validate(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Check edXML packages: exit 0 when all are valid, 1 when any is refused."""
+    validator = validator_of(ctx)
+    results = []
+    refused = False
+    for path in files:
+        verdict = validate_file(validator, path)
+        refused |= not verdict.ok
+        env = verdict.envelope
+        results.append(
+            {
+                "file": str(path),
+                "valid": verdict.ok,
+                "kind": str(env.kind) if env else None,
+                "sender": env.sender_id if env else None,
+                "recipients": list(env.recipient_ids) if env else [],
+                "problems": [p.to_dict() for p in verdict.problems],
+            }
+        )
+        if as_json:
+            continue
+        if verdict.ok and env is not None:
+            click.echo(
+                f"{path}: valid {env.kind} from {env.sender_id} to {', '.join(env.recipient_ids)}"
+            )
+        else:
+            for line in problem_lines(str(path), verdict.problems):
+                click.echo(line, err=True)
+    emit(results, as_json)
+    ctx.exit(EXIT_REFUSED if refused else EXIT_OK)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+def inspect(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Show what an edXML package says: parties, document, business, attachments."""
+    from broker.edxml.describe import describe
+
+    validator = validator_of(ctx)
+    verdict = validate_file(validator, file)
+    env = verdict.envelope
+    if as_json:
+        emit(
+            {
+                "file": str(file),
+                "valid": verdict.ok,
+                "envelope": env.to_dict() if env else None,
+                "problems": [p.to_dict() for p in verdict.problems],
+            },
+            True,
+        )
+    else:
+        if env is not None:
+            click.echo(describe(env))
+        for line in problem_lines(str(file), verdict.problems):
+            click.echo(line, err=True)
+    ctx.exit(EXIT_OK if verdict.ok else EXIT_REFUSED)
 
 
 # --------------------------------------------------------------------- client

@@ -115,6 +115,14 @@ class LimitsSettings:
     max_envelope_bytes: ByteSize = setting(
         ByteSize(32 * MiB), "largest envelope accepted", min=1024, max=1024 * MiB
     )
+    max_depth: int = setting(
+        32, "deepest element nesting accepted (edXML needs 9)", min=8, max=2048
+    )
+    max_elements: int = setting(
+        100_000, "most XML elements in one envelope (bounds parser memory)", min=1000
+    )
+    max_recipients: int = setting(1000, "most To recipients in one document", min=1)
+    max_attachments: int = setting(100, "most attachments in one document", min=0)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from broker.edxml.envelope import RoutingView
+from broker.edxml.model import Envelope
 from broker.events import Event, EventType
 from broker.log.interface import NewRecord
 from broker.problems import Problem
@@ -36,21 +36,24 @@ class Submission:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def inbound_record(sub: Submission, view: RoutingView, topics: Topics) -> NewRecord:
-    """The submission for the pipeline, keyed by sender (one sender's documents stay in order)."""
+def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:
+    """The submission for the pipeline, keyed by sender (one sender's documents stay in order).
+
+    For a status, the document id header names the answered document, so that
+    the status joins that document's audit trail."""
     return NewRecord(
         topic=topics.inbound,
-        key=view.sender.encode("utf-8"),
+        key=env.sender_id.encode("utf-8"),
         value=sub.data,
         headers=make_headers(
             {
                 H.MESSAGE_ID: sub.message_id,
-                H.DOCUMENT_ID: view.document_id,
-                H.SENDER: view.sender,
+                H.DOCUMENT_ID: env.subject_document_id,
+                H.SENDER: env.sender_id,
                 H.TRACE_ID: sub.trace_id,
                 H.RECEIVED_AT: sub.received_at_ms,
                 H.PRODUCED_AT: sub.received_at_ms,
-                H.KIND: str(view.kind),
+                H.KIND: str(env.kind),
                 H.SHA256: sub.sha256,
                 H.SOURCE: sub.source,
             }

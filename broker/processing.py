@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from broker.edxml.envelope import RoutingView, read_routing
+from broker.edxml.model import Envelope
+from broker.edxml.validator import EnvelopeValidator
 from broker.errors import InputRefused
 from broker.events import Event, EventType
 from broker.intake import refusal_records
@@ -41,18 +42,19 @@ class InboundProcessor:
     """Built once at start; `process` is then a pure function of the record."""
 
     topics: Topics
+    validator: EnvelopeValidator
 
     def process(self, record: Record, at_ms: int | None = None) -> Outcome:
         at = now_ms() if at_ms is None else at_ms
         try:
-            view = read_routing(record.value or b"")
+            envelope = self.validator.check(record.value or b"")
         except InputRefused as exc:
             return self.refuse(record, exc.problems, at, "rejected")
         except Exception as exc:  # a bug must not wedge the partition
             log.exception("pipeline step failed", offset=record.offset, partition=record.partition)
             problem = Problem("internal-error", f"{exc.__class__.__name__}: {exc}")
             return self.refuse(record, [problem], at, "failed")
-        return self._route(record, view, at)
+        return self._route(record, envelope, at)
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
         return [self.process(r) for r in records]
@@ -75,16 +77,17 @@ class InboundProcessor:
         )
         return Outcome(outcome, tuple(recs), codes=tuple(p.code for p in problems))
 
-    def _route(self, record: Record, view: RoutingView, at: int) -> Outcome:
+    def _route(self, record: Record, env: Envelope, at: int) -> Outcome:
         data = record.value or b""
         digest = hashlib.sha256(data).hexdigest()
         message_id = record.header_str(H.MESSAGE_ID)
         trace_id = record.header_str(H.TRACE_ID)
         received = received_at_ms(record)
+        document_id = env.subject_document_id
         common = {
             "message_id": message_id,
-            "document_id": view.document_id,
-            "sender": view.sender,
+            "document_id": document_id,
+            "sender": env.sender_id,
             "trace_id": trace_id,
             "sha256": digest,
         }
@@ -92,12 +95,18 @@ class InboundProcessor:
             Event(
                 EventType.RECEIVED,
                 at,
-                actor=view.sender,
-                details={"kind": str(view.kind), "size": len(data), "received_at_ms": received},
+                actor=env.sender_id,
+                details={
+                    "kind": str(env.kind),
+                    "business": env.business_kind.name.lower(),
+                    "status_code": env.status_code.value if env.status_code else None,
+                    "size": len(data),
+                    "received_at_ms": received,
+                },
                 **common,
             ).to_record(self.topics.events)
         ]
-        for recipient in view.recipients:
+        for recipient in env.recipient_ids:
             out.append(
                 NewRecord(
                     topic=self.topics.mailbox,
@@ -106,13 +115,13 @@ class InboundProcessor:
                     headers=make_headers(
                         {
                             H.MESSAGE_ID: message_id,
-                            H.DOCUMENT_ID: view.document_id,
-                            H.SENDER: view.sender,
+                            H.DOCUMENT_ID: document_id,
+                            H.SENDER: env.sender_id,
                             H.RECIPIENT: recipient,
                             H.TRACE_ID: trace_id,
                             H.RECEIVED_AT: received,
                             H.PRODUCED_AT: at,
-                            H.KIND: str(view.kind),
+                            H.KIND: str(env.kind),
                             H.SHA256: digest,
                         }
                     ),
@@ -128,4 +137,4 @@ class InboundProcessor:
                     **common,
                 ).to_record(self.topics.events)
             )
-        return Outcome("routed", tuple(out), deliveries=len(view.recipients))
+        return Outcome("routed", tuple(out), deliveries=len(env.recipient_ids))

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from broker.config import Settings
+from broker.edxml.rules import Limits
+from broker.edxml.validator import EnvelopeValidator
 from broker.errors import DocbrokerError
 from broker.log import DurableLog, open_log
 from broker.mailbox import MailboxView
@@ -27,6 +29,17 @@ from broker.processing import InboundProcessor
 from broker.topics import Topics, topic_specs
 
 log = structlog.get_logger(__name__)
+
+
+def envelope_limits(settings: Settings) -> Limits:
+    lim = settings.limits
+    return Limits(
+        max_bytes=int(lim.max_envelope_bytes),
+        max_depth=lim.max_depth,
+        max_elements=lim.max_elements,
+        max_recipients=lim.max_recipients,
+        max_attachments=lim.max_attachments,
+    )
 
 
 @dataclass
@@ -45,7 +58,8 @@ class Runtime:
         topics = Topics.with_prefix(settings.backend.topic_prefix)
         metrics = metrics or Metrics()
         durable = open_log(settings)
-        processor = InboundProcessor(topics)
+        validator = EnvelopeValidator(envelope_limits(settings))
+        processor = InboundProcessor(topics, validator)
         view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
         pipeline = Pipeline(
             durable,

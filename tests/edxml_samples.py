@@ -28,6 +28,14 @@ def document(
         <edXML:From><edXML:OrganId>{escape(sender)}</edXML:OrganId></edXML:From>
         {to}
         <edXML:DocumentId>{escape(document_id)}</edXML:DocumentId>
+        <edXML:Code>
+          <edXML:CodeNumber>12</edXML:CodeNumber>
+          <edXML:CodeNotation>UBND-VP</edXML:CodeNotation>
+        </edXML:Code>
+        <edXML:PromulgationInfo>
+          <edXML:Place>Lai Châu</edXML:Place>
+          <edXML:PromulgationDate>2026/11/20</edXML:PromulgationDate>
+        </edXML:PromulgationInfo>
         <edXML:Subject>{escape(subject)}</edXML:Subject>
         <edXML:Content>{content}</edXML:Content>
       </edXML:MessageHeader>
@@ -58,5 +66,78 @@ def status(
       </edXML:MessageHeader>
     </edXML:edXMLHeader>
   </edXML:edXMLEnvelope>
+</edXML>
+""".encode()
+
+
+def full_document(
+    *,
+    attachments: dict[str, bytes] | None = None,
+    business: str = "",
+    promulgation_date: str = "2026/11/20",
+    priority: str = "0",
+    extra_header: str = "",
+    extra_root: str = "",
+) -> bytes:
+    """A document package with every common part, attachments included."""
+    import base64
+
+    attachments = {"cid:1": b"%PDF-1.7 test"} if attachments is None else attachments
+    refs = "".join(
+        f"""<edXML:Reference>
+          <edXML:ContentId>{cid}</edXML:ContentId>
+          <edXML:ContentType>application/pdf</edXML:ContentType>
+          <edXML:AttachmentName>{cid[4:]}.pdf</edXML:AttachmentName>
+        </edXML:Reference>"""
+        for cid in attachments
+    )
+    encoded = "".join(
+        f"""<Attachment>
+      <ContentId>{cid}</ContentId>
+      <AttachmentName>{cid[4:]}.pdf</AttachmentName>
+      <ContentType>application/pdf</ContentType>
+      <edXML:ContentTransferEncoded xmlns:edXML="{NS}">{
+            base64.b64encode(data).decode()
+        }</edXML:ContentTransferEncoded>
+    </Attachment>"""
+        for cid, data in attachments.items()
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<edXML xmlns="{NS}">
+  <edXML:edXMLEnvelope xmlns:edXML="{NS}">
+    <edXML:edXMLHeader>
+      <edXML:MessageHeader>
+        <edXML:From>
+          <edXML:OrganId>000.00.00.H35</edXML:OrganId>
+          <edXML:OrganName>UBND tỉnh Lai Châu</edXML:OrganName>
+        </edXML:From>
+        <edXML:To><edXML:OrganId>000.00.01.H35</edXML:OrganId></edXML:To>
+        <edXML:To><edXML:OrganId>000.00.02.H35</edXML:OrganId></edXML:To>
+        <edXML:DocumentId>000.00.00.H35,2026/11/20,12/UBND-VP</edXML:DocumentId>
+        <edXML:Code>
+          <edXML:CodeNumber>12</edXML:CodeNumber>
+          <edXML:CodeNotation>UBND-VP</edXML:CodeNotation>
+        </edXML:Code>
+        <edXML:PromulgationInfo>
+          <edXML:Place>Lai Châu</edXML:Place>
+          <edXML:PromulgationDate>{promulgation_date}</edXML:PromulgationDate>
+        </edXML:PromulgationInfo>
+        <edXML:Subject>V/v triển khai trục liên thông</edXML:Subject>
+        <edXML:OtherInfo><edXML:Priority>{priority}</edXML:Priority></edXML:OtherInfo>
+        {extra_header}
+      </edXML:MessageHeader>
+      <edXML:TraceHeaderList>
+        <edXML:TraceHeader>
+          <edXML:OrganId>000.00.00.H35</edXML:OrganId>
+          <edXML:Timestamp>2026/11/20 08:00:00</edXML:Timestamp>
+        </edXML:TraceHeader>
+        {business}
+      </edXML:TraceHeaderList>
+    </edXML:edXMLHeader>
+    <edXML:edXMLBody>
+      <edXML:edXMLManifest version="1.0">{refs}</edXML:edXMLManifest>
+    </edXML:edXMLBody>
+  </edXML:edXMLEnvelope>
+  <AttachmentEncoded>{encoded}</AttachmentEncoded>{extra_root}
 </edXML>
 """.encode()

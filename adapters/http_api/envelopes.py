@@ -12,7 +12,6 @@ from structlog.contextvars import bound_contextvars
 
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.edxml.envelope import read_routing
 from broker.errors import DocbrokerError, InputRefused
 from broker.intake import Submission, inbound_record, refusal_records
 from broker.records import new_message_id, now_ms, trace_id_from
@@ -56,7 +55,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     received = now_ms()
     with bound_contextvars(message_id=message_id, trace_id=trace_id):
         try:
-            view = await asyncio.to_thread(read_routing, data)
+            env = await asyncio.to_thread(runtime.processor.validator.check, data)
         except InputRefused as exc:
             await _record_refusal(request, data, exc, message_id, trace_id, received)
             return problem_response(
@@ -64,21 +63,21 @@ async def submit(request: web.Request) -> web.StreamResponse:
             )
         sub = Submission(data, message_id, trace_id, received, source="http")
         started = time.monotonic()
-        await runtime.log.append([inbound_record(sub, view, runtime.topics)])
+        await runtime.log.append([inbound_record(sub, env, runtime.topics)])
         runtime.metrics.envelope_accepted(len(data), time.monotonic() - started)
         log.info(
             "envelope accepted",
-            document_id=view.document_id,
-            sender=view.sender,
-            recipients=list(view.recipients),
+            document_id=env.subject_document_id,
+            sender=env.sender_id,
+            recipients=list(env.recipient_ids),
             size=len(data),
         )
         body = {
             "message_id": message_id,
-            "document_id": view.document_id,
-            "kind": str(view.kind),
-            "sender": view.sender,
-            "recipients": list(view.recipients),
+            "document_id": env.subject_document_id,
+            "kind": str(env.kind),
+            "sender": env.sender_id,
+            "recipients": list(env.recipient_ids),
             "size": len(data),
             "sha256": sub.sha256,
             "received_at": iso(received),

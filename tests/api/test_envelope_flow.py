@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from adapters.http_api import RUNTIME
+from broker.log.interface import DurableLog, NewRecord, Record
 from tests.edxml_samples import document, status
 
 XML = {"Content-Type": "application/xml"}
@@ -28,6 +30,17 @@ async def wait_for_mailbox(api: TestClient, agency: str, count: int = 1) -> list
 
 
 pytestmark = pytest.mark.usefixtures("no_blocking_loop")
+
+
+async def first_records(log: DurableLog, topic: str, timeout: float = 20) -> list[Record]:
+    """The first records to appear in `topic` (all of one poll)."""
+    async with log.tailer([topic], {}) as tailer:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            found = await tailer.poll(0.5, 10)
+            if found:
+                return list(found)
+    return []
 
 
 class TestSubmitAndDeliver:
@@ -106,12 +119,7 @@ class TestRefusals:
         resp = await api.post("/v1/envelopes", data=b"<!DOCTYPE x><x/>", headers=XML)
         assert (await resp.json())["code"] == "dtd-forbidden"
         message_id = resp.headers["Docbroker-Message-Id"]
-        async with runtime.log.tailer([runtime.topics.rejected], {}) as tailer:
-            found = []
-            for _ in range(20):
-                found += await tailer.poll(0.5, 10)
-                if found:
-                    break
+        found = await first_records(runtime.log, runtime.topics.rejected)
         assert [r.header_str("message-id") for r in found] == [message_id]
         assert found[0].value == b"<!DOCTYPE x><x/>"
 
@@ -119,6 +127,35 @@ class TestRefusals:
         resp = await api.post("/v1/envelopes", data=document(recipients=()), headers=XML)
         assert resp.status == 422
         assert (await resp.json())["code"] == "missing-field"
+
+    async def test_rule_violations_are_answered_with_their_codes(self, api: TestClient) -> None:
+        resp = await api.post("/v1/envelopes", data=status(code="42"), headers=XML)
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["code"] == "unknown-status-code"
+        assert body["problems"][0]["location"]["path"].endswith("/StatusCode")
+        resp = await api.post("/v1/envelopes", data=document(recipients=("A", "A")), headers=XML)
+        assert (await resp.json())["code"] == "duplicate-recipient"
+
+    async def test_the_pipeline_validates_what_reaches_inbound(self, api: TestClient) -> None:
+        """Input that did not come through the HTTP check (a spool folder, the national
+        axis) is validated by the pipeline and dead-lettered with its problems."""
+        runtime = api.server.app[RUNTIME]
+        bad = document(recipients=("Q.1", "Q.1"))
+        await runtime.log.append(
+            [
+                NewRecord(
+                    runtime.topics.inbound, bad, key=b"X", headers=(("message-id", b"m-direct"),)
+                )
+            ]
+        )
+        found = await first_records(runtime.log, runtime.topics.rejected)
+        (dead,) = found
+        assert dead.header_str("message-id") == "m-direct"
+        assert dead.header_str("stage") == "pipeline"
+        assert json.loads(dead.header_str("problems"))[0]["code"] == "duplicate-recipient"
+        listing = await (await api.get("/v1/mailboxes/Q.1/envelopes")).json()
+        assert listing["envelopes"] == []
 
     async def test_too_large(self, api: TestClient) -> None:
         resp = await api.post("/v1/envelopes", data=document(padding=70 * 1024), headers=XML)

@@ -54,3 +54,61 @@ class TestClientCommands:
 
     def test_usage_error_exits_2(self) -> None:
         assert invoke("inbox").exit_code == 2
+
+
+class TestValidateAndInspect:
+    def test_validate_exit_status_and_located_errors(self, tmp_path: Path) -> None:
+        from tests.edxml_samples import document, status
+
+        good, also, bad = tmp_path / "a.edxml", tmp_path / "b.edxml", tmp_path / "c.edxml"
+        good.write_bytes(document())
+        also.write_bytes(status())
+        bad.write_bytes(b"1212" + document())
+        ok = invoke("validate", str(good), str(also))
+        assert ok.exit_code == 0
+        assert "a.edxml: valid document from 000.00.00.H35 to 000.00.01.H35" in ok.output
+        refused = invoke("validate", str(good), str(bad))
+        assert refused.exit_code == 1
+        assert f"{bad}:1:1: not-well-formed: 4 stray byte(s)" in refused.output
+
+    def test_validate_json(self, tmp_path: Path) -> None:
+        from tests.edxml_samples import document
+
+        bad = tmp_path / "c.edxml"
+        bad.write_bytes(document(recipients=("A", "A")))
+        result = invoke("validate", "--json", str(bad))
+        assert result.exit_code == 1
+        (entry,) = json.loads(result.stdout)
+        assert entry["valid"] is False
+        assert entry["problems"][0]["code"] == "duplicate-recipient"
+        assert entry["problems"][0]["location"]["path"].endswith("To[2]")
+
+    def test_validate_refuses_an_oversized_file_without_reading_it(self, tmp_path: Path) -> None:
+        big = tmp_path / "big.edxml"
+        big.write_bytes(b" " * 4096)
+        result = invoke("validate", str(big), env={"DOCBROKER_LIMITS_MAX_ENVELOPE_BYTES": "1024"})
+        assert result.exit_code == 1 and "too-large" in result.output and "4096" in result.output
+
+    def test_inspect_text_and_json(self, tmp_path: Path) -> None:
+        from tests.edxml_samples import full_document
+
+        path = tmp_path / "d.edxml"
+        path.write_bytes(full_document(attachments={"cid:1": b"x" * 2048}))
+        text = invoke("inspect", str(path))
+        assert text.exit_code == 0
+        assert "from            000.00.00.H35 UBND tỉnh Lai Châu" in text.output
+        assert "attachment      1.pdf (application/pdf, 2.0 KiB)" in text.output
+        data = json.loads(invoke("inspect", "--json", str(path)).stdout)
+        assert data["valid"] is True
+        assert data["envelope"]["attachments"][0]["decoded_size"] == 2048
+        assert data["envelope"]["promulgation"]["date"] == "2026-11-20"
+
+    def test_inspect_shows_what_it_can_of_an_invalid_package(self, tmp_path: Path) -> None:
+        from tests.edxml_samples import status
+
+        path = tmp_path / "s.edxml"
+        path.write_bytes(status(code="99"))
+        result = invoke("inspect", str(path))
+        assert result.exit_code == 1
+        assert "kind            status" in result.output
+        assert "unknown-status-code" in result.output
