@@ -29,7 +29,12 @@ ByteSize = NewType("ByteSize", int)
 ENV_PREFIX = "DOCBROKER_"
 # Variables with the prefix that are not settings: read by the CLI client, the
 # test suite and bin/ scripts. Anything else with the prefix must be a setting.
-ENV_NOT_SETTINGS = ("DOCBROKER_CONFIG", "DOCBROKER_URL", "DOCBROKER_TOKEN")
+ENV_NOT_SETTINGS = (
+    "DOCBROKER_CONFIG",
+    "DOCBROKER_URL",
+    "DOCBROKER_TOKEN",
+    "DOCBROKER_KEY_PASSPHRASE",
+)
 ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
 
 MiB = 1024 * 1024
@@ -126,6 +131,43 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class KeysSettings:
+    """The broker's own key and certificate (it signs every forwarded envelope)."""
+
+    private_key: str = setting(
+        "", "PEM or PKCS#12 (.p12/.pfx) file; empty = <data_dir>/keys/broker.key.pem"
+    )
+    certificate: str = setting(
+        "", "PEM file: the certificate, then its chain; empty = <data_dir>/keys/broker.cert.pem"
+    )
+    passphrase_file: str = setting("", "file holding the key's passphrase, if encrypted")
+    passphrase_env: str = setting(
+        "DOCBROKER_KEY_PASSPHRASE", "environment variable holding the passphrase, if encrypted"
+    )
+    expiry_warning_days: int = setting(
+        30, "report certificates that expire within this many days", min=1
+    )
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """Who is trusted to sign: CA certificates, CRLs, sender signature policies."""
+
+    ca_files: tuple[str, ...] = setting(
+        (), "PEM files of trusted CA certificates; empty = <data_dir>/keys/ca.cert.pem"
+    )
+    crl_files: tuple[str, ...] = setting((), "CRL files (PEM or DER) of those CAs")
+    default_policy: Literal["required", "optional", "ignored"] = setting(
+        "optional", "sender signatures: required, optional (verify and record) or ignored"
+    )
+    allow_legacy_sha1: bool = setting(False, "accept SHA-1 signatures from every sender")
+    bind_by_subject_uid: bool = setting(
+        True, "a certificate whose subject UID is the sender's code may sign for it"
+    )
+    policy_file: str = setting("", "TOML of per-agency policies and pinned certificates")
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """The pipeline that checks and routes inbound envelopes."""
 
@@ -151,9 +193,14 @@ class Settings:
 
     data_dir: str = setting("var", "folder for the embedded log, read models and keys")
     instance: str = setting("", "name of this process in logs and metrics; empty = hostname")
+    organ_id: str = setting(
+        "000.00.00.H35", "the code this broker stamps in the TraceHeader of each hop"
+    )
     http: HttpSettings = setting(factory=HttpSettings)
     backend: BackendSettings = setting(factory=BackendSettings)
     limits: LimitsSettings = setting(factory=LimitsSettings)
+    keys: KeysSettings = setting(factory=KeysSettings)
+    trust: TrustSettings = setting(factory=TrustSettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
 
@@ -172,6 +219,10 @@ class Settings:
             if self.backend.embedded.path
             else (self.data_path / "log.sqlite")
         )
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_path / "keys"
 
     @property
     def max_record_bytes(self) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from broker.edxml.model import Envelope
 from broker.events import Event, EventType
@@ -77,6 +78,7 @@ def refusal_records(
     at_ms: int,
     sender: str = "",
     document_id: str = "",
+    details: dict[str, Any] | None = None,
 ) -> list[NewRecord]:
     """A dead letter in `rejected` (the bytes and their problems) and its event."""
     digest = hashlib.sha256(data).hexdigest()
@@ -107,6 +109,6 @@ def refusal_records(
         trace_id=trace_id,
         actor="docbroker",
         sha256=digest,
-        details={"stage": stage, "problems": [p.to_dict() for p in problems]},
+        details={"stage": stage, "problems": [p.to_dict() for p in problems], **(details or {})},
     )
     return [rejected, event.to_record(topics.events)]

@@ -114,12 +114,31 @@ class Metrics:
             registry=r,
         )
 
+        self._cert_expiry = Gauge(
+            "docbroker_certificate_expiry_seconds",
+            "Seconds until a certificate docbroker depends on expires",
+            ["role", "subject"],
+            registry=r,
+        )
+        self._signatures = Counter(
+            "docbroker_sender_signatures_total",
+            "Sender signatures checked, by outcome",
+            ["outcome", "policy"],
+            registry=r,
+        )
+
     # -- process
     def started(self, *, backend: str, instance: str) -> None:
         self._build.labels(__version__, backend, instance).set(1)
 
     def readiness(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
+
+    def certificate_expiry(self, role: str, subject: str, seconds: float) -> None:
+        self._cert_expiry.labels(role, subject).set(seconds)
+
+    def sender_signature(self, outcome: str, policy: str) -> None:
+        self._signatures.labels(outcome, policy).inc()
 
     # -- HTTP
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:

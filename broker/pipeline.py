@@ -154,3 +154,5 @@ class Pipeline:
                 self.metrics.delivered(latency)
             for code in outcome.codes:
                 self.metrics.envelope_refused("pipeline", code)
+            if outcome.signature is not None:
+                self.metrics.sender_signature(*outcome.signature)

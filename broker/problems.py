@@ -50,6 +50,12 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("attachment-encoding", "An attachment is not valid base64", 422),
     ProblemType("too-many-recipients", "More recipients than the limit", 422),
     ProblemType("too-many-attachments", "More attachments than the limit", 422),
+    # Signatures (per the sender's policy).
+    ProblemType("signature-missing", "The sender's policy requires a signature", 422),
+    ProblemType("signature-invalid", "A signature is malformed, misplaced or does not verify", 422),
+    ProblemType("signer-untrusted", "The signing certificate is not trusted now", 422),
+    ProblemType("signer-mismatch", "The signing certificate does not belong to the sender", 403),
+    ProblemType("weak-algorithm", "SHA-1 is refused unless the sender's policy allows it", 422),
     # Transport and API level.
     ProblemType("unsupported-media-type", "The request body has a content type not accepted", 415),
     ProblemType("bad-request", "The request is malformed", 400),

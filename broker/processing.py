@@ -1,16 +1,18 @@
-"""What the pipeline does with one inbound record, as a pure function.
+"""What the pipeline does with one inbound record, as a function of the record.
 
-check (hardened parse, routing fields) -> route (each recipient's mailbox) ->
-output records and events. A refusal is a value (a `rejected` record and an
-event), never an exception: a poison record never blocks its partition.
-Later steps (full validation, directory, signatures, duplicates) plug in here.
+check (edXML validation; the sender's signature per policy, acting on the
+signed part when one verifies) -> route (each recipient's mailbox) -> stamp
+(this hop's TraceHeader) and sign (the broker's signature) -> output records and
+events. A refusal is a value (a `rejected` record and an event), never an
+exception: a poison record never blocks its partition.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 
@@ -23,6 +25,8 @@ from broker.log.interface import NewRecord, Record
 from broker.problems import Problem
 from broker.records import H, make_headers, now_ms, received_at_ms
 from broker.topics import Topics
+from broker.trust.context import TrustContext
+from broker.trust.sender import check_sender
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +39,7 @@ class Outcome:
     records: tuple[NewRecord, ...]
     deliveries: int = 0
     codes: tuple[str, ...] = ()  # problem codes of a refusal
+    signature: tuple[str, str] | None = None  # (outcome, policy) of the sender's signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +48,49 @@ class InboundProcessor:
 
     topics: Topics
     validator: EnvelopeValidator
+    trust: TrustContext | None = None  # None: no signature steps (tests of routing alone)
 
     def process(self, record: Record, at_ms: int | None = None) -> Outcome:
         at = now_ms() if at_ms is None else at_ms
+        data = record.value or b""
         try:
-            envelope = self.validator.check(record.value or b"")
+            envelope = self.validator.check(data)
+            forwarded, signature, verdict = data, None, None
+            if self.trust is not None:
+                check = check_sender(data, envelope, self.trust.verifier, self.trust.book)
+                if check.problems:
+                    refused = self.refuse(
+                        record,
+                        check.problems,
+                        at,
+                        "rejected",
+                        details={"sender_signature": check.audit()},
+                    )
+                    return replace(refused, signature=(check.outcome, check.policy))
+                if check.signed_data is not None:
+                    # Act on what the signature covers, not on the bytes around it.
+                    envelope = self.validator.check(check.signed_data)
+                signature = check.audit()
+                verdict = (check.outcome, check.policy)
+                forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
         except InputRefused as exc:
             return self.refuse(record, exc.problems, at, "rejected")
         except Exception as exc:  # a bug must not wedge the partition
             log.exception("pipeline step failed", offset=record.offset, partition=record.partition)
             problem = Problem("internal-error", f"{exc.__class__.__name__}: {exc}")
             return self.refuse(record, [problem], at, "failed")
-        return self._route(record, envelope, at)
+        return replace(self._route(record, envelope, at, forwarded, signature), signature=verdict)
 
     def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
         return [self.process(r) for r in records]
 
     def refuse(
-        self, record: Record, problems: Sequence[Problem], at: int, outcome: str = "rejected"
+        self,
+        record: Record,
+        problems: Sequence[Problem],
+        at: int,
+        outcome: str = "rejected",
+        details: dict[str, Any] | None = None,
     ) -> Outcome:
         """Dead-letter the record with its problems (and an event)."""
         recs = refusal_records(
@@ -74,12 +104,21 @@ class InboundProcessor:
             at_ms=at,
             sender=record.header_str(H.SENDER),
             document_id=record.header_str(H.DOCUMENT_ID),
+            details=details,
         )
         return Outcome(outcome, tuple(recs), codes=tuple(p.code for p in problems))
 
-    def _route(self, record: Record, env: Envelope, at: int) -> Outcome:
+    def _route(
+        self,
+        record: Record,
+        env: Envelope,
+        at: int,
+        forwarded: bytes,
+        signature: dict[str, Any] | None,
+    ) -> Outcome:
         data = record.value or b""
         digest = hashlib.sha256(data).hexdigest()
+        forwarded_digest = hashlib.sha256(forwarded).hexdigest()
         message_id = record.header_str(H.MESSAGE_ID)
         trace_id = record.header_str(H.TRACE_ID)
         received = received_at_ms(record)
@@ -102,6 +141,7 @@ class InboundProcessor:
                     "status_code": env.status_code.value if env.status_code else None,
                     "size": len(data),
                     "received_at_ms": received,
+                    "sender_signature": signature,
                 },
                 **common,
             ).to_record(self.topics.events)
@@ -111,7 +151,7 @@ class InboundProcessor:
                 NewRecord(
                     topic=self.topics.mailbox,
                     key=recipient.encode("utf-8"),
-                    value=data,
+                    value=forwarded,
                     headers=make_headers(
                         {
                             H.MESSAGE_ID: message_id,
@@ -122,7 +162,7 @@ class InboundProcessor:
                             H.RECEIVED_AT: received,
                             H.PRODUCED_AT: at,
                             H.KIND: str(env.kind),
-                            H.SHA256: digest,
+                            H.SHA256: forwarded_digest,
                         }
                     ),
                 )
@@ -133,7 +173,7 @@ class InboundProcessor:
                     at,
                     recipient=recipient,
                     actor="docbroker",
-                    details={"to": "mailbox"},
+                    details={"to": "mailbox", "forwarded_sha256": forwarded_digest},
                     **common,
                 ).to_record(self.topics.events)
             )

@@ -27,6 +27,8 @@ from broker.metrics import Metrics
 from broker.pipeline import Pipeline
 from broker.processing import InboundProcessor
 from broker.topics import Topics, topic_specs
+from broker.trust.certs import seconds_left, subject_text
+from broker.trust.context import TrustContext, load_trust
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,7 @@ class Runtime:
     processor: InboundProcessor
     view: MailboxView
     pipeline: Pipeline
+    trust: TrustContext
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -59,7 +62,8 @@ class Runtime:
         metrics = metrics or Metrics()
         durable = open_log(settings)
         validator = EnvelopeValidator(envelope_limits(settings))
-        processor = InboundProcessor(topics, validator)
+        trust = load_trust(settings)  # keys are loaded once, here
+        processor = InboundProcessor(topics, validator, trust)
         view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
         pipeline = Pipeline(
             durable,
@@ -68,13 +72,43 @@ class Runtime:
             group=f"{settings.backend.topic_prefix}{settings.pipeline.group}",
             batch_size=settings.pipeline.batch_size,
         )
-        return cls(settings, topics, metrics, durable, processor, view, pipeline)
+        return cls(settings, topics, metrics, durable, processor, view, pipeline, trust)
 
     # -- lifecycle
 
     def lifecycle(self) -> list[Callable[[], AbstractAsyncContextManager[None]]]:
         """Start/stop steps in dependency order; stop runs in reverse."""
-        return [self._worker_pool, self._durable_log, self._mailbox_view, self._pipeline]
+        return [
+            self._certificate_watch,
+            self._worker_pool,
+            self._durable_log,
+            self._mailbox_view,
+            self._pipeline,
+        ]
+
+    @asynccontextmanager
+    async def _certificate_watch(self) -> AsyncIterator[None]:
+        """Report certificates close to expiry at start and every six hours."""
+
+        async def watch() -> None:
+            while True:
+                self.report_certificates()
+                await asyncio.sleep(6 * 3600)
+
+        task = asyncio.create_task(watch(), name="certificate-watch")
+        yield
+        task.cancel()
+
+    def report_certificates(self) -> None:
+        for role, cert in self.trust.certificates():
+            self.metrics.certificate_expiry(role, subject_text(cert), seconds_left(cert))
+        for role, cert in self.trust.expiring():
+            log.warning(
+                "certificate expires soon",
+                role=role,
+                subject=subject_text(cert),
+                not_after=cert.not_valid_after_utc.isoformat(),
+            )
 
     @asynccontextmanager
     async def _worker_pool(self) -> AsyncIterator[None]:
@@ -128,6 +162,8 @@ class Runtime:
             checks["log"] = "ok"
         except DocbrokerError as exc:
             checks["log"] = str(exc)
+        key_problems = self.trust.problems_now()
+        checks["keys"] = "; ".join(key_problems) if key_problems else "ok"
         checks["mailbox_view"] = "ok" if self.view.ready else "not started"
         checks["pipeline"] = "ok" if self.pipeline.running else "not running"
         self.metrics.readiness(all(v == "ok" for v in checks.values()))

@@ -269,8 +269,15 @@ def append_trace_header(data: bytes, organ_id: str, timestamp: datetime | None =
     `data` must already have passed validation (it is parsed with the hardened parser
     again here, so a caller cannot slip unchecked bytes through).
     """
-    tree = parse_untrusted(data)
-    root = tree.getroot()
+    root = parse_untrusted(data).getroot()
+    add_trace_header(root, organ_id, timestamp)
+    return serialize(root)
+
+
+def add_trace_header(
+    root: etree._Element, organ_id: str, timestamp: datetime | None = None
+) -> None:
+    """Append a TraceHeader to a parsed package, creating TraceHeaderList if needed."""
     header = child(child(root, "edXMLEnvelope"), "edXMLHeader")
     if header is None:
         raise ValueError("the package has no edXMLHeader")
@@ -292,7 +299,6 @@ def append_trace_header(data: bytes, organ_id: str, timestamp: datetime | None =
         existing[-1].addnext(hop)
     else:
         trace.insert(0, hop)
-    return serialize(root)
 
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -21,14 +21,19 @@ def local(el: etree._Element) -> str:
 def element_path(el: etree._Element) -> str:
     """A readable path: /edXML/edXMLEnvelope/edXMLHeader/MessageHeader/To[2]/OrganId.
 
-    Local names for edXML elements, `{namespace}name` for others; a position is
+    Local names for edXML elements, `ds:` for XML-DSig, `{namespace}name` for others; a position is
     given where siblings share the name.
     """
     parts: list[str] = []
     node: etree._Element | None = el
     while node is not None:
         qn = etree.QName(node)
-        name = qn.localname if qn.namespace == NS else f"{{{qn.namespace}}}{qn.localname}"
+        if qn.namespace == NS:
+            name = qn.localname
+        elif qn.namespace == DSIG_NS:
+            name = f"ds:{qn.localname}"
+        else:
+            name = f"{{{qn.namespace}}}{qn.localname}"
         parent = node.getparent()
         if parent is not None:
             same = [c for c in parent if c.tag == node.tag]

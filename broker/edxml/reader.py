@@ -58,7 +58,14 @@ def children(el: etree._Element | None, name: str) -> list[etree._Element]:
 
 
 def text(el: etree._Element | None) -> str:
-    return (el.text or "").strip() if el is not None else ""
+    """The element's text, stripped. Comments and processing instructions inside it
+    are skipped, not cut at: `H3<!---->5` reads `H35`, as canonical XML (and so
+    a signature) sees it."""
+    if el is None:
+        return ""
+    if len(el) == 0:
+        return (el.text or "").strip()
+    return "".join(el.itertext()).strip()
 
 
 @dataclass

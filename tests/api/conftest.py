@@ -12,6 +12,7 @@ from adapters.http_api import build_app
 from broker.config import load_settings
 from broker.runtime import Runtime
 from tests.conftest import backend_env
+from tests.pki import install_keys
 
 
 @pytest.fixture
@@ -19,6 +20,7 @@ async def api(
     backend: str, tmp_path: Path, unique_prefix: str, kafka_bootstrap: str | None
 ) -> AsyncIterator[TestClient]:
     env = backend_env(backend, tmp_path / "data", unique_prefix, kafka_bootstrap)
+    install_keys(tmp_path / "data")
     settings = load_settings(None, {**env, "DOCBROKER_LIMITS_MAX_ENVELOPE_BYTES": "64 KiB"})
     client = TestClient(TestServer(build_app(Runtime.build(settings))))
     await client.start_server()

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from adapters.http_api import RUNTIME
 from broker.log.interface import DurableLog, NewRecord, Record
 from tests.edxml_samples import document, status
+from tests.forwarded import assert_forwarded
 
 XML = {"Content-Type": "application/xml"}
 
@@ -54,10 +55,9 @@ class TestSubmitAndDeliver:
         for agency in accepted["recipients"]:
             (entry,) = await wait_for_mailbox(api, agency)
             assert entry["message_id"] == accepted["message_id"]
-            assert entry["sha256"] == accepted["sha256"]
             got = await api.get(f"/v1/mailboxes/{agency}/envelopes/{entry['message_id']}")
             assert got.status == 200
-            assert await got.read() == data
+            assert_forwarded(data, await got.read(), sha256=entry["sha256"])
             assert got.headers["Docbroker-Document-Id"] == accepted["document_id"]
             assert got.headers["Repr-Digest"].startswith("sha-256=:")
 
@@ -189,15 +189,19 @@ class TestOperations:
         assert ready.status == 200
         assert (await ready.json())["checks"] == {
             "log": "ok",
+            "keys": "ok",
             "mailbox_view": "ok",
             "pipeline": "ok",
         }
         await api.post("/v1/envelopes", data=document(), headers=XML)
+        await wait_for_mailbox(api, "000.00.01.H35")
         metrics = await (await api.get("/metrics")).text()
         assert "docbroker_envelopes_accepted_total 1.0" in metrics
         assert (
             'docbroker_http_requests_total{method="POST",route="/v1/envelopes",status="202"}'
             in metrics
         )
+        assert 'docbroker_certificate_expiry_seconds{role="broker"' in metrics
+        assert 'docbroker_sender_signatures_total{outcome="absent",policy="optional"}' in metrics
         spec = await api.get("/openapi.yaml")
         assert spec.status == 200 and b"openapi: 3.1.0" in await spec.read()

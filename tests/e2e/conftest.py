@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import backend_env
 from tests.e2e.daemon import Daemon
+from tests.pki import install_keys
 
 DaemonFactory = Callable[..., Daemon]
 
@@ -17,6 +18,7 @@ DaemonFactory = Callable[..., Daemon]
 def daemon_env(
     backend: str, tmp_path: Path, unique_prefix: str, kafka_bootstrap: str | None
 ) -> dict[str, str]:
+    install_keys(tmp_path / "data")
     return backend_env(backend, tmp_path / "data", unique_prefix, kafka_bootstrap)
 
 

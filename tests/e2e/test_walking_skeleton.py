@@ -22,6 +22,7 @@ from broker.topics import Topics
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.edxml_samples import document
+from tests.forwarded import assert_forwarded
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,8 @@ class TestOneEnvelopeEndToEnd:
         for agency in ("000.00.01.H35", "000.00.02.H35"):
             (entry,) = wait_for_entries(daemon, agency, 1)
             assert entry["message_id"] == accepted["message_id"]
-            assert client.fetch(agency, entry["message_id"]).body == data
+            fetched = client.fetch(agency, entry["message_id"])
+            assert_forwarded(data, fetched.body, sha256=entry["sha256"])
             assert client.ack(agency, entry["message_id"])["acknowledged_at"]
             assert client.inbox(agency)["envelopes"] == []
 
@@ -98,7 +100,8 @@ class TestCommandLine:
         listed = self.run(daemon, "inbox", "--agency", "D.1", "--json")
         (entry,) = json.loads(listed.stdout)["envelopes"]
         fetched = self.run(daemon, "fetch", "--agency", "D.1", entry["message_id"])
-        assert fetched.returncode == 0 and fetched.stdout == good.read_bytes()
+        assert fetched.returncode == 0
+        assert_forwarded(good.read_bytes(), fetched.stdout, sha256=entry["sha256"])
         assert self.run(daemon, "ack", "--agency", "D.1", entry["message_id"]).returncode == 0
         missing = self.run(daemon, "fetch", "--agency", "D.1", "no-such-id")
         assert missing.returncode == 1 and b"not-found" in missing.stderr

@@ -1,0 +1,1 @@
+"""Trust: key material, the trust store, XML signatures (sender and broker)."""

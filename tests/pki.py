@@ -1,0 +1,54 @@
+"""One development PKI for the whole test session (key generation is slow)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from broker.trust.certs import KeyMaterial
+from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
+
+BROKER_ID = "000.00.00.H35"
+
+
+@cache
+def ca() -> Authority:
+    return make_ca("docbroker test CA")
+
+
+@cache
+def broker() -> KeyMaterial:
+    return issue(ca(), "docbroker test", uid=BROKER_ID)
+
+
+@cache
+def agency(code: str, kind: str = "rsa") -> KeyMaterial:
+    """An agency's certificate from the test CA, its subject UID the agency code."""
+    return issue(ca(), f"agency {code}", uid=code, key_kind=kind)
+
+
+@cache
+def other_ca() -> Authority:
+    return make_ca("an untrusted CA")
+
+
+@cache
+def expired(code: str) -> KeyMaterial:
+    return issue(
+        ca(),
+        f"expired {code}",
+        uid=code,
+        days=30,
+        not_before=datetime.now(UTC) - timedelta(days=400),
+    )
+
+
+def install_keys(data_dir: Path) -> Path:
+    """Write the test CA and the broker's key where the default settings look."""
+    keys = data_dir / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "ca.cert.pem").write_bytes(cert_pem(ca().certificate))
+    (keys / "broker.key.pem").write_bytes(key_pem(broker().key))
+    (keys / "broker.cert.pem").write_bytes(cert_pem(broker().certificate))
+    return keys

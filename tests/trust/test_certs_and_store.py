@@ -1,0 +1,122 @@
+"""Key material and the trust store: loading, chains, expiry, revocation, fail closed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    NoEncryption,
+    pkcs12,
+)
+
+from broker.errors import ConfigError
+from broker.trust.certs import fingerprint, load_key_material, subject_uid
+from broker.trust.devpki import cert_pem, issue, key_pem, make_ca, revoke
+from broker.trust.store import TrustStore
+from tests import pki
+
+
+class TestLoading:
+    def test_pem_key_and_certificate(self, tmp_path: Path) -> None:
+        m = pki.agency("A.1")
+        (tmp_path / "k.pem").write_bytes(key_pem(m.key))
+        (tmp_path / "c.pem").write_bytes(cert_pem(m.certificate, pki.ca().certificate))
+        loaded = load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
+        assert fingerprint(loaded.certificate) == fingerprint(m.certificate)
+        assert loaded.chain == (pki.ca().certificate,)
+        assert loaded.algorithm == "rsa-sha256"
+
+    def test_encrypted_key_needs_its_passphrase(self, tmp_path: Path) -> None:
+        m = pki.agency("A.1")
+        (tmp_path / "k.pem").write_bytes(key_pem(m.key, b"s3cret"))
+        (tmp_path / "c.pem").write_bytes(cert_pem(m.certificate))
+        with pytest.raises(ConfigError, match="encrypted: give its passphrase"):
+            load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
+        with pytest.raises(ConfigError, match="cannot load the private key"):
+            load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", b"wrong")
+        assert load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", b"s3cret")
+
+    def test_pkcs12(self, tmp_path: Path) -> None:
+        m = pki.agency("A.2", "ec")
+        p12 = pkcs12.serialize_key_and_certificates(
+            b"a", m.key, m.certificate, [pki.ca().certificate], BestAvailableEncryption(b"pw")
+        )
+        (tmp_path / "a.p12").write_bytes(p12)
+        loaded = load_key_material(tmp_path / "a.p12", None, b"pw")
+        assert loaded.algorithm == "ecdsa-sha256"
+        assert subject_uid(loaded.certificate) == "A.2"
+        plain = pkcs12.serialize_key_and_certificates(
+            b"a", m.key, m.certificate, None, NoEncryption()
+        )
+        (tmp_path / "b.p12").write_bytes(plain)
+        assert load_key_material(tmp_path / "b.p12", None, None).chain == ()
+
+    def test_certificate_of_another_key_is_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "k.pem").write_bytes(key_pem(pki.agency("A.1").key))
+        (tmp_path / "c.pem").write_bytes(cert_pem(pki.agency("B.1").certificate))
+        with pytest.raises(ConfigError, match="does not belong to this private key"):
+            load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
+
+    def test_missing_and_garbage_files(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="cannot read private key"):
+            load_key_material(tmp_path / "nope.pem", None, None)
+        (tmp_path / "g.pem").write_bytes(b"garbage")
+        with pytest.raises(ConfigError, match="cannot load the private key"):
+            load_key_material(tmp_path / "g.pem", tmp_path / "g.pem", None)
+
+
+class TestTrustStore:
+    def test_chain_to_the_ca(self) -> None:
+        assert TrustStore([pki.ca().certificate]).verify(pki.agency("A.1").certificate).ok
+
+    def test_through_an_intermediate_presented_or_configured(self) -> None:
+        inter = make_ca("intermediate", issuer=pki.ca())
+        leaf = issue(inter, "commune", uid="C.1").certificate
+        assert TrustStore([pki.ca().certificate]).verify(leaf, [inter.certificate]).ok
+        configured = TrustStore([pki.ca().certificate], intermediates=[inter.certificate])
+        assert configured.verify(leaf).ok
+        assert not TrustStore([pki.ca().certificate]).verify(leaf).ok
+
+    def test_untrusted_ca(self) -> None:
+        leaf = issue(pki.other_ca(), "x", uid="X").certificate
+        result = TrustStore([pki.ca().certificate]).verify(leaf)
+        assert not result.ok and "not trusted" in result.reason
+
+    def test_expired_and_not_yet_valid(self) -> None:
+        store = TrustStore([pki.ca().certificate])
+        assert "expired on" in store.verify(pki.expired("E.1").certificate).reason
+        future = issue(pki.ca(), "f", not_before=datetime.now(UTC) + timedelta(days=3))
+        assert "not valid before" in store.verify(future.certificate).reason
+
+    def test_revoked(self) -> None:
+        leaf = issue(pki.ca(), "revoked", uid="R.1").certificate
+        store = TrustStore([pki.ca().certificate], crls=[revoke(pki.ca(), [leaf])])
+        result = store.verify(leaf)
+        assert not result.ok and "revoked" in result.reason
+        assert store.verify(pki.agency("A.1").certificate).ok
+
+    def test_an_expired_crl_fails_closed(self) -> None:
+        old = revoke(pki.ca(), [], days=1, last_update=datetime.now(UTC) - timedelta(days=5))
+        result = TrustStore([pki.ca().certificate], crls=[old]).verify(
+            pki.agency("A.1").certificate
+        )
+        assert not result.ok and "revocation status unknown" in result.reason
+
+    def test_a_crl_not_signed_by_its_issuer_fails_closed(self) -> None:
+        forged = revoke(make_ca("docbroker test CA"), [])  # same name, other key
+        result = TrustStore([pki.ca().certificate], crls=[forged]).verify(
+            pki.agency("A.1").certificate
+        )
+        assert not result.ok and "invalid signature" in result.reason
+
+    def test_no_ca_fails_closed(self) -> None:
+        result = TrustStore([]).verify(pki.agency("A.1").certificate)
+        assert not result.ok and "no trusted CA" in result.reason
+
+    def test_an_expired_ca_fails_closed(self) -> None:
+        old_ca = make_ca("old", days=10, not_before=datetime.now(UTC) - timedelta(days=20))
+        leaf = issue(old_ca, "leaf", not_before=datetime.now(UTC) - timedelta(days=19), days=5)
+        assert not TrustStore([old_ca.certificate]).verify(leaf.certificate).ok
