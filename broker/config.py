@@ -164,7 +164,15 @@ class TrustSettings:
     bind_by_subject_uid: bool = setting(
         True, "a certificate whose subject UID is the sender's code may sign for it"
     )
-    policy_file: str = setting("", "TOML of per-agency policies and pinned certificates")
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """The agency directory (a compacted topic; `docbroker agencies` edits it)."""
+
+    seed_file: str = setting(
+        "", "TOML or CSV imported at start when the directory is empty (for development)"
+    )
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,9 @@ class PipelineSettings:
     """The pipeline that checks and routes inbound envelopes."""
 
     group: str = setting("pipeline", "consumer group name (the topic prefix is added)")
+    dedup_window_days: int = setting(
+        30, "a new document with a DocumentId its sender used this recently is a duplicate", min=1
+    )
     batch_size: int = setting(64, "inbound records handled per transaction", min=1, max=10000)
     workers: int = setting(0, "threads for XML and crypto work; 0 = number of CPUs", min=0)
 
@@ -194,13 +205,17 @@ class Settings:
     data_dir: str = setting("var", "folder for the embedded log, read models and keys")
     instance: str = setting("", "name of this process in logs and metrics; empty = hostname")
     organ_id: str = setting(
-        "000.00.00.H35", "the code this broker stamps in the TraceHeader of each hop"
+        "000.99.99.H35", "this axis's own code: in each hop's TraceHeader and its status packages"
+    )
+    organ_name: str = setting(
+        "Trục liên thông văn bản tỉnh Lai Châu", "the name in status packages docbroker makes"
     )
     http: HttpSettings = setting(factory=HttpSettings)
     backend: BackendSettings = setting(factory=BackendSettings)
     limits: LimitsSettings = setting(factory=LimitsSettings)
     keys: KeysSettings = setting(factory=KeysSettings)
     trust: TrustSettings = setting(factory=TrustSettings)
+    directory: DirectorySettings = setting(factory=DirectorySettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
 

@@ -1,9 +1,10 @@
-"""Taking a submission in: the records an adapter appends for it. Pure.
+"""Taking a submission in: the record an adapter appends for it. Pure.
 
 An adapter (HTTP, spool folder, national axis) checks the bytes first so that the
-caller gets the problem codes at once, then appends either the submission to
-`inbound` or, when refused, the bytes to `rejected` with an event. The pipeline
-checks inbound records again: nothing reaches a mailbox unchecked.
+caller gets the problem codes at once, then appends the submission to `inbound`:
+accepted, or refused at the door (marked with its problems, so that the
+pipeline, the only writer of the audit trail, records the refusal). The
+pipeline checks accepted records again: nothing reaches a mailbox unchecked.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from broker.edxml.model import Envelope
-from broker.events import Event, EventType
 from broker.log.interface import NewRecord
 from broker.problems import Problem
 from broker.records import H, make_headers
 from broker.topics import Topics
+
+STAGE_ACCEPT = "accept"  # refused at the door; the pipeline only records it
+AUTHENTICATED = "authenticated"  # header: the agency the adapter authenticated
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class Submission:
     trace_id: str
     received_at_ms: int
     source: str  # http | spool | axis
+    authenticated: str | None = None  # the calling agency, when the adapter authenticated one
 
     @property
     def sha256(self) -> str:
@@ -38,7 +41,8 @@ class Submission:
 
 
 def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:
-    """The submission for the pipeline, keyed by sender (one sender's documents stay in order).
+    """The submission for the pipeline, keyed by sender (one sender's documents stay in
+    order, and its duplicates meet in one partition).
 
     For a status, the document id header names the answered document, so that
     the status joins that document's audit trail."""
@@ -57,6 +61,7 @@ def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:
                 H.KIND: str(env.kind),
                 H.SHA256: sub.sha256,
                 H.SOURCE: sub.source,
+                AUTHENTICATED: sub.authenticated,
             }
         ),
     )
@@ -66,49 +71,23 @@ def problems_json(problems: Sequence[Problem]) -> str:
     return json.dumps([p.to_dict() for p in problems], ensure_ascii=False)
 
 
-def refusal_records(
-    *,
-    topics: Topics,
-    data: bytes,
-    problems: Sequence[Problem],
-    stage: str,
-    message_id: str,
-    trace_id: str,
-    received_at_ms: int,
-    at_ms: int,
-    sender: str = "",
-    document_id: str = "",
-    details: dict[str, Any] | None = None,
-) -> list[NewRecord]:
-    """A dead letter in `rejected` (the bytes and their problems) and its event."""
-    digest = hashlib.sha256(data).hexdigest()
-    rejected = NewRecord(
-        topic=topics.rejected,
-        key=(sender or message_id).encode("utf-8"),
-        value=data,
+def door_refusal_record(sub: Submission, problems: Sequence[Problem], topics: Topics) -> NewRecord:
+    """A submission refused at the door, kept with its problems for the audit trail."""
+    return NewRecord(
+        topic=topics.inbound,
+        key=(sub.authenticated or sub.message_id).encode("utf-8"),
+        value=sub.data,
         headers=make_headers(
             {
-                H.MESSAGE_ID: message_id,
-                H.DOCUMENT_ID: document_id or None,
-                H.SENDER: sender or None,
-                H.TRACE_ID: trace_id,
-                H.RECEIVED_AT: received_at_ms,
-                H.PRODUCED_AT: at_ms,
-                H.SHA256: digest,
-                H.STAGE: stage,
+                H.MESSAGE_ID: sub.message_id,
+                H.TRACE_ID: sub.trace_id,
+                H.RECEIVED_AT: sub.received_at_ms,
+                H.PRODUCED_AT: sub.received_at_ms,
+                H.SHA256: sub.sha256,
+                H.SOURCE: sub.source,
+                H.STAGE: STAGE_ACCEPT,
                 H.PROBLEMS: problems_json(problems),
+                AUTHENTICATED: sub.authenticated,
             }
         ),
     )
-    event = Event(
-        type=EventType.REFUSED,
-        at_ms=at_ms,
-        message_id=message_id,
-        document_id=document_id,
-        sender=sender,
-        trace_id=trace_id,
-        actor="docbroker",
-        sha256=digest,
-        details={"stage": stage, "problems": [p.to_dict() for p in problems], **(details or {})},
-    )
-    return [rejected, event.to_record(topics.events)]

@@ -1,4 +1,4 @@
-"""The mailbox view: a read model of the `mailbox` and `acks` topics.
+"""The mailbox view: a read model of the `mailbox` and `receipts` topics.
 
 Each docbroker instance keeps its own view in a local SQLite file, built by
 tailing every partition of both topics from the positions stored with it (so a
@@ -23,11 +23,13 @@ import structlog
 from broker.errors import BackendUnavailable
 from broker.log.interface import DurableLog, Position, Record, Tailer, TopicPartition
 from broker.metrics import Metrics
+from broker.receipts import Receipt, ReceiptKind
 from broker.records import H, received_at_ms
 from broker.topics import Topics
 
 log = structlog.get_logger(__name__)
 
+SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -36,11 +38,14 @@ CREATE TABLE IF NOT EXISTS deliveries(
     topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     received_at_ms INTEGER NOT NULL, delivered_at_ms INTEGER NOT NULL, acked_at_ms INTEGER,
+    code TEXT NOT NULL DEFAULT '', promulgation_date TEXT NOT NULL DEFAULT '',
+    status_code TEXT NOT NULL DEFAULT '', fetched_at_ms INTEGER,
     UNIQUE(recipient, message_id));
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(recipient, acked_at_ms, seq);
-CREATE TABLE IF NOT EXISTS early_acks(
-    recipient TEXT NOT NULL, message_id TEXT NOT NULL, acked_at_ms INTEGER NOT NULL,
-    PRIMARY KEY(recipient, message_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_document ON deliveries(document_id);
+CREATE TABLE IF NOT EXISTS early_receipts(
+    recipient TEXT NOT NULL, message_id TEXT NOT NULL, kind TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    PRIMARY KEY(recipient, message_id, kind)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS positions(
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY(topic, partition)) WITHOUT ROWID;
@@ -48,7 +53,8 @@ CREATE TABLE IF NOT EXISTS positions(
 
 _COLUMNS = (
     "seq, recipient, message_id, document_id, sender, kind, trace_id, topic, partition, "
-    "offset, size, sha256, received_at_ms, delivered_at_ms, acked_at_ms"
+    "offset, size, sha256, received_at_ms, delivered_at_ms, acked_at_ms, code, "
+    "promulgation_date, status_code, fetched_at_ms"
 )
 
 
@@ -71,19 +77,28 @@ class Delivery:
     received_at_ms: int
     delivered_at_ms: int
     acked_at_ms: int | None
+    code: str = ""
+    promulgation_date: str = ""
+    status_code: str = ""
+    fetched_at_ms: int | None = None
 
 
 class MailboxStore:
     """The SQLite side of the view. Not thread-safe: used from one thread only."""
 
-    def __init__(self, path: Path, mailbox_topic: str, acks_topic: str) -> None:
+    def __init__(self, path: Path, mailbox_topic: str, receipts_topic: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # a rebuildable view
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            for table in ("deliveries", "early_acks", "early_receipts", "positions"):
+                self._conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._conn.executescript(SCHEMA)
         self.mailbox_topic = mailbox_topic
-        self.acks_topic = acks_topic
+        self.receipts_topic = receipts_topic
 
     def close(self) -> None:
         self._conn.close()
@@ -92,17 +107,21 @@ class MailboxStore:
         rows = self._conn.execute("SELECT topic, partition, next_offset FROM positions")
         return {TopicPartition(t, p): n for t, p, n in rows}
 
-    def apply(self, records: Sequence[Record]) -> set[str]:
-        """Apply records in one transaction; returns the recipients whose mailbox changed."""
+    def apply(self, records: Sequence[Record]) -> tuple[set[str], int]:
+        """Apply records in one transaction: the recipients whose mailbox changed, and
+        the number of acknowledgements applied."""
         changed: set[str] = set()
+        acks = 0
         c = self._conn
         c.execute("BEGIN")
         try:
             for r in records:
                 if r.topic == self.mailbox_topic:
                     changed |= self._apply_delivery(r)
-                elif r.topic == self.acks_topic:
-                    changed |= self._apply_ack(r)
+                elif r.topic == self.receipts_topic:
+                    receipt = Receipt.from_record(r)
+                    changed |= self._apply_receipt(receipt)
+                    acks += receipt.kind is ReceiptKind.ACKNOWLEDGED
                 c.execute(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
                     (r.topic, r.partition, r.offset + 1),
@@ -111,7 +130,7 @@ class MailboxStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return changed
+        return changed, acks
 
     def _apply_delivery(self, r: Record) -> set[str]:
         recipient = r.header_str(H.RECIPIENT)
@@ -119,14 +138,9 @@ class MailboxStore:
         if not recipient or not message_id:
             log.warning("mailbox record without recipient or message id", offset=r.offset)
             return set()
-        early = self._conn.execute(
-            "DELETE FROM early_acks WHERE recipient = ? AND message_id = ? RETURNING acked_at_ms",
-            (recipient, message_id),
-        ).fetchone()
         cur = self._conn.execute(
-            "INSERT OR IGNORE INTO deliveries(recipient, message_id, document_id, sender, kind, "
-            "trace_id, topic, partition, offset, size, sha256, received_at_ms, delivered_at_ms, "
-            "acked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO deliveries({_COLUMNS.replace('seq, ', '', 1)}) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
             (
                 recipient,
                 message_id,
@@ -141,29 +155,36 @@ class MailboxStore:
                 r.header_str(H.SHA256),
                 received_at_ms(r),
                 r.timestamp_ms,
-                early[0] if early else None,
+                r.header_str("code"),
+                r.header_str("promulgation-date"),
+                r.header_str("status-code"),
             ),
         )
+        early = self._conn.execute(
+            "DELETE FROM early_receipts WHERE recipient = ? AND message_id = ? "
+            "RETURNING kind, at_ms",
+            (recipient, message_id),
+        ).fetchall()
+        for kind, at in early:
+            self._mark(recipient, message_id, ReceiptKind(kind), at)
         return {recipient} if cur.rowcount else set()
 
-    def _apply_ack(self, r: Record) -> set[str]:
-        recipient = r.header_str(H.RECIPIENT)
-        message_id = r.header_str(H.MESSAGE_ID)
-        try:
-            acked_at = int(r.header_str(H.ACKED_AT) or r.timestamp_ms)
-        except ValueError:
-            acked_at = r.timestamp_ms
-        cur = self._conn.execute(
-            "UPDATE deliveries SET acked_at_ms = COALESCE(acked_at_ms, ?) "
+    def _mark(self, recipient: str, message_id: str, kind: ReceiptKind, at: int) -> int:
+        column = "acked_at_ms" if kind is ReceiptKind.ACKNOWLEDGED else "fetched_at_ms"
+        return self._conn.execute(
+            f"UPDATE deliveries SET {column} = COALESCE({column}, ?) "  # noqa: S608
             "WHERE recipient = ? AND message_id = ?",
-            (acked_at, recipient, message_id),
-        )
-        if not cur.rowcount:  # the delivery is in a partition not read yet
+            (at, recipient, message_id),
+        ).rowcount
+
+    def _apply_receipt(self, receipt: Receipt) -> set[str]:
+        if not self._mark(receipt.recipient, receipt.message_id, receipt.kind, receipt.at_ms):
+            # The delivery is in a partition not read yet (a rebuild reads topics in any order).
             self._conn.execute(
-                "INSERT OR IGNORE INTO early_acks VALUES (?, ?, ?)",
-                (recipient, message_id, acked_at),
+                "INSERT OR IGNORE INTO early_receipts VALUES (?, ?, ?, ?)",
+                (receipt.recipient, receipt.message_id, str(receipt.kind), receipt.at_ms),
             )
-        return {recipient}
+        return {receipt.recipient}
 
     def list(
         self, recipient: str, *, after: int, limit: int, include_acked: bool
@@ -212,11 +233,11 @@ class MailboxView:
 
     async def start(self) -> None:
         self._store = await self._run_in_store(
-            MailboxStore, self.path, self.topics.mailbox, self.topics.acks
+            MailboxStore, self.path, self.topics.mailbox, self.topics.receipts
         )
         positions = await self._run_in_store(self._store.positions)
         self._applied = dict(positions)
-        self._tailer = self.log_.tailer([self.topics.mailbox, self.topics.acks], positions)
+        self._tailer = self.log_.tailer([self.topics.mailbox, self.topics.receipts], positions)
         await self._tailer.start()
         self._task = asyncio.create_task(self._follow(), name="mailbox-view")
         self.ready = True
@@ -243,8 +264,7 @@ class MailboxView:
             try:
                 records = await self._tailer.poll(0.5, 500)
                 if records:
-                    changed = await self._run_in_store(self._store.apply, records)
-                    acks = sum(1 for r in records if r.topic == self.topics.acks)
+                    changed, acks = await self._run_in_store(self._store.apply, records)
                     for _ in range(acks):
                         self.metrics.acknowledged()
                     for r in records:
@@ -264,7 +284,7 @@ class MailboxView:
 
     async def _refresh_gauges(self) -> None:
         assert self._store is not None
-        ends = await self.log_.end_offsets([self.topics.mailbox, self.topics.acks])
+        ends = await self.log_.end_offsets([self.topics.mailbox, self.topics.receipts])
         lag = sum(max(0, end - self._applied.get(tp, 0)) for tp, end in ends.items())
         pending = await self._run_in_store(self._store.pending_count)
         self.metrics.mailbox_state(pending, lag)
@@ -307,7 +327,8 @@ class MailboxView:
             if found or remaining <= 0 or not self.ready:
                 return found
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await event.wait()
 
     async def get(self, recipient: str, message_id: str) -> Delivery | None:
         return await self._run_in_store(self._store_or_fail().get, recipient, message_id)
@@ -321,7 +342,8 @@ class MailboxView:
 
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(done), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(done)
             except TimeoutError:
                 return False
         return True

@@ -1,9 +1,13 @@
-"""The pipeline runner: inbound -> InboundProcessor -> outputs, one transaction per batch.
+"""The pipeline runner: inbound and receipts -> processing -> outputs, one transaction
+per partition batch.
 
 Each polled partition batch is processed off the event loop (XML and crypto
-work in worker threads), then its outputs and the consumed offset are committed
-together. Partitions are handled concurrently; batches of one partition in order.
-On stop, the batch in hand is finished and committed before the consumer leaves.
+work in worker threads); its outputs, its chained audit events, the chain's new
+head, its dedup entries and the consumed offset are committed together. When
+the member takes a partition over it first catches up with the chain heads and
+the dedup index, so it continues exactly where its predecessor committed.
+Partitions are handled concurrently; batches of one partition in order. On
+stop, the batch in hand is finished and committed before the consumer leaves.
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from collections.abc import Sequence
 import structlog
 
 from broker.errors import BackendUnavailable, Fenced, RecordTooLarge
-from broker.log.interface import DurableLog, GroupConsumer, Record, TopicPartition
+from broker.events import ChainHead, link
+from broker.log.interface import DurableLog, GroupConsumer, NewRecord, Record, TopicPartition
 from broker.metrics import Metrics
 from broker.problems import Problem
-from broker.processing import InboundProcessor, Outcome
-from broker.records import now_ms, received_at_ms
+from broker.processing import BatchContext, InboundProcessor, Outcome
+from broker.records import H, now_ms, received_at_ms
+from broker.state import ChainHeads, DedupIndex, DirectoryState
 
 log = structlog.get_logger(__name__)
 
 
 class Pipeline:
-    """Consumes `inbound` as a member of the pipeline's consumer group."""
+    """Consumes `inbound` and `receipts` as a member of the pipeline's consumer group."""
 
     def __init__(
         self,
@@ -35,6 +41,9 @@ class Pipeline:
         processor: InboundProcessor,
         metrics: Metrics,
         *,
+        directory: DirectoryState,
+        heads: ChainHeads,
+        dedup: DedupIndex,
         group: str,
         batch_size: int,
         poll_timeout: float = 0.5,
@@ -42,16 +51,27 @@ class Pipeline:
         self.log_ = log_
         self.processor = processor
         self.metrics = metrics
+        self.directory = directory
+        self.heads = heads
+        self.dedup = dedup
         self.group = group
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
+        self.topics = processor.topics
         self._consumer: GroupConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
         self.running = False
 
+    def chain_of(self, tp: TopicPartition) -> str:
+        name = "receipts" if tp.topic == self.topics.receipts else "inbound"
+        return f"{name}:{tp.partition}"
+
     async def start(self) -> None:
-        self._consumer = self.log_.group_consumer(self.group, [self.processor.topics.inbound])
+        self._consumer = self.log_.group_consumer(
+            self.group, [self.topics.inbound, self.topics.receipts]
+        )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="pipeline")
         self.running = True
@@ -72,6 +92,9 @@ class Pipeline:
         while not self._stopping.is_set():
             try:
                 batches = await consumer.poll(self.poll_timeout, self.batch_size)
+                assigned = consumer.assignment()
+                for tp in [tp for tp in self._owned if tp not in assigned]:
+                    del self._owned[tp]
                 if batches:
                     await asyncio.gather(
                         *(self._handle(consumer, tp, recs) for tp, recs in batches.items())
@@ -82,23 +105,35 @@ class Pipeline:
                     "pipeline: backend unavailable, retrying", error=str(exc), retry_in=backoff
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                    async with asyncio.timeout(backoff):
+                        await self._stopping.wait()
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 log.exception("pipeline loop failed; continuing")
                 await asyncio.sleep(1.0)
         self.running = False
 
+    async def _take_over(self, tp: TopicPartition) -> ChainHead:
+        """Catch up with what the partition's previous owner committed."""
+        head = self._owned.get(tp)
+        if head is None:
+            await self.heads.follower.caught_up()
+            await self.dedup.follower.caught_up()
+            head = self._owned[tp] = self.heads.get(self.chain_of(tp))
+        return head
+
     async def _handle(
         self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
     ) -> None:
         started = time.monotonic()
-        outcomes = await asyncio.to_thread(self.processor.process_batch, records)
-        outputs = [r for o in outcomes for r in o.records]
-        next_offset = records[-1].offset + 1
+        head = await self._take_over(tp)
+        ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
+        outcomes = await asyncio.to_thread(self.processor.process_batch, records, ctx)
+        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
-            await consumer.commit(tp, next_offset, outputs)
+            await consumer.commit(tp, records[-1].offset + 1, outputs)
         except Fenced as exc:
+            self._owned.pop(tp, None)
             self.metrics.pipeline_commit_failed("fenced")
             log.info(
                 "pipeline: partition taken over by another member",
@@ -108,45 +143,77 @@ class Pipeline:
             return
         except RecordTooLarge:
             self.metrics.pipeline_commit_failed("too-large")
-            outcomes = await self._commit_one_by_one(consumer, tp, records)
+            outcomes = await self._commit_one_by_one(consumer, tp, records, ctx)
         except BackendUnavailable:
+            self._owned.pop(tp, None)  # reload the head after the rewind
             self.metrics.pipeline_commit_failed("backend")
             raise
+        else:
+            self._committed(tp, new_head, outcomes, records, ctx.now_ms)
         self._observe(records, outcomes, time.monotonic() - started)
 
+    def _outputs(
+        self, outcomes: Sequence[Outcome], records: Sequence[Record], head: ChainHead, at: int
+    ) -> tuple[list[NewRecord], ChainHead]:
+        outputs = [r for o in outcomes for r in o.records]
+        events = [e for o in outcomes for e in o.events]
+        linked, new_head = link(events, head, self.topics.events, self.topics.chains)
+        outputs += linked
+        for outcome, record in zip(outcomes, records, strict=True):
+            message_id = record.header_str(H.MESSAGE_ID)
+            outputs += [self.dedup.record(key, at, message_id) for key in outcome.dedup]
+        return outputs, new_head
+
+    def _committed(
+        self,
+        tp: TopicPartition,
+        head: ChainHead,
+        outcomes: Sequence[Outcome],
+        records: Sequence[Record],
+        at: int,
+    ) -> None:
+        if tp in self._owned:
+            self._owned[tp] = head
+        self.dedup.remember([k for o in outcomes for k in o.dedup], at)
+
     async def _commit_one_by_one(
-        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
+        self,
+        consumer: GroupConsumer,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        ctx: BatchContext,
     ) -> list[Outcome]:
         """A batch whose outputs were too large: find the record and dead-letter it."""
         done: list[Outcome] = []
+        head = await self._take_over(tp)
         for record in records:
-            outcome = await asyncio.to_thread(self.processor.process, record)
+            (outcome,) = await asyncio.to_thread(self.processor.process_batch, [record], ctx)
+            outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
             try:
-                await consumer.commit(tp, record.offset + 1, outcome.records)
+                await consumer.commit(tp, record.offset + 1, outputs)
             except RecordTooLarge as exc:
-                outcome = self._too_large(record, str(exc))
-                await consumer.commit(tp, record.offset + 1, outcome.records)
+                stripped = Record(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    b"",
+                    record.headers,
+                    record.timestamp_ms,
+                )
+                problem = Problem("too-large", f"outputs exceed the record limit: {exc}")
+                outcome = self.processor.refuse(stripped, [problem], ctx)
+                outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+                await consumer.commit(tp, record.offset + 1, outputs)
+            head = new_head
+            self._committed(tp, head, [outcome], [record], ctx.now_ms)
             done.append(outcome)
         return done
-
-    def _too_large(self, record: Record, detail: str) -> Outcome:
-        stripped = Record(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            b"",
-            record.headers,
-            record.timestamp_ms,
-        )
-        problem = Problem("too-large", f"outputs exceed the record limit: {detail}")
-        return self.processor.refuse(stripped, [problem], now_ms())
 
     def _observe(
         self, records: Sequence[Record], outcomes: Sequence[Outcome], seconds: float
     ) -> None:
-        counts = Counter(o.outcome for o in outcomes)
-        self.metrics.pipeline_batch_done(seconds, counts)
+        self.metrics.pipeline_batch_done(seconds, Counter(o.outcome for o in outcomes))
         at = now_ms()
         for record, outcome in zip(records, outcomes, strict=True):
             latency = (at - received_at_ms(record)) / 1000

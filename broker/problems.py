@@ -50,6 +50,14 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("attachment-encoding", "An attachment is not valid base64", 422),
     ProblemType("too-many-recipients", "More recipients than the limit", 422),
     ProblemType("too-many-attachments", "More attachments than the limit", 422),
+    # The directory and routing.
+    ProblemType("unknown-sender", "The sender is not in the agency directory", 422),
+    ProblemType("sender-suspended", "The sender is suspended in the agency directory", 403),
+    ProblemType("sender-mismatch", "From/OrganId is not the authenticated agency", 403),
+    ProblemType("duplicate-document", "The sender already sent this DocumentId", 409),
+    ProblemType("unknown-recipient", "The recipient is not in the agency directory", 422),
+    ProblemType("recipient-suspended", "The recipient is suspended", 422),
+    ProblemType("recipient-is-sender", "A document cannot be sent to its own sender", 422),
     # Signatures (per the sender's policy).
     ProblemType("signature-missing", "The sender's policy requires a signature", 422),
     ProblemType("signature-invalid", "A signature is malformed, misplaced or does not verify", 422),

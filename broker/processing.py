@@ -1,180 +1,533 @@
-"""What the pipeline does with one inbound record, as a function of the record.
+"""What the pipeline does with one record, as a function of the record and a snapshot.
 
-check (edXML validation; the sender's signature per policy, acting on the
-signed part when one verifies) -> route (each recipient's mailbox) -> stamp
-(this hop's TraceHeader) and sign (the broker's signature) -> output records and
-events. A refusal is a value (a `rejected` record and an event), never an
-exception: a poison record never blocks its partition.
+A submission (topic `inbound`):
+  check -> edXML validation; the sender is a known, active agency and, when an
+           adapter authenticated the caller, that agency; the sender's signature
+           per its policy (acting on the signed part when one verifies); a new
+           document not already received from that sender within the window;
+  route -> each recipient: a local mailbox, upstream (the national axis), or
+           refused with a status 02 back to the sender;
+  stamp and sign -> this hop's TraceHeader and the broker's signature;
+  record -> audit events (chained by the pipeline shell).
+A receipt (topic `receipts`): the recipient fetched or acknowledged; on the
+acknowledgement of a document, the status 01 (đã đến) goes to its sender.
+
+A refusal is a value (a `rejected` record and an event), never an exception: a
+poison record never blocks its partition.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
-from broker.edxml.model import Envelope
+from broker.directory.book import Directory
+from broker.directory.model import Agency
+from broker.edxml.builder import build_status, build_status_for
+from broker.edxml.model import BusinessKind, Envelope, Kind, Organization, ResponseFor, StatusCode
 from broker.edxml.validator import EnvelopeValidator
 from broker.errors import InputRefused
 from broker.events import Event, EventType
-from broker.intake import refusal_records
+from broker.intake import AUTHENTICATED, STAGE_ACCEPT
 from broker.log.interface import NewRecord, Record
 from broker.problems import Problem
-from broker.records import H, make_headers, now_ms, received_at_ms
+from broker.receipts import Receipt, ReceiptKind
+from broker.records import H, make_headers, received_at_ms
+from broker.routing import Route, route_envelope
 from broker.topics import Topics
 from broker.trust.context import TrustContext
-from broker.trust.sender import check_sender
+from broker.trust.policy import PolicyBook, SenderPolicy
+from broker.trust.sender import SenderCheck, check_sender
 
 log = structlog.get_logger(__name__)
+
+DedupLookup = Callable[[str, str], int | None]  # (sender code, document id) -> first seen ms
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """What one batch is processed against: the directory and dedup index as they are."""
+
+    directory: Directory
+    seen: DedupLookup
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The records one inbound record turns into, and what happened to it."""
+    """The records one input record turns into, and what happened to it."""
 
-    outcome: str  # routed | rejected | failed
-    records: tuple[NewRecord, ...]
-    deliveries: int = 0
+    outcome: str  # routed | rejected | failed | receipt
+    records: tuple[NewRecord, ...] = ()
+    events: tuple[Event, ...] = ()
+    deliveries: int = 0  # mailbox records of the submission itself (for the latency metric)
     codes: tuple[str, ...] = ()  # problem codes of a refusal
     signature: tuple[str, str] | None = None  # (outcome, policy) of the sender's signature
+    dedup: tuple[tuple[str, str], ...] = ()  # (sender, document id) to remember
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
+class _Ids:
+    message_id: str
+    trace_id: str
+    received_at: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class InboundProcessor:
-    """Built once at start; `process` is then a pure function of the record."""
+    """Built once at start; `process_batch` is a function of records and a context."""
 
     topics: Topics
     validator: EnvelopeValidator
-    trust: TrustContext | None = None  # None: no signature steps (tests of routing alone)
+    trust: TrustContext
+    default_policy: SenderPolicy = field(default_factory=SenderPolicy)
+    bind_by_subject_uid: bool = True
+    dedup_window_ms: int = 30 * 86400 * 1000
+    broker_name: str = "Trục liên thông văn bản"
 
-    def process(self, record: Record, at_ms: int | None = None) -> Outcome:
-        at = now_ms() if at_ms is None else at_ms
-        data = record.value or b""
+    @property
+    def broker_org(self) -> Organization:
+        return Organization(self.trust.organ_id, self.broker_name)
+
+    # -- entry points
+
+    def process_batch(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
+        """In order; a document repeated inside the batch is caught too."""
+        fresh: dict[tuple[str, str], int] = {}
+
+        def seen(sender: str, document_id: str) -> int | None:
+            return fresh.get((sender, document_id)) or ctx.seen(sender, document_id)
+
+        batch_ctx = BatchContext(ctx.directory, seen, ctx.now_ms)
+        out = []
+        for record in records:
+            outcome = self.process(record, batch_ctx)
+            for key in outcome.dedup:
+                fresh[key] = ctx.now_ms
+            out.append(outcome)
+        return out
+
+    def process(self, record: Record, ctx: BatchContext) -> Outcome:
         try:
-            envelope = self.validator.check(data)
-            forwarded, signature, verdict = data, None, None
-            if self.trust is not None:
-                check = check_sender(data, envelope, self.trust.verifier, self.trust.book)
-                if check.problems:
-                    refused = self.refuse(
-                        record,
-                        check.problems,
-                        at,
-                        "rejected",
-                        details={"sender_signature": check.audit()},
-                    )
-                    return replace(refused, signature=(check.outcome, check.policy))
-                if check.signed_data is not None:
-                    # Act on what the signature covers, not on the bytes around it.
-                    envelope = self.validator.check(check.signed_data)
-                signature = check.audit()
-                verdict = (check.outcome, check.policy)
-                forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
-        except InputRefused as exc:
-            return self.refuse(record, exc.problems, at, "rejected")
+            if record.topic == self.topics.receipts:
+                return self._receipt(record, ctx)
+            return self._submission(record, ctx)
         except Exception as exc:  # a bug must not wedge the partition
-            log.exception("pipeline step failed", offset=record.offset, partition=record.partition)
+            log.exception(
+                "pipeline step failed",
+                topic=record.topic,
+                offset=record.offset,
+                partition=record.partition,
+            )
             problem = Problem("internal-error", f"{exc.__class__.__name__}: {exc}")
-            return self.refuse(record, [problem], at, "failed")
-        return replace(self._route(record, envelope, at, forwarded, signature), signature=verdict)
+            return self.refuse(record, [problem], ctx, outcome="failed")
 
-    def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
-        return [self.process(r) for r in records]
+    # -- submissions
+
+    def _submission(self, record: Record, ctx: BatchContext) -> Outcome:
+        data = record.value or b""
+        if record.header_str(H.STAGE) == STAGE_ACCEPT:  # refused at the door: record it
+            problems = [
+                Problem.from_dict(p) for p in json.loads(record.header_str(H.PROBLEMS) or "[]")
+            ]
+            return self.refuse(
+                record, problems or [Problem("internal-error", "no problems")], ctx, stage="accept"
+            )
+        try:
+            env = self.validator.check(data)
+        except InputRefused as exc:
+            return self.refuse(record, exc.problems, ctx)
+        sender = ctx.directory.find(env.sender_id)
+        if sender is None:
+            return self.refuse(
+                record,
+                [Problem("unknown-sender", f"{env.sender_id} is not in the agency directory")],
+                ctx,
+                env,
+            )
+        if not sender.active:
+            return self.refuse(
+                record,
+                [Problem("sender-suspended", f"{sender.code} ({sender.name}) is suspended")],
+                ctx,
+                env,
+            )
+        authenticated = record.header_str(AUTHENTICATED)
+        if authenticated and authenticated not in sender.codes():
+            return self.refuse(
+                record,
+                [
+                    Problem(
+                        "sender-mismatch",
+                        f"From/OrganId is {env.sender_id} but the caller is {authenticated}",
+                    )
+                ],
+                ctx,
+                env,
+            )
+        check = self._signature(data, env, sender)
+        verdict = (check.outcome, check.policy)
+        if check.problems:
+            refused = self.refuse(
+                record,
+                check.problems,
+                ctx,
+                env,
+                sender,
+                details={"sender_signature": check.audit()},
+            )
+            return _with(refused, signature=verdict)
+        if check.signed_data is not None:
+            env = self.validator.check(check.signed_data)  # act on what the signature covers
+        dedup: tuple[tuple[str, str], ...] = ()
+        if env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW:
+            key = (sender.code, env.document_id)
+            first = ctx.seen(*key)
+            if first is not None and ctx.now_ms - first < self.dedup_window_ms:
+                problem = Problem(
+                    "duplicate-document",
+                    f"{env.sender_id} already sent "
+                    f"{env.document_id} (first received {_iso(first)})",
+                )
+                return _with(self.refuse(record, [problem], ctx, env, sender), signature=verdict)
+            dedup = (key,)
+        outcome = self._route(record, env, sender, ctx, check)
+        return _with(outcome, signature=verdict, dedup=dedup)
+
+    def _signature(self, data: bytes, env: Envelope, sender: Agency) -> SenderCheck:
+        policy = SenderPolicy(
+            mode=sender.signature_policy or self.default_policy.mode,  # type: ignore[arg-type]
+            allow_sha1=sender.allow_sha1 or self.default_policy.allow_sha1,
+            certificates=frozenset(sender.certificates),
+        )
+        book = PolicyBook(
+            self.default_policy,
+            {env.sender_id: policy},
+            self.bind_by_subject_uid,
+            aliases={env.sender_id: sender.codes()},
+        )
+        return check_sender(data, env, self.trust.verifier, book)
+
+    def _route(
+        self, record: Record, env: Envelope, sender: Agency, ctx: BatchContext, check: SenderCheck
+    ) -> Outcome:
+        data = record.value or b""
+        ids = _ids(record)
+        forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
+        forwarded_sha = hashlib.sha256(forwarded).hexdigest()
+        document_id = env.subject_document_id
+        common = {
+            "message_id": ids.message_id,
+            "document_id": document_id,
+            "sender": env.sender_id,
+            "trace_id": ids.trace_id,
+        }
+        events = [
+            Event(
+                EventType.ACCEPTED,
+                ctx.now_ms,
+                actor=sender.code,
+                sha256=ids.sha256,
+                details={
+                    "kind": str(env.kind),
+                    "business": env.business_kind.name.lower(),
+                    "status_code": env.status_code.value if env.status_code else None,
+                    "targets": list(env.business.targets) if env.business else [],
+                    "recipients": list(env.recipient_ids),
+                    "size": len(data),
+                    "received_at_ms": ids.received_at,
+                    "sender_signature": check.audit(),
+                },
+                **common,
+            )
+        ]
+        records: list[NewRecord] = []
+        deliveries = 0
+        for decision in route_envelope(env, ctx.directory):
+            if decision.route is Route.REFUSED:
+                events.append(
+                    Event(
+                        EventType.RECIPIENT_REFUSED,
+                        ctx.now_ms,
+                        recipient=decision.requested,
+                        actor="docbroker",
+                        details={"code": decision.code, "reason": decision.reason},
+                        **common,
+                    )
+                )
+                if env.kind is Kind.DOCUMENT:
+                    recs, evs = self._status_to_sender(
+                        env, sender, StatusCode.REFUSED, decision.reason, ids, ctx
+                    )
+                    records += recs
+                    events += evs
+                continue
+            topic = self.topics.mailbox if decision.route is Route.MAILBOX else self.topics.upstream
+            records.append(
+                self._delivery(
+                    topic,
+                    forwarded,
+                    forwarded_sha,
+                    decision.agency,
+                    decision.requested,
+                    env,
+                    ids,
+                    ctx.now_ms,
+                )
+            )
+            deliveries += decision.route is Route.MAILBOX
+            events.append(
+                Event(
+                    EventType.ROUTED,
+                    ctx.now_ms,
+                    recipient=decision.agency,
+                    actor="docbroker",
+                    sha256=forwarded_sha,
+                    details={"to": str(decision.route), "requested": decision.requested},
+                    **common,
+                )
+            )
+        return Outcome("routed", tuple(records), tuple(events), deliveries)
+
+    def _delivery(
+        self,
+        topic: str,
+        forwarded: bytes,
+        sha: str,
+        agency: str,
+        requested: str,
+        env: Envelope,
+        ids: _Ids,
+        at: int,
+    ) -> NewRecord:
+        promulgation = env.promulgation.date if env.promulgation else None
+        return NewRecord(
+            topic=topic,
+            key=agency.encode(),
+            value=forwarded,
+            headers=make_headers(
+                {
+                    H.MESSAGE_ID: ids.message_id,
+                    H.DOCUMENT_ID: env.subject_document_id,
+                    H.SENDER: env.sender_id,
+                    H.RECIPIENT: agency,
+                    "requested-as": requested,
+                    H.TRACE_ID: ids.trace_id,
+                    H.RECEIVED_AT: ids.received_at,
+                    H.PRODUCED_AT: at,
+                    H.KIND: str(env.kind),
+                    H.SHA256: sha,
+                    "code": str(env.code) if env.code else None,
+                    "promulgation-date": promulgation.strftime("%Y/%m/%d")
+                    if promulgation
+                    else None,
+                    "status-code": env.status_code.value if env.status_code else None,
+                }
+            ),
+        )
+
+    def _status_to_sender(
+        self,
+        env: Envelope,
+        sender: Agency,
+        code: StatusCode,
+        reason: str,
+        ids: _Ids,
+        ctx: BatchContext,
+    ) -> tuple[list[NewRecord], list[Event]]:
+        """A status from the broker to the document's sender (02 on refusals)."""
+        data = build_status(env, code, sender=self.broker_org, description=reason)
+        return self._emit_status(
+            data, env.sender_id, sender, env.document_id, code, ids, ctx, actor="docbroker"
+        )
+
+    def _emit_status(
+        self,
+        data: bytes,
+        requested: str,
+        to: Agency,
+        document_id: str,
+        code: StatusCode,
+        ids: _Ids,
+        ctx: BatchContext,
+        actor: str,
+    ) -> tuple[list[NewRecord], list[Event]]:
+        status_env = self.validator.check(data)
+        signed = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
+        sha = hashlib.sha256(signed).hexdigest()
+        topic = self.topics.mailbox if to.local else self.topics.upstream
+        status_ids = _Ids(f"{ids.message_id}.{code.value}.{to.code}", ids.trace_id, ctx.now_ms, sha)
+        record = self._delivery(
+            topic, signed, sha, to.code, requested, status_env, status_ids, ctx.now_ms
+        )
+        event = Event(
+            EventType.STATUS_EMITTED,
+            ctx.now_ms,
+            status_ids.message_id,
+            document_id,
+            status_env.sender_id,
+            ids.trace_id,
+            recipient=to.code,
+            actor=actor,
+            sha256=sha,
+            details={
+                "status_code": code.value,
+                "to": topic.rsplit(".", 1)[-1],
+                "description": status_env.status_description,
+            },
+        )
+        return [record], [event]
+
+    # -- refusals
 
     def refuse(
         self,
         record: Record,
         problems: Sequence[Problem],
-        at: int,
+        ctx: BatchContext,
+        env: Envelope | None = None,
+        sender: Agency | None = None,
+        *,
         outcome: str = "rejected",
+        stage: str = "pipeline",
         details: dict[str, Any] | None = None,
     ) -> Outcome:
-        """Dead-letter the record with its problems (and an event)."""
-        recs = refusal_records(
-            topics=self.topics,
-            data=record.value or b"",
-            problems=problems,
-            stage="pipeline",
-            message_id=record.header_str(H.MESSAGE_ID),
-            trace_id=record.header_str(H.TRACE_ID),
-            received_at_ms=received_at_ms(record),
-            at_ms=at,
-            sender=record.header_str(H.SENDER),
-            document_id=record.header_str(H.DOCUMENT_ID),
-            details=details,
+        """Dead-letter the record with its problems, an event, and a status 02 to the
+        sender where the sender is known."""
+        ids = _ids(record)
+        sender_id = env.sender_id if env else record.header_str(H.SENDER)
+        document_id = env.subject_document_id if env else record.header_str(H.DOCUMENT_ID)
+        rejected = NewRecord(
+            topic=self.topics.rejected,
+            key=(sender_id or ids.message_id).encode(),
+            value=record.value or b"",
+            headers=make_headers(
+                {
+                    H.MESSAGE_ID: ids.message_id,
+                    H.DOCUMENT_ID: document_id or None,
+                    H.SENDER: sender_id or None,
+                    H.TRACE_ID: ids.trace_id,
+                    H.RECEIVED_AT: ids.received_at,
+                    H.PRODUCED_AT: ctx.now_ms,
+                    H.SHA256: ids.sha256,
+                    H.STAGE: stage,
+                    H.SOURCE: record.header_str(H.SOURCE) or None,
+                    H.PROBLEMS: json.dumps([p.to_dict() for p in problems], ensure_ascii=False),
+                }
+            ),
         )
-        return Outcome(outcome, tuple(recs), codes=tuple(p.code for p in problems))
-
-    def _route(
-        self,
-        record: Record,
-        env: Envelope,
-        at: int,
-        forwarded: bytes,
-        signature: dict[str, Any] | None,
-    ) -> Outcome:
-        data = record.value or b""
-        digest = hashlib.sha256(data).hexdigest()
-        forwarded_digest = hashlib.sha256(forwarded).hexdigest()
-        message_id = record.header_str(H.MESSAGE_ID)
-        trace_id = record.header_str(H.TRACE_ID)
-        received = received_at_ms(record)
-        document_id = env.subject_document_id
-        common = {
-            "message_id": message_id,
-            "document_id": document_id,
-            "sender": env.sender_id,
-            "trace_id": trace_id,
-            "sha256": digest,
-        }
-        out: list[NewRecord] = [
+        events = [
             Event(
-                EventType.RECEIVED,
-                at,
-                actor=env.sender_id,
+                EventType.REFUSED,
+                ctx.now_ms,
+                ids.message_id,
+                document_id,
+                sender_id,
+                ids.trace_id,
+                actor="docbroker",
+                sha256=ids.sha256,
                 details={
-                    "kind": str(env.kind),
-                    "business": env.business_kind.name.lower(),
-                    "status_code": env.status_code.value if env.status_code else None,
-                    "size": len(data),
-                    "received_at_ms": received,
-                    "sender_signature": signature,
+                    "stage": stage,
+                    "problems": [p.to_dict() for p in problems],
+                    **(details or {}),
                 },
-                **common,
-            ).to_record(self.topics.events)
+            )
         ]
-        for recipient in env.recipient_ids:
-            out.append(
-                NewRecord(
-                    topic=self.topics.mailbox,
-                    key=recipient.encode("utf-8"),
-                    value=forwarded,
-                    headers=make_headers(
-                        {
-                            H.MESSAGE_ID: message_id,
-                            H.DOCUMENT_ID: document_id,
-                            H.SENDER: env.sender_id,
-                            H.RECIPIENT: recipient,
-                            H.TRACE_ID: trace_id,
-                            H.RECEIVED_AT: received,
-                            H.PRODUCED_AT: at,
-                            H.KIND: str(env.kind),
-                            H.SHA256: forwarded_digest,
-                        }
-                    ),
-                )
+        records = [rejected]
+        if env is not None and sender is not None and sender.active and env.kind is Kind.DOCUMENT:
+            reason = "; ".join(f"{p.code}: {p.message}" for p in problems)
+            recs, evs = self._status_to_sender(env, sender, StatusCode.REFUSED, reason, ids, ctx)
+            records += recs
+            events += evs
+        return Outcome(
+            outcome, tuple(records), tuple(events), codes=tuple(p.code for p in problems)
+        )
+
+    # -- receipts
+
+    def _receipt(self, record: Record, ctx: BatchContext) -> Outcome:
+        receipt = Receipt.from_record(record)
+        common = {
+            "message_id": receipt.message_id,
+            "document_id": receipt.document_id,
+            "sender": receipt.sender,
+            "trace_id": receipt.trace_id,
+        }
+        if receipt.kind is ReceiptKind.FETCHED:
+            event = Event(
+                EventType.DELIVERED,
+                receipt.at_ms,
+                recipient=receipt.recipient,
+                actor=receipt.recipient,
+                sha256=receipt.sha256 or None,
+                **common,
             )
-            out.append(
-                Event(
-                    EventType.ROUTED,
-                    at,
-                    recipient=recipient,
-                    actor="docbroker",
-                    details={"to": "mailbox", "forwarded_sha256": forwarded_digest},
-                    **common,
-                ).to_record(self.topics.events)
+            return Outcome("receipt", events=(event,))
+        events = [
+            Event(
+                EventType.ACKNOWLEDGED,
+                receipt.at_ms,
+                recipient=receipt.recipient,
+                actor=receipt.recipient,
+                sha256=receipt.sha256 or None,
+                **common,
             )
-        return Outcome("routed", tuple(out), deliveries=len(env.recipient_ids))
+        ]
+        records: list[NewRecord] = []
+        recipient = ctx.directory.find(receipt.recipient)
+        sender = ctx.directory.find(receipt.sender)
+        if receipt.envelope_kind == "document" and recipient is not None and sender is not None:
+            answered = ResponseFor(
+                organ_id=receipt.sender,
+                document_id=receipt.document_id,
+                code=receipt.code,
+                promulgation_date=_date(receipt.promulgation_date),
+            )
+            me = Organization(recipient.code102 or recipient.code, recipient.name)
+            data = build_status_for(answered, StatusCode.RECEIVED, sender=me)
+            ids = _Ids(receipt.message_id, receipt.trace_id, receipt.at_ms, receipt.sha256)
+            recs, evs = self._emit_status(
+                data,
+                receipt.sender,
+                sender,
+                receipt.document_id,
+                StatusCode.RECEIVED,
+                ids,
+                ctx,
+                actor=recipient.code,
+            )
+            records += recs
+            events += evs
+        return Outcome("receipt", tuple(records), tuple(events))
+
+
+def _ids(record: Record) -> _Ids:
+    return _Ids(
+        record.header_str(H.MESSAGE_ID),
+        record.header_str(H.TRACE_ID),
+        received_at_ms(record),
+        record.header_str(H.SHA256) or hashlib.sha256(record.value or b"").hexdigest(),
+    )
+
+
+def _with(outcome: Outcome, **changes: Any) -> Outcome:
+    return replace(outcome, **changes)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _date(raw: str) -> date | None:
+    try:
+        y, m, d = (int(x) for x in raw.split("/"))
+        return date(y, m, d)
+    except ValueError:
+        return None

@@ -14,21 +14,26 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from broker.config import Settings
+from broker.directory.io import check_unique, parse_file
+from broker.directory.view import put_agencies
 from broker.edxml.rules import Limits
 from broker.edxml.validator import EnvelopeValidator
-from broker.errors import DocbrokerError
+from broker.errors import ConfigError, DocbrokerError
 from broker.log import DurableLog, open_log
 from broker.mailbox import MailboxView
 from broker.metrics import Metrics
 from broker.pipeline import Pipeline
 from broker.processing import InboundProcessor
+from broker.state import ChainHeads, DedupIndex, DirectoryState
 from broker.topics import Topics, topic_specs
 from broker.trust.certs import seconds_left, subject_text
 from broker.trust.context import TrustContext, load_trust
+from broker.trust.policy import SenderPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +59,9 @@ class Runtime:
     view: MailboxView
     pipeline: Pipeline
     trust: TrustContext
+    directory: DirectoryState
+    heads: ChainHeads
+    dedup: DedupIndex
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -63,16 +71,44 @@ class Runtime:
         durable = open_log(settings)
         validator = EnvelopeValidator(envelope_limits(settings))
         trust = load_trust(settings)  # keys are loaded once, here
-        processor = InboundProcessor(topics, validator, trust)
+        processor = InboundProcessor(
+            topics,
+            validator,
+            trust,
+            default_policy=SenderPolicy(
+                settings.trust.default_policy, settings.trust.allow_legacy_sha1
+            ),
+            bind_by_subject_uid=settings.trust.bind_by_subject_uid,
+            dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
+            broker_name=settings.organ_name,
+        )
         view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
+        directory = DirectoryState(durable, topics.directory)
+        heads = ChainHeads(durable, topics.chains)
+        dedup = DedupIndex(durable, topics.dedup, processor.dedup_window_ms)
         pipeline = Pipeline(
             durable,
             processor,
             metrics,
+            directory=directory,
+            heads=heads,
+            dedup=dedup,
             group=f"{settings.backend.topic_prefix}{settings.pipeline.group}",
             batch_size=settings.pipeline.batch_size,
         )
-        return cls(settings, topics, metrics, durable, processor, view, pipeline, trust)
+        return cls(
+            settings,
+            topics,
+            metrics,
+            durable,
+            processor,
+            view,
+            pipeline,
+            trust,
+            directory,
+            heads,
+            dedup,
+        )
 
     # -- lifecycle
 
@@ -82,9 +118,44 @@ class Runtime:
             self._certificate_watch,
             self._worker_pool,
             self._durable_log,
+            self._followed_state,
             self._mailbox_view,
             self._pipeline,
         ]
+
+    @asynccontextmanager
+    async def _followed_state(self) -> AsyncIterator[None]:
+        """The directory, the chain heads and the dedup index, read and then followed."""
+        followers = [self.directory.follower, self.heads.follower, self.dedup.follower]
+        for follower in followers:
+            await follower.start()
+        await self._seed_directory()
+        self._note(
+            "state loaded",
+            agencies=len(self.directory.current),
+            chains=len(self.heads.heads),
+            dedup=len(self.dedup.first_seen),
+        )
+        yield
+        for follower in reversed(followers):
+            await follower.stop()
+        self._note("state closed")
+
+    async def _seed_directory(self) -> None:
+        seed = self.settings.directory.seed_file
+        if not seed or len(self.directory.current):
+            return
+        try:
+            text = await asyncio.to_thread(Path(seed).read_text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"directory.seed_file {seed}: {exc.strerror}") from None
+        agencies, problems = parse_file(seed, text)
+        problems += check_unique(agencies)
+        if problems:
+            raise ConfigError(f"directory.seed_file {seed}: " + "; ".join(map(str, problems[:5])))
+        await put_agencies(self.log, self.topics.directory, agencies, actor="seed")
+        await self.directory.follower.caught_up()
+        log.info("directory seeded", file=seed, agencies=len(agencies))
 
     @asynccontextmanager
     async def _certificate_watch(self) -> AsyncIterator[None]:
@@ -164,7 +235,12 @@ class Runtime:
             checks["log"] = str(exc)
         key_problems = self.trust.problems_now()
         checks["keys"] = "; ".join(key_problems) if key_problems else "ok"
+        checks["directory"] = (
+            f"ok ({len(self.directory.current)} agencies)"
+            if self.directory.follower.loaded
+            else "not loaded"
+        )
         checks["mailbox_view"] = "ok" if self.view.ready else "not started"
         checks["pipeline"] = "ok" if self.pipeline.running else "not running"
-        self.metrics.readiness(all(v == "ok" for v in checks.values()))
+        self.metrics.readiness(all(v.startswith("ok") for v in checks.values()))
         return checks

@@ -10,14 +10,19 @@ from broker.log.interface import TopicSpec
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Full topic names. Keys: mailbox = recipient code, events = document id."""
+    """Full topic names and what they hold (key in brackets)."""
 
-    inbound: str  # raw submissions, as the sender's bytes
-    mailbox: str  # deliveries to local agencies
-    upstream: str  # to the national axis
-    rejected: str  # dead letters, with their problems
-    events: str  # audit trail of every state change
-    acks: str  # acknowledgements by recipients
+    inbound: str  # submissions as the sender's bytes [sender]
+    mailbox: str  # deliveries to local agencies [recipient]
+    upstream: str  # for the national axis [recipient]
+    rejected: str  # dead letters with their problems [sender]
+    events: str  # the audit trail, hash-chained [document id]
+    receipts: str  # fetched / acknowledged by recipients [recipient]
+    directory: str  # the agency directory, compacted [agency code]
+    dedup: str  # documents already received, compacted [sender + document id]
+    chains: str  # the head of each audit chain, compacted [chain id]
+
+    COMPACTED = ("directory", "dedup", "chains")
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -30,6 +35,11 @@ class Topics:
 def topic_specs(settings: Settings, topics: Topics) -> list[TopicSpec]:
     """Every topic with the configured partitions and the envelope size limit."""
     return [
-        TopicSpec(name, settings.backend.partitions, settings.max_record_bytes)
-        for name in topics.all()
+        TopicSpec(
+            getattr(topics, name),
+            settings.backend.partitions,
+            settings.max_record_bytes,
+            compacted=name in Topics.COMPACTED,
+        )
+        for name in Topics.__dataclass_fields__
     ]

@@ -14,7 +14,10 @@ import pytest
 from broker.log.interface import DurableLog
 from tests.kafka_broker import KafkaBroker, start_broker, stop_broker
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+# Three levels (province, districts, communes): the structure before the 2025 reform.
+EXAMPLE_DIRECTORY_2024 = ROOT / "config" / "directory" / "lai-chau-2024.toml"
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +145,7 @@ def backend_env(
         "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
         "DOCBROKER_BACKEND_PARTITIONS": "3",
         "DOCBROKER_BACKEND_EMBEDDED_SESSION_TIMEOUT": "3",
+        "DOCBROKER_DIRECTORY_SEED_FILE": str(EXAMPLE_DIRECTORY_2024),
     }
     if kafka_bootstrap is not None:
         env["DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap

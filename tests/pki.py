@@ -9,7 +9,7 @@ from pathlib import Path
 from broker.trust.certs import KeyMaterial
 from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
 
-BROKER_ID = "000.00.00.H35"
+BROKER_ID = "000.99.99.H35"
 
 
 @cache

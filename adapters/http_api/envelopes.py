@@ -13,7 +13,7 @@ from structlog.contextvars import bound_contextvars
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
 from broker.errors import DocbrokerError, InputRefused
-from broker.intake import Submission, inbound_record, refusal_records
+from broker.intake import Submission, door_refusal_record, inbound_record
 from broker.records import new_message_id, now_ms, trace_id_from
 
 log = structlog.get_logger(__name__)
@@ -100,18 +100,9 @@ async def _record_refusal(
     runtime = request.app[RUNTIME]
     for p in exc.problems:
         runtime.metrics.envelope_refused("accept", p.code)
-    records = refusal_records(
-        topics=runtime.topics,
-        data=data,
-        problems=exc.problems,
-        stage="accept",
-        message_id=message_id,
-        trace_id=trace_id,
-        received_at_ms=received,
-        at_ms=now_ms(),
-    )
+    sub = Submission(data, message_id, trace_id, received, source="http")
     try:
-        await runtime.log.append(records)
+        await runtime.log.append([door_refusal_record(sub, exc.problems, runtime.topics)])
     except DocbrokerError as err:  # the refusal still stands; the trail has a gap
         log.error(
             "could not record a refusal", error=str(err), codes=[p.code for p in exc.problems]

@@ -10,20 +10,23 @@ from aiohttp import web
 from adapters.http_api.envelopes import iso
 from adapters.http_api.keys import RUNTIME
 from broker.errors import BackendUnavailable, BadRequest, NotFound
-from broker.events import Event, EventType
-from broker.log.interface import NewRecord
 from broker.mailbox import Delivery
-from broker.records import H, make_headers, now_ms
+from broker.receipts import Receipt, ReceiptKind
+from broker.records import now_ms
 
 AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 MAX_LIMIT = 1000
 
 
 def _agency(request: web.Request) -> str:
+    """The mailbox's agency, named by either of its codes, as its directory code."""
     code = request.match_info["agency"]
     if not AGENCY_CODE.match(code):
         raise BadRequest(f"not an agency code: {code!r}")
-    return code
+    agency = request.app[RUNTIME].directory.current.find(code)
+    if agency is None:
+        raise NotFound(f"no agency {code} in the directory")
+    return agency.code
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -98,6 +101,22 @@ async def _delivery(request: web.Request) -> Delivery:
     return found
 
 
+def _receipt(d: Delivery, kind: ReceiptKind) -> Receipt:
+    return Receipt(
+        kind=kind,
+        at_ms=now_ms(),
+        message_id=d.message_id,
+        document_id=d.document_id,
+        sender=d.sender,
+        recipient=d.recipient,
+        trace_id=d.trace_id,
+        envelope_kind=d.kind,
+        code=d.code,
+        promulgation_date=d.promulgation_date,
+        sha256=d.sha256,
+    )
+
+
 async def fetch_envelope(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     d = await _delivery(request)
@@ -105,6 +124,10 @@ async def fetch_envelope(request: web.Request) -> web.StreamResponse:
     if record is None or record.value is None:
         raise BackendUnavailable(
             f"the record of {d.message_id} ({d.topic}[{d.partition}]@{d.offset}) is not readable"
+        )
+    if d.fetched_at_ms is None:  # the first fetch: a `delivered` event for the audit trail
+        await runtime.log.append(
+            [_receipt(d, ReceiptKind.FETCHED).to_record(runtime.topics.receipts)]
         )
     digest = base64.b64encode(bytes.fromhex(d.sha256)).decode() if d.sha256 else ""
     headers = {
@@ -123,38 +146,9 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     d = await _delivery(request)
     if d.acked_at_ms is None:
-        at = now_ms()
-        ack = NewRecord(
-            topic=runtime.topics.acks,
-            key=d.recipient.encode("utf-8"),
-            value=b"",
-            headers=make_headers(
-                {
-                    H.MESSAGE_ID: d.message_id,
-                    H.DOCUMENT_ID: d.document_id,
-                    H.SENDER: d.sender,
-                    H.RECIPIENT: d.recipient,
-                    H.TRACE_ID: d.trace_id,
-                    H.ACKED_AT: at,
-                    H.PRODUCED_AT: at,
-                }
-            ),
-        )
-        event = Event(
-            EventType.ACKNOWLEDGED,
-            at,
-            d.message_id,
-            d.document_id,
-            d.sender,
-            d.trace_id,
-            recipient=d.recipient,
-            actor=d.recipient,
-            sha256=d.sha256,
-        )
-        positions = await runtime.log.append([ack, event.to_record(runtime.topics.events)])
-        await runtime.view.wait_applied(
-            positions[:1], runtime.settings.http.read_your_writes_timeout
-        )
+        receipt = _receipt(d, ReceiptKind.ACKNOWLEDGED)
+        positions = await runtime.log.append([receipt.to_record(runtime.topics.receipts)])
+        await runtime.view.wait_applied(positions, runtime.settings.http.read_your_writes_timeout)
         d = await _delivery(request)
     return web.json_response(
         {

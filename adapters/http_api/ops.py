@@ -18,7 +18,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 async def readyz(request: web.Request) -> web.StreamResponse:
     """Ready: the log answers, the mailbox view and the pipeline run."""
     checks = await request.app[RUNTIME].readiness()
-    ready = all(v == "ok" for v in checks.values())
+    ready = all(v.startswith("ok") for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status=200 if ready else 503,

@@ -244,17 +244,31 @@ def build_status(
 ) -> bytes:
     """A status package from `sender` answering `document` (to its sender)."""
     promulgation = document.promulgation.date if document.promulgation else None
+    answered = ResponseFor(
+        organ_id=document.sender_id,
+        document_id=document.document_id,
+        code=str(document.code) if document.code else "",
+        promulgation_date=promulgation,
+    )
+    return build_status_for(
+        answered, code, sender=sender, description=description, staff=staff, timestamp=timestamp
+    )
+
+
+def build_status_for(
+    answered: ResponseFor,
+    code: StatusCode,
+    *,
+    sender: Organization,
+    description: str = "",
+    staff: StaffInfo | None = None,
+    timestamp: datetime | None = None,
+) -> bytes:
+    """A status package from `sender` about the document `answered` names."""
     status = Envelope(
         kind=Kind.STATUS,
         sender=sender,
-        response_for=(
-            ResponseFor(
-                organ_id=document.sender_id,
-                document_id=document.document_id,
-                code=str(document.code) if document.code else "",
-                promulgation_date=promulgation,
-            ),
-        ),
+        response_for=(answered,),
         staff=staff,
         status_code=code,
         status_description=description or code.meaning,

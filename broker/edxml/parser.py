@@ -104,10 +104,14 @@ def parse_untrusted(
         )
     markup = data.count(b"<")
     if markup > 2 * max_elements:
-        raise InputRefused([Problem(
-            "too-many-elements",
-            f"about {markup // 2} elements; the limit is {max_elements}",
-        )])  # fmt: skip
+        raise InputRefused(
+            [
+                Problem(
+                    "too-many-elements",
+                    f"about {markup // 2} elements; the limit is {max_elements}",
+                )
+            ]
+        )
     junk = _junk_before_markup(data)
     if junk is not None:
         raise InputRefused(

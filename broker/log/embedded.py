@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,8 +137,12 @@ class _Notifier:
             return
         if self._waiter is None or self._waiter.done():
             self._waiter = asyncio.get_running_loop().create_future()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the waiter completes, and the poll loop
+        # around this would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._waiter), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._waiter)
 
 
 @dataclass
@@ -529,8 +533,19 @@ class EmbeddedLog(DurableLog):
     ) -> GroupConsumer:
         return EmbeddedGroupConsumer(self, group, list(topics), max_batch_bytes or 64 * 1024**2)
 
-    def tailer(self, topics: Sequence[str], positions: Mapping[TopicPartition, int]) -> Tailer:
-        return EmbeddedTailer(self, list(topics), dict(positions))
+    def tailer(
+        self,
+        topics: Sequence[str],
+        positions: Mapping[TopicPartition, int],
+        *,
+        only: Collection[TopicPartition] | None = None,
+    ) -> Tailer:
+        return EmbeddedTailer(
+            self, list(topics), dict(positions), only=frozenset(only) if only is not None else None
+        )
+
+    async def partition_for(self, topic: str, key: bytes) -> int:
+        return partition_for_key(key, (await self._meta(topic)).partitions)
 
     async def read_at(self, topic: str, partition: int, offset: int) -> Record | None:
         tp = TopicPartition(topic, partition)
@@ -786,29 +801,34 @@ class EmbeddedGroupConsumer(GroupConsumer):
 class EmbeddedTailer(Tailer):
     log_: EmbeddedLog
     topics: list[str]
-    positions: dict[TopicPartition, int]
+    positions_: dict[TopicPartition, int]
+    only: frozenset[TopicPartition] | None = None
     max_batch_bytes: int = 64 * 1024**2
     _turn: int = 0
 
     async def start(self) -> None:
         for tp in await self.log_.partitions_of(self.topics):
-            self.positions.setdefault(tp, 0)
+            if self.only is None or tp in self.only:
+                self.positions_.setdefault(tp, 0)
 
     async def close(self) -> None:
         return None
+
+    async def positions(self) -> dict[TopicPartition, int]:
+        return dict(self.positions_)
 
     async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
         deadline = time.monotonic() + timeout
         while True:
             self._turn += 1
-            order = rotated(sorted(self.positions), self._turn)
+            order = rotated(sorted(self.positions_), self._turn)
             batches = await self.log_._read_partitions(
-                {tp: self.positions[tp] for tp in order}, max_records, self.max_batch_bytes
+                {tp: self.positions_[tp] for tp in order}, max_records, self.max_batch_bytes
             )
             if batches:
                 out: list[Record] = []
                 for tp, recs in batches.items():
-                    self.positions[tp] = recs[-1].offset + 1
+                    self.positions_[tp] = recs[-1].offset + 1
                     out.extend(recs)
                 return out
             remaining = deadline - time.monotonic()

@@ -15,7 +15,7 @@ The conformance suite in tests/conformance runs the same tests on both backends.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -180,6 +180,15 @@ class Tailer(abc.ABC):
     async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
         """Committed records after the current positions; [] on timeout."""
 
+    @abc.abstractmethod
+    async def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to read of every partition (past transaction markers on Kafka)."""
+
+    async def caught_up(self, ends: Mapping[TopicPartition, int]) -> bool:
+        """Whether everything before `ends` (from `DurableLog.end_offsets`) was read."""
+        mine = await self.positions()
+        return all(end == 0 or mine.get(tp, 0) >= end for tp, end in ends.items())
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -214,8 +223,19 @@ class DurableLog(abc.ABC):
     ) -> GroupConsumer: ...
 
     @abc.abstractmethod
-    def tailer(self, topics: Sequence[str], positions: Mapping[TopicPartition, int]) -> Tailer:
-        """Positions are next offsets to read; partitions not named start at 0."""
+    def tailer(
+        self,
+        topics: Sequence[str],
+        positions: Mapping[TopicPartition, int],
+        *,
+        only: Collection[TopicPartition] | None = None,
+    ) -> Tailer:
+        """Positions are next offsets to read; partitions not named start at 0.
+        `only` restricts the tailer to some partitions."""
+
+    @abc.abstractmethod
+    async def partition_for(self, topic: str, key: bytes) -> int:
+        """The partition records with `key` go to (the backend's own partitioner)."""
 
     @abc.abstractmethod
     async def read_at(self, topic: str, partition: int, offset: int) -> Record | None:

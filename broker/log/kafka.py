@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -36,6 +36,7 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
 
 from broker.config import KafkaSettings
 from broker.errors import BackendUnavailable, ConfigError, Fenced, RecordTooLarge
@@ -373,8 +374,18 @@ class KafkaLog(DurableLog):
     ) -> GroupConsumer:
         return KafkaGroupConsumer(self, group, list(topics))
 
-    def tailer(self, topics: Sequence[str], positions: Mapping[TopicPartition, int]) -> Tailer:
-        return KafkaTailer(self, list(topics), dict(positions))
+    def tailer(
+        self,
+        topics: Sequence[str],
+        positions: Mapping[TopicPartition, int],
+        *,
+        only: Collection[TopicPartition] | None = None,
+    ) -> Tailer:
+        return KafkaTailer(self, list(topics), dict(positions), only)
+
+    async def partition_for(self, topic: str, key: bytes) -> int:
+        parts = await self.partitions_of([topic])
+        return DefaultPartitioner()(key, [tp.partition for tp in parts], [])
 
     async def read_at(self, topic: str, partition: int, offset: int) -> Record | None:
         _, _, consumer = self._started()
@@ -415,7 +426,8 @@ class KafkaLog(DurableLog):
     async def ping(self) -> None:
         admin, _, _ = self._started()
         try:
-            await asyncio.wait_for(admin.describe_cluster(), timeout=5)
+            async with asyncio.timeout(5):
+                await admin.describe_cluster()
         except (KafkaError, TimeoutError) as exc:
             raise _wrap(exc, "ping") from exc
 
@@ -569,22 +581,31 @@ class KafkaTailer(Tailer):
     """Every partition of some topics, read_committed, from remembered positions."""
 
     def __init__(
-        self, log_: KafkaLog, topics: list[str], positions: dict[TopicPartition, int]
+        self,
+        log_: KafkaLog,
+        topics: list[str],
+        positions: dict[TopicPartition, int],
+        only: Collection[TopicPartition] | None = None,
     ) -> None:
         self.log_ = log_
         self.topics = topics
-        self.positions = positions
+        self._positions = positions
+        self._only = frozenset(only) if only is not None else None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(**self.log_.consumer_kwargs(), group_id=None)
         try:
             await self._consumer.start()
-            tps = await self.log_.partitions_of(self.topics)
+            tps = [
+                tp
+                for tp in await self.log_.partitions_of(self.topics)
+                if self._only is None or tp in self._only
+            ]
             self._consumer.assign([_ktp(tp) for tp in tps])
             for tp in tps:
                 # Offset 0 may be gone to retention: auto_offset_reset=earliest covers it.
-                self._consumer.seek(_ktp(tp), self.positions.get(tp, 0))
+                self._consumer.seek(_ktp(tp), self._positions.get(tp, 0))
         except KafkaError as exc:
             raise _wrap(exc, "tail") from exc
 
@@ -594,11 +615,19 @@ class KafkaTailer(Tailer):
                 await self._consumer.stop()
             self._consumer = None
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        if self._consumer is None:
+            raise BackendUnavailable("tailer is not started")
+        try:
+            return {_tp(k): await self._consumer.position(k) for k in self._consumer.assignment()}
+        except KafkaError as exc:
+            raise _wrap(exc, "tail position") from exc
+
     async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
         data = await _getmany(self._consumer, timeout, max_records, "tail poll")
         out = []
         for msgs in data.values():
             for m in msgs:
                 out.append(_record(m))
-                self.positions[TopicPartition(m.topic, m.partition)] = m.offset + 1
+                self._positions[TopicPartition(m.topic, m.partition)] = m.offset + 1
         return out

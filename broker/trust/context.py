@@ -109,11 +109,8 @@ def load_trust(settings: Settings) -> TrustContext:
     store = TrustStore.from_files(ca_files, [Path(p) for p in trust.crl_files])
     if not store.roots:
         raise ConfigError(f"no self-signed CA certificate in {', '.join(map(str, ca_files))}")
-    default = SenderPolicy(trust.default_policy, trust.allow_legacy_sha1)
-    book = (
-        PolicyBook.from_file(Path(trust.policy_file), default, trust.bind_by_subject_uid)
-        if trust.policy_file
-        else PolicyBook(default, {}, trust.bind_by_subject_uid)
+    book = PolicyBook(
+        SenderPolicy(trust.default_policy, trust.allow_legacy_sha1), {}, trust.bind_by_subject_uid
     )
     context = TrustContext(
         material, store, book, settings.organ_id, settings.keys.expiry_warning_days * 86400.0

@@ -70,33 +70,37 @@ class TestSubmitAndDeliver:
     async def test_acknowledge_is_idempotent_and_empties_the_pending_list(
         self, api: TestClient
     ) -> None:
-        await api.post("/v1/envelopes", data=document(recipients=("X.1",)), headers=XML)
-        (entry,) = await wait_for_mailbox(api, "X.1")
-        url = f"/v1/mailboxes/X.1/envelopes/{entry['message_id']}/ack"
+        await api.post("/v1/envelopes", data=document(recipients=("000.00.08.H35",)), headers=XML)
+        (entry,) = await wait_for_mailbox(api, "000.00.08.H35")
+        url = f"/v1/mailboxes/000.00.08.H35/envelopes/{entry['message_id']}/ack"
         first = await (await api.post(url)).json()
         second = await (await api.post(url)).json()
         assert first["acknowledged_at"] and first == second
-        pending = await (await api.get("/v1/mailboxes/X.1/envelopes")).json()
+        pending = await (await api.get("/v1/mailboxes/000.00.08.H35/envelopes")).json()
         assert pending["envelopes"] == []
-        everything = await (await api.get("/v1/mailboxes/X.1/envelopes?state=all")).json()
+        everything = await (await api.get("/v1/mailboxes/000.00.08.H35/envelopes?state=all")).json()
         assert everything["envelopes"][0]["acknowledged_at"] == first["acknowledged_at"]
 
     async def test_long_poll_returns_when_an_envelope_arrives(self, api: TestClient) -> None:
-        poll = asyncio.create_task(api.get("/v1/mailboxes/LP.1/envelopes", params={"wait": "20"}))
+        poll = asyncio.create_task(
+            api.get("/v1/mailboxes/000.00.09.H35/envelopes", params={"wait": "20"})
+        )
         await asyncio.sleep(0.3)
         assert not poll.done()
-        await api.post("/v1/envelopes", data=document(recipients=("LP.1",)), headers=XML)
+        await api.post("/v1/envelopes", data=document(recipients=("000.00.09.H35",)), headers=XML)
         resp = await asyncio.wait_for(poll, 15)
         assert len((await resp.json())["envelopes"]) == 1
 
     async def test_cursor_pages_through_the_mailbox(self, api: TestClient) -> None:
         for i in range(5):
-            data = document(recipients=("PG.1",), document_id=f"D,{i}")
+            data = document(recipients=("000.00.05.H35",), document_id=f"D,{i}")
             assert (await api.post("/v1/envelopes", data=data, headers=XML)).status == 202
-        await wait_for_mailbox(api, "PG.1", 5)
-        page1 = await (await api.get("/v1/mailboxes/PG.1/envelopes?limit=2")).json()
+        await wait_for_mailbox(api, "000.00.05.H35", 5)
+        page1 = await (await api.get("/v1/mailboxes/000.00.05.H35/envelopes?limit=2")).json()
         page2 = await (
-            await api.get(f"/v1/mailboxes/PG.1/envelopes?limit=10&after={page1['next_after']}")
+            await api.get(
+                f"/v1/mailboxes/000.00.05.H35/envelopes?limit=10&after={page1['next_after']}"
+            )
         ).json()
         ids = [e["document_id"] for e in page1["envelopes"] + page2["envelopes"]]
         assert sorted(ids) == [f"D,{i}" for i in range(5)]
@@ -141,7 +145,7 @@ class TestRefusals:
         """Input that did not come through the HTTP check (a spool folder, the national
         axis) is validated by the pipeline and dead-lettered with its problems."""
         runtime = api.server.app[RUNTIME]
-        bad = document(recipients=("Q.1", "Q.1"))
+        bad = document(recipients=("000.00.06.H35", "000.00.06.H35"))
         await runtime.log.append(
             [
                 NewRecord(
@@ -154,7 +158,7 @@ class TestRefusals:
         assert dead.header_str("message-id") == "m-direct"
         assert dead.header_str("stage") == "pipeline"
         assert json.loads(dead.header_str("problems"))[0]["code"] == "duplicate-recipient"
-        listing = await (await api.get("/v1/mailboxes/Q.1/envelopes")).json()
+        listing = await (await api.get("/v1/mailboxes/000.00.06.H35/envelopes")).json()
         assert listing["envelopes"] == []
 
     async def test_too_large(self, api: TestClient) -> None:
@@ -170,9 +174,9 @@ class TestRefusals:
         assert (await resp.json())["code"] == "unsupported-media-type"
 
     async def test_unknown_message_and_bad_parameters(self, api: TestClient) -> None:
-        missing = await api.get("/v1/mailboxes/A.1/envelopes/nope")
+        missing = await api.get("/v1/mailboxes/000.00.01.H35/envelopes/nope")
         assert missing.status == 404 and (await missing.json())["code"] == "not-found"
-        bad = await api.get("/v1/mailboxes/A.1/envelopes?limit=0")
+        bad = await api.get("/v1/mailboxes/000.00.01.H35/envelopes?limit=0")
         assert bad.status == 400 and (await bad.json())["code"] == "bad-request"
         bad_code = await api.get("/v1/mailboxes/%20x/envelopes")
         assert bad_code.status == 400
@@ -190,6 +194,7 @@ class TestOperations:
         assert (await ready.json())["checks"] == {
             "log": "ok",
             "keys": "ok",
+            "directory": "ok (150 agencies)",
             "mailbox_view": "ok",
             "pipeline": "ok",
         }

@@ -20,12 +20,22 @@ async def test_start_and_stop_order(tmp_path: Path) -> None:
     runtime = Runtime.build(settings)
     client = TestClient(TestServer(build_app(runtime)))
     await client.start_server()
-    assert runtime.events == ["log started", "mailbox view started", "pipeline started"]
+    assert runtime.events == [
+        "log started",
+        "state loaded",
+        "mailbox view started",
+        "pipeline started",
+    ]
     checks = await runtime.readiness()
     assert checks["keys"] == "ok"
     assert runtime.pipeline.running and runtime.view.ready
     await client.close()
-    assert runtime.events[3:] == ["pipeline stopped", "mailbox view stopped", "log closed"]
+    assert runtime.events[4:] == [
+        "pipeline stopped",
+        "mailbox view stopped",
+        "state closed",
+        "log closed",
+    ]
     assert not runtime.pipeline.running
 
 

@@ -67,8 +67,8 @@ class TestOneEnvelopeEndToEnd:
             client.submit(b"1212<?xml version='1.0'?><edXML/>")
         assert info.value.status == 400 and info.value.code == "not-well-formed"
         assert info.value.problems[0].location.line == 1  # type: ignore[union-attr]
-        client.submit(document(recipients=("C.1",)))
-        wait_for_entries(daemon, "C.1", 1)
+        client.submit(document(recipients=("000.00.03.H35",)))
+        wait_for_entries(daemon, "000.00.03.H35", 1)
 
 
 class TestCommandLine:
@@ -89,23 +89,26 @@ class TestCommandLine:
         """`docbroker send | inbox | fetch | ack` with their exit statuses."""
         daemon = daemons()
         good, bad = tmp_path / "good.edxml", tmp_path / "bad.edxml"
-        good.write_bytes(document(recipients=("D.1",)))
+        good.write_bytes(document(recipients=("000.00.04.H35",)))
         bad.write_bytes(b"<edXML")
         sent = self.run(daemon, "send", str(good))
         assert sent.returncode == 0, sent.stderr
         refused = self.run(daemon, "send", str(bad))
         assert refused.returncode == 1
         assert b"not-well-formed" in refused.stderr
-        wait_for_entries(daemon, "D.1", 1)
-        listed = self.run(daemon, "inbox", "--agency", "D.1", "--json")
+        wait_for_entries(daemon, "000.00.04.H35", 1)
+        listed = self.run(daemon, "inbox", "--agency", "000.00.04.H35", "--json")
         (entry,) = json.loads(listed.stdout)["envelopes"]
-        fetched = self.run(daemon, "fetch", "--agency", "D.1", entry["message_id"])
+        fetched = self.run(daemon, "fetch", "--agency", "000.00.04.H35", entry["message_id"])
         assert fetched.returncode == 0
         assert_forwarded(good.read_bytes(), fetched.stdout, sha256=entry["sha256"])
-        assert self.run(daemon, "ack", "--agency", "D.1", entry["message_id"]).returncode == 0
-        missing = self.run(daemon, "fetch", "--agency", "D.1", "no-such-id")
+        assert (
+            self.run(daemon, "ack", "--agency", "000.00.04.H35", entry["message_id"]).returncode
+            == 0
+        )
+        missing = self.run(daemon, "fetch", "--agency", "000.00.04.H35", "no-such-id")
         assert missing.returncode == 1 and b"not-found" in missing.stderr
-        usage = self.run(daemon, "fetch", "--agency", "D.1")
+        usage = self.run(daemon, "fetch", "--agency", "000.00.04.H35")
         assert usage.returncode == 2
 
 
@@ -124,7 +127,7 @@ class TestGracefulShutdown:
             client = daemon.client()
             i = 0
             while not stop.is_set():
-                data = document(recipients=("S.1",), document_id=f"D,{worker},{i}")
+                data = document(recipients=("000.00.07.H35",), document_id=f"D,{worker},{i}")
                 try:
                     accepted.append(client.submit(data)["message_id"])
                 except Exception:  # the listener went away: expected during shutdown
@@ -142,12 +145,13 @@ class TestGracefulShutdown:
         assert status == 0, daemon.logs()[-3000:]
         assert len(accepted) > 20
         restarted = daemons()
-        entries = wait_for_entries(restarted, "S.1", len(accepted), timeout=60)
+        entries = wait_for_entries(restarted, "000.00.07.H35", len(accepted), timeout=60)
         assert sorted(e["message_id"] for e in entries) == sorted(accepted)
         stopped_order = [e for e in daemon.log_events() if e.get("event") == "docbroker stopped"]
-        assert stopped_order[0]["order"][-3:] == [
+        assert stopped_order[0]["order"][-4:] == [
             "pipeline stopped",
             "mailbox view stopped",
+            "state closed",
             "log closed",
         ]
         assert count_mailbox_records(daemon_env) == {m: 1 for m in accepted}

@@ -61,7 +61,7 @@ class TestSignAndVerify:
         assert run(tmp_path, "sign", str(src), "-o", str(out)).exit_code == 0
         ok = run(tmp_path, "verify", str(out))
         assert ok.exit_code == 0
-        assert "broker signature (xmldsig, rsa-sha256/sha256) by UID=000.00.00.H35" in ok.output
+        assert "broker signature (xmldsig, rsa-sha256/sha256) by UID=000.99.99.H35" in ok.output
         assert ok.output.rstrip().endswith(": valid")
         tampered = tmp_path / "t.edxml"
         tampered.write_bytes(out.read_bytes().replace(b"1.pdf", b"2.pdf", 1))

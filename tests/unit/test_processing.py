@@ -1,76 +1,195 @@
-"""The pipeline's step as a pure function: a record in, output records out."""
+"""The pipeline step: a record and a snapshot (directory, dedup index) in, outputs out."""
 
 from __future__ import annotations
 
-import json
-
-from broker.edxml.validator import EnvelopeValidator
-from broker.intake import Submission, inbound_record
-from broker.log.interface import NewRecord, Record
+from broker.edxml.model import Kind, StatusCode
+from broker.events import EventType
+from broker.intake import Submission, door_refusal_record
+from broker.log.interface import Record
+from broker.problems import Problem
 from broker.processing import InboundProcessor
-from broker.records import H
-from broker.topics import Topics
-from tests.edxml_samples import document
+from broker.receipts import Receipt, ReceiptKind
+from tests.edxml_samples import document, status
+from tests.forwarded import assert_forwarded
+from tests.processing_kit import (
+    NOW,
+    TOPICS,
+    VALIDATOR,
+    as_record,
+    consumed,
+    ctx,
+    headers,
+    on,
+    problems_of,
+    processor,
+    with_suspended,
+)  # fmt: skip
 
-TOPICS = Topics.with_prefix("p.")
-VALIDATOR = EnvelopeValidator()
-
-
-def processor() -> InboundProcessor:
-    return InboundProcessor(TOPICS, VALIDATOR)
-
-
-def as_consumed(rec: NewRecord, offset: int = 7) -> Record:
-    return Record(rec.topic, 0, offset, rec.key, rec.value, rec.headers, 1000)
-
-
-def submitted(data: bytes) -> Record:
-    sub = Submission(data, "m-1", "t" * 32, 1000, "http")
-    return as_consumed(inbound_record(sub, VALIDATOR.check(data), TOPICS))
-
-
-def by_topic(records: tuple[NewRecord, ...], topic: str) -> list[NewRecord]:
-    return [r for r in records if r.topic == topic]
+PROVINCE, VP, NOI_VU = "000.00.00.H35", "000.00.01.H35", "000.00.02.H35"
+COMMUNE = "000.20.41.H35"  # Phường Quyết Thắng, under Thành phố Lai Châu (2024 structure)
 
 
-class TestInboundProcessor:
-    def test_each_recipient_gets_the_bytes_in_its_mailbox(self) -> None:
-        data = document(recipients=("A.1", "B.2"))
-        out = processor().process(submitted(data), at_ms=2000)
+def types(outcome) -> list[str]:
+    return [str(e.type) for e in outcome.events]
+
+
+class TestRouting:
+    def test_local_recipients_get_the_stamped_signed_envelope(self) -> None:
+        data = document(recipients=(VP, COMMUNE))
+        out = processor().process(consumed(data), ctx())
         assert out.outcome == "routed" and out.deliveries == 2
-        mail = by_topic(out.records, TOPICS.mailbox)
-        assert [m.key for m in mail] == [b"A.1", b"B.2"]
-        assert all(m.value == data for m in mail)
-        headers = dict(mail[0].headers)
-        assert headers[H.MESSAGE_ID] == b"m-1" and headers[H.RECIPIENT] == b"A.1"
-        assert headers[H.TRACE_ID] == b"t" * 32 and headers[H.RECEIVED_AT] == b"1000"
+        mail = on(out.records, TOPICS.mailbox)
+        assert [m.key for m in mail] == [b"H35.S01", b"H35.105.03386"]  # directory codes
+        for m in mail:
+            assert_forwarded(data, m.value, sha256=headers(m)["sha256"])
+            assert headers(m)["requested-as"] in (VP, COMMUNE)
+        assert types(out) == ["accepted", "routed", "routed"]
 
-    def test_events_describe_receipt_and_each_routing(self) -> None:
-        out = processor().process(submitted(document(recipients=("A.1", "B.2"))))
-        events = [json.loads(e.value) for e in by_topic(out.records, TOPICS.events)]
-        assert [e["type"] for e in events] == ["received", "routed", "routed"]
-        assert {e["recipient"] for e in events[1:]} == {"A.1", "B.2"}
-        assert all(e["document_id"] == "000.00.00.H35,2026/11/24,12/UBND-VP" for e in events)
+    def test_either_code_form_finds_the_agency(self) -> None:
+        out = processor().process(consumed(document(recipients=("H35.S02",))), ctx())
+        assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35.S02"]
 
-    def test_a_bad_record_becomes_a_dead_letter_not_an_exception(self) -> None:
-        rec = Record(TOPICS.inbound, 0, 3, b"A.1", b"<broken", (("message-id", b"m-2"),), 1)
-        out = processor().process(rec)
+    def test_an_agency_outside_the_province_goes_upstream(self) -> None:
+        out = processor().process(consumed(document(recipients=(VP, "000.00.00.G22"))), ctx())
+        (up,) = on(out.records, TOPICS.upstream)
+        assert up.key == b"G22"
+        routed = [e.details["to"] for e in out.events if e.type is EventType.ROUTED]
+        assert routed == ["mailbox", "upstream"]
+
+    def test_a_bad_recipient_does_not_stop_the_others_and_the_sender_hears(self) -> None:
+        data = document(recipients=(VP, "999.99.99.X99", NOI_VU))
+        out = processor().process(consumed(data), ctx())
+        mail = on(out.records, TOPICS.mailbox)
+        assert [m.key for m in mail] == [b"H35.S01", b"H35", b"H35.S02"]
+        status = mail[1]
+        assert headers(status)["kind"] == "status"
+        env = VALIDATOR.check(status.value)
+        assert env.status_code is StatusCode.REFUSED
+        assert env.response_for[0].document_id == VALIDATOR.check(data).document_id
+        assert "999.99.99.X99 is not in the agency directory" in env.status_description
+        assert types(out) == ["accepted", "routed", "recipient-refused", "status-emitted", "routed"]
+
+    def test_suspended_recipient_and_the_sender_itself_are_refused(self) -> None:
+        out = processor().process(
+            consumed(document(recipients=(VP, PROVINCE))), ctx(d=with_suspended(VP))
+        )
+        refused = {e.details["code"] for e in out.events if e.type is EventType.RECIPIENT_REFUSED}
+        assert refused == {"recipient-suspended", "recipient-is-sender"}
+        assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35", b"H35"]  # two 02s
+
+    def test_a_status_goes_to_the_agency_it_answers(self) -> None:
+        out = processor().process(consumed(status(sender=VP, answers=PROVINCE)), ctx())
+        (mail,) = on(out.records, TOPICS.mailbox)
+        assert mail.key == b"H35" and headers(mail)["kind"] == "status"
+
+
+class TestRefusals:
+    def test_unknown_and_suspended_senders(self) -> None:
+        out = processor().process(consumed(document(sender="123.45.67.X99")), ctx())
+        assert out.codes == ("unknown-sender",)
+        assert on(out.records, TOPICS.mailbox) == []
+        out = processor().process(consumed(document()), ctx(d=with_suspended(PROVINCE)))
+        assert out.codes == ("sender-suspended",)
+
+    def test_the_sender_must_be_the_authenticated_agency(self) -> None:
+        ok = processor().process(consumed(document(), authenticated="H35"), ctx())
+        assert ok.outcome == "routed"
+        out = processor().process(consumed(document(), authenticated="H35.S01"), ctx())
+        assert out.codes == ("sender-mismatch",)
+        assert on(out.records, TOPICS.mailbox) == [], "no status to the agency impersonated"
+
+    def test_duplicate_document_is_refused_with_a_status(self) -> None:
+        data = document()
+        doc_id = VALIDATOR.check(data).document_id
+        seen = {("H35", doc_id): NOW - 1000}
+        out = processor().process(consumed(data), ctx(seen))
+        assert out.codes == ("duplicate-document",)
+        (dead,) = on(out.records, TOPICS.rejected)
+        assert problems_of(dead) == ["duplicate-document"]
+        (status,) = on(out.records, TOPICS.mailbox)
+        assert "already sent" in VALIDATOR.check(status.value).status_description
+
+    def test_duplicates_inside_one_batch_and_after_the_window(self) -> None:
+        data = document()
+        batch = [consumed(data, offset=1, message_id="a"), consumed(data, offset=2, message_id="b")]
+        first, second = processor().process_batch(batch, ctx())
+        assert first.outcome == "routed" and first.dedup
+        assert second.codes == ("duplicate-document",)
+        doc_id = VALIDATOR.check(data).document_id
+        old = {("H35", doc_id): NOW - 31 * 86400 * 1000}
+        assert processor().process(consumed(data), ctx(old)).outcome == "routed"
+
+    def test_updates_are_not_duplicates_of_their_document(self) -> None:
+        update = document().replace(
+            b"</edXML:MessageHeader>",
+            b"</edXML:MessageHeader>"
+            b"<edXML:TraceHeaderList><edXML:Bussiness><edXML:DocumentId>"
+            b"X,1</edXML:DocumentId><edXML:BussinessDocType>2"
+            b"</edXML:BussinessDocType></edXML:Bussiness>"
+            b"</edXML:TraceHeaderList>",
+        )
+        doc_id = VALIDATOR.check(update).document_id
+        out = processor().process(consumed(update), ctx({("H35", doc_id): NOW - 1}))
+        assert out.outcome == "routed" and out.dedup == ()
+
+    def test_a_door_refusal_is_recorded_not_rechecked(self) -> None:
+        sub = Submission(b"<broken", "m-9", "t" * 32, NOW, "http")
+        rec = door_refusal_record(sub, [Problem("not-well-formed", "no")], TOPICS)
+        out = processor().process(as_record(rec), ctx())
+        (dead,) = on(out.records, TOPICS.rejected)
+        assert headers(dead)["stage"] == "accept" and dead.value == b"<broken"
+        assert types(out) == ["refused"]
+
+    def test_a_broken_record_becomes_a_dead_letter(self) -> None:
+        rec = Record(TOPICS.inbound, 0, 3, b"X", b"<broken", (("message-id", b"m-2"),), 1)
+        out = processor().process(rec, ctx())
         assert out.outcome == "rejected" and out.codes == ("not-well-formed",)
-        (dead,) = by_topic(out.records, TOPICS.rejected)
-        assert dead.value == b"<broken"
-        problems = json.loads(dict(dead.headers)[H.PROBLEMS])
-        assert problems[0]["code"] == "not-well-formed"
-        (event,) = by_topic(out.records, TOPICS.events)
-        assert json.loads(event.value)["type"] == "refused"
+        assert types(out) == ["refused"]
 
     def test_an_unexpected_failure_is_contained(self, monkeypatch) -> None:
-        """A bug in a step dead-letters the record instead of wedging the partition."""
-
-        def boom(data: bytes) -> None:
-            raise RuntimeError("bug")
-
-        record = submitted(document())
-        broken = InboundProcessor(TOPICS, EnvelopeValidator())
-        monkeypatch.setattr(broken.validator, "check", boom)
-        out = broken.process(record)
+        record = consumed(document())
+        broken = processor()
+        monkeypatch.setattr(broken.validator, "check", lambda data: 1 / 0)
+        out = broken.process(record, ctx())
         assert out.outcome == "failed" and out.codes == ("internal-error",)
+
+
+class TestReceipts:
+    def receipt(self, kind: ReceiptKind, envelope_kind: str = "document") -> Record:
+        r = Receipt(
+            kind,
+            NOW,
+            "m-1",
+            "D,1",
+            PROVINCE,
+            "H35.S01",
+            "t" * 32,
+            envelope_kind,
+            "12/UBND-VP",
+            "2026/11/20",
+            "ab" * 32,
+        )
+        return as_record(r.to_record(TOPICS.receipts))
+
+    def test_a_fetch_is_delivered(self) -> None:
+        out = processor().process(self.receipt(ReceiptKind.FETCHED), ctx())
+        assert types(out) == ["delivered"] and out.records == ()
+
+    def test_acknowledging_a_document_sends_status_01_to_its_sender(self) -> None:
+        out = processor().process(self.receipt(ReceiptKind.ACKNOWLEDGED), ctx())
+        assert types(out) == ["acknowledged", "status-emitted"]
+        (mail,) = on(out.records, TOPICS.mailbox)
+        assert mail.key == b"H35"
+        env = VALIDATOR.check(mail.value)
+        assert env.kind is Kind.STATUS and env.status_code is StatusCode.RECEIVED
+        assert env.sender_id == VP  # from the recipient, in the 102 form
+        rf = env.response_for[0]
+        assert (rf.organ_id, rf.document_id, rf.code) == (PROVINCE, "D,1", "12/UBND-VP")
+
+    def test_acknowledging_a_status_sends_nothing(self) -> None:
+        out = processor().process(self.receipt(ReceiptKind.ACKNOWLEDGED, "status"), ctx())
+        assert types(out) == ["acknowledged"] and out.records == ()
+
+
+def test_processor_is_built_from_values() -> None:
+    assert isinstance(processor(), InboundProcessor)

@@ -1,0 +1,1 @@
+"""The agency directory: records, lookups, import/export, the live view."""

@@ -1,0 +1,95 @@
+"""Reading and writing directory files: TOML ([[agency]] tables) and CSV. Pure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tomllib
+from collections.abc import Iterable
+
+from broker.directory.model import FIELDS, Agency, agencies_from_records
+from broker.problems import Problem
+
+CSV_FIELDS = FIELDS
+
+
+def parse_toml(text: str, where: str) -> tuple[list[Agency], list[Problem]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [], [Problem("invalid-value", f"{where}: not valid TOML: {exc}")]
+    unknown = set(data) - {"agency"}
+    if unknown:
+        return [], [
+            Problem(
+                "invalid-value", f"{where}: unknown tables {sorted(unknown)}; expected [[agency]]"
+            )
+        ]
+    rows = data.get("agency", [])
+    if not isinstance(rows, list):
+        return [], [Problem("invalid-value", f"{where}: agency must be an array of tables")]
+    return agencies_from_records(rows, where)
+
+
+def parse_csv(text: str, where: str) -> tuple[list[Agency], list[Problem]]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "code" not in reader.fieldnames:
+        return [], [
+            Problem("invalid-value", f"{where}: the header must name at least code and name")
+        ]
+    rows = [{k: v for k, v in row.items() if k is not None and v not in (None,)} for row in reader]
+    return agencies_from_records(rows, where)
+
+
+def parse_file(name: str, text: str) -> tuple[list[Agency], list[Problem]]:
+    if name.lower().endswith(".csv"):
+        return parse_csv(text, name)
+    return parse_toml(text, name)
+
+
+def check_unique(agencies: Iterable[Agency]) -> list[Problem]:
+    """Codes and code102s named twice in one file."""
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for a in agencies:
+        for c in a.codes():
+            if c in seen and seen[c] != a.code:
+                problems.append(Problem("invalid-value", f"{c} names both {seen[c]} and {a.code}"))
+            elif c in seen and c == a.code:
+                problems.append(Problem("invalid-value", f"agency {a.code} appears twice"))
+            seen[c] = a.code
+    return problems
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def to_toml(agencies: Iterable[Agency]) -> str:
+    blocks = []
+    for a in agencies:
+        data = a.to_dict()
+        blocks.append("[[agency]]\n" + "".join(f"{k} = {_toml_value(data[k])}\n" for k in FIELDS))
+    return "\n".join(blocks)
+
+
+def to_csv(agencies: Iterable[Agency]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(CSV_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for a in agencies:
+        data = a.to_dict()
+        writer.writerow(
+            {
+                k: ";".join(v)
+                if isinstance(v, list)
+                else ("true" if v is True else "false" if v is False else v)
+                for k, v in data.items()
+            }
+        )
+    return out.getvalue()

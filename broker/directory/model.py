@@ -1,0 +1,165 @@
+"""The agency directory: who exists, where they sit, how to reach and trust them.
+
+An agency has a code in the QĐ 20/2020 form (its key) and usually one in the
+QCVN 102 form; either finds it. The hierarchy is data (parent links) and the
+level is a label: no three-level tree is assumed (districts were abolished on
+1 July 2025).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from broker.problems import Problem
+
+CODE = re.compile(r"^[0-9A-Z.]{1,35}$")
+# Real traffic carries odd ids (`28.22.H17`, `vxp.saas.03`): the 102 form is only bounded.
+CODE102 = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+class AgencyKind(StrEnum):
+    STATE = "state"  # cơ quan nhà nước
+    ASSOCIATION = "association"  # hội
+    SOCIO_POLITICAL = "socio-political"  # tổ chức chính trị - xã hội
+    OTHER = "other"
+
+
+class AgencyStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+POLICIES = ("", "required", "optional", "ignored")
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    code: str  # QĐ 20/2020 form: the key
+    name: str
+    code102: str = ""  # QCVN 102 form
+    parent: str = ""
+    level: str = ""  # a label: tỉnh, sở, huyện, xã, hội, ...
+    kind: AgencyKind = AgencyKind.STATE
+    local: bool = True  # False: outside the province, reached through the national axis
+    status: AgencyStatus = AgencyStatus.ACTIVE
+    signature_policy: str = ""  # "" = the configured default
+    allow_sha1: bool = False
+    certificates: tuple[str, ...] = ()  # SHA-256 fingerprints of signing certificates
+    token_hashes: tuple[str, ...] = ()  # API tokens, hashed (never the tokens)
+    email: str = ""
+    telephone: str = ""
+    address: str = ""
+    website: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status is AgencyStatus.ACTIVE
+
+    def codes(self) -> tuple[str, ...]:
+        return (self.code, self.code102) if self.code102 else (self.code,)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = (
+                list(value)
+                if isinstance(value, tuple)
+                else str(value)
+                if isinstance(value, StrEnum)
+                else value
+            )
+        return out
+
+
+FIELDS = tuple(f.name for f in fields(Agency))
+_TUPLES = {"certificates", "token_hashes"}
+_BOOLS = {"local", "allow_sha1"}
+
+
+def agency_from_mapping(
+    data: Mapping[str, Any], where: str = ""
+) -> tuple[Agency | None, list[Problem]]:
+    """An agency from plain data (TOML table, CSV row, JSON), or the problems with it."""
+    at = f"{where}: " if where else ""
+    problems: list[Problem] = []
+
+    def bad(message: str) -> None:
+        problems.append(Problem("invalid-value", at + message))
+
+    unknown = sorted(set(data) - set(FIELDS) - {"contact"})
+    if unknown:
+        bad(f"unknown field(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    contact = data.get("contact") or {}
+    merged = {**contact, **{k: v for k, v in data.items() if k != "contact"}}
+    for name in FIELDS:
+        if name not in merged or merged[name] is None:
+            continue
+        raw = merged[name]
+        if name in _TUPLES:
+            items = raw.split(";") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                bad(f"{name} must be a list of strings")
+                continue
+            values[name] = tuple(i.strip().lower() for i in items if i.strip())
+        elif name in _BOOLS:
+            if isinstance(raw, str) and raw.strip().lower() in (
+                "true",
+                "1",
+                "yes",
+                "false",
+                "0",
+                "no",
+                "",
+            ):
+                values[name] = raw.strip().lower() in ("true", "1", "yes")
+            elif isinstance(raw, bool):
+                values[name] = raw
+            else:
+                bad(f"{name} must be true or false, not {raw!r}")
+        else:
+            values[name] = str(raw).strip()
+    code = values.get("code", "")
+    if not CODE.match(code):
+        bad(f"code {code!r} is not a QĐ 20/2020 code ([0-9A-Z.], at most 35 characters)")
+    if not values.get("name"):
+        bad(f"agency {code or '?'} has no name")
+    if values.get("code102") and not CODE102.match(values["code102"]):
+        bad(f"code102 {values['code102']!r} is not a valid code")
+    for key, enum in (("kind", AgencyKind), ("status", AgencyStatus)):
+        if key not in values:
+            continue
+        if not values[key]:
+            del values[key]  # empty: the default
+            continue
+        try:
+            values[key] = enum(values[key])
+        except ValueError:
+            bad(f"{key} must be one of {', '.join(e.value for e in enum)}, not {values[key]!r}")
+    if values.get("signature_policy", "") not in POLICIES:
+        bad("signature_policy must be one of required, optional, ignored or empty")
+    for fp in values.get("certificates", ()):
+        if not FINGERPRINT.match(fp):
+            bad(f"certificate fingerprint {fp!r} is not 64 hex digits")
+    if problems:
+        return None, problems
+    return Agency(**values), []
+
+
+def agencies_from_records(
+    records: Iterable[Mapping[str, Any]], where: str
+) -> tuple[list[Agency], list[Problem]]:
+    found: list[Agency] = []
+    problems: list[Problem] = []
+    for i, row in enumerate(records, 1):
+        agency, errs = agency_from_mapping(row, f"{where} #{i}")
+        problems += errs
+        if agency is not None:
+            found.append(agency)
+    return found, problems

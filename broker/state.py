@@ -1,0 +1,82 @@
+"""State the pipeline reads, each followed from its compacted topic by every instance:
+the agency directory, the head of each audit chain, the dedup index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import structlog
+
+from broker.directory.book import Directory
+from broker.directory.view import apply_record
+from broker.events import ChainHead
+from broker.log.interface import DurableLog, NewRecord, Record
+from broker.views import FollowedTopic
+
+log = structlog.get_logger(__name__)
+
+DEDUP_SEPARATOR = "\x1f"
+
+
+class DirectoryState:
+    """The directory as of now; `current` is an immutable snapshot, swapped whole."""
+
+    def __init__(self, log_: DurableLog, topic: str) -> None:
+        self.current = Directory()
+        self.follower = FollowedTopic(log_, topic, self._apply, "directory")
+
+    def _apply(self, records: Sequence[Record]) -> None:
+        directory = self.current
+        for record in records:
+            directory = apply_record(directory, record)
+        self.current = directory
+
+
+class ChainHeads:
+    """The last (sequence, hash) of every audit chain."""
+
+    def __init__(self, log_: DurableLog, topic: str) -> None:
+        self.heads: dict[str, ChainHead] = {}
+        self.follower = FollowedTopic(log_, topic, self._apply, "chain heads")
+
+    def _apply(self, records: Sequence[Record]) -> None:
+        for record in records:
+            if record.value:
+                head = ChainHead.from_json(record.value)
+                current = self.heads.get(head.chain)
+                if current is None or head.seq >= current.seq:
+                    self.heads[head.chain] = head
+
+    def get(self, chain: str) -> ChainHead:
+        return self.heads.get(chain, ChainHead(chain))
+
+
+class DedupIndex:
+    """(sender, DocumentId) -> when first received, for the duplicate window."""
+
+    def __init__(self, log_: DurableLog, topic: str, window_ms: int) -> None:
+        self.topic = topic
+        self.window_ms = window_ms
+        self.first_seen: dict[tuple[str, str], int] = {}
+        self.follower = FollowedTopic(log_, topic, self._apply, "dedup index")
+
+    def _apply(self, records: Sequence[Record]) -> None:
+        for record in records:
+            key = (record.key or b"").decode().split(DEDUP_SEPARATOR, 1)
+            if len(key) != 2 or not record.value:
+                continue
+            at = int(json.loads(record.value).get("first_seen_ms", record.timestamp_ms))
+            self.remember([(key[0], key[1])], at)
+
+    def remember(self, keys: Sequence[tuple[str, str]], at_ms: int) -> None:
+        for key in keys:
+            self.first_seen.setdefault(key, at_ms)
+
+    def lookup(self, sender: str, document_id: str) -> int | None:
+        """Read from worker threads: a dict lookup, safe under the GIL."""
+        return self.first_seen.get((sender, document_id))
+
+    def record(self, key: tuple[str, str], at_ms: int, message_id: str) -> NewRecord:
+        value = json.dumps({"first_seen_ms": at_ms, "message_id": message_id}).encode()
+        return NewRecord(self.topic, value, key=DEDUP_SEPARATOR.join(key).encode())
