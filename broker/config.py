@@ -184,7 +184,13 @@ class PipelineSettings:
         30, "a new document with a DocumentId its sender used this recently is a duplicate", min=1
     )
     batch_size: int = setting(64, "inbound records handled per transaction", min=1, max=10000)
-    workers: int = setting(0, "threads for XML and crypto work; 0 = number of CPUs", min=0)
+    workers: int = setting(0, "threads for blocking work; 0 = number of CPUs", min=0)
+    processes: int = setting(
+        -1,
+        "worker processes for XML and crypto work: -1 = one per CPU when there are several, "
+        "0 = none (threads only)",
+        min=-1,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from broker.config import Settings
 from broker.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.events import ChainHead, link
 from broker.log.interface import DurableLog, GroupConsumer, NewRecord, Record, TopicPartition
@@ -28,6 +29,7 @@ from broker.problems import Problem
 from broker.processing import BatchContext, InboundProcessor, Outcome
 from broker.records import H, now_ms, received_at_ms
 from broker.state import ChainHeads, DedupIndex, DirectoryState
+from broker.workers import ProcessingPool, process_in_pool
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,8 @@ class Pipeline:
         group: str,
         batch_size: int,
         poll_timeout: float = 0.5,
+        processes: int = 0,
+        settings: Settings | None = None,
     ) -> None:
         self.log_ = log_
         self.processor = processor
@@ -62,6 +66,13 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
+        self._queues: dict[TopicPartition, list[Record]] = {}
+        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._queued = 0
+        self._room = asyncio.Event()
+        self._processes = processes
+        self._settings = settings
+        self._pool: ProcessingPool | None = None
         self.running = False
 
     def chain_of(self, tp: TopicPartition) -> str:
@@ -69,6 +80,10 @@ class Pipeline:
         return f"{name}:{tp.partition}"
 
     async def start(self) -> None:
+        if self._processes and self._settings is not None:
+            self._pool = ProcessingPool(self._settings, self._processes)
+            await asyncio.to_thread(self._pool.warm_up)
+            log.info("pipeline worker processes started", processes=self._processes)
         self._consumer = self.log_.group_consumer(
             self.group, [self.topics.inbound, self.topics.receipts]
         )
@@ -83,22 +98,41 @@ class Pipeline:
             await self._task
         if self._consumer is not None:
             await self._consumer.close()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown)
         self.running = False
 
     async def _run(self) -> None:
+        """Poll, and hand each partition's records to that partition's worker task.
+
+        Partitions progress independently: one partition's processing (in a worker
+        thread) overlaps another's commit (I/O). Polling pauses while too much is
+        queued, so memory stays bounded.
+        """
         assert self._consumer is not None
         consumer = self._consumer
         backoff = 0.1
+        limit = self.batch_size * 16
         while not self._stopping.is_set():
             try:
-                batches = await consumer.poll(self.poll_timeout, self.batch_size)
+                if self._queued >= limit:
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.poll_timeout):
+                            await self._room.wait()
+                    continue
+                batches = await consumer.poll(self.poll_timeout, self.batch_size * 4)
                 assigned = consumer.assignment()
                 for tp in [tp for tp in self._owned if tp not in assigned]:
                     del self._owned[tp]
-                if batches:
-                    await asyncio.gather(
-                        *(self._handle(consumer, tp, recs) for tp, recs in batches.items())
-                    )
+                for tp, recs in batches.items():
+                    self._queues.setdefault(tp, []).extend(recs)
+                    self._queued += len(recs)
+                    worker = self._workers.get(tp)
+                    if worker is None or worker.done():
+                        self._workers[tp] = asyncio.create_task(
+                            self._drain(consumer, tp), name=f"pipeline-{tp}"
+                        )
                 backoff = 0.1
             except BackendUnavailable as exc:
                 log.warning(
@@ -111,7 +145,48 @@ class Pipeline:
             except Exception:
                 log.exception("pipeline loop failed; continuing")
                 await asyncio.sleep(1.0)
+        # Stopping: the batch each worker has in hand is finished and committed.
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
         self.running = False
+
+    def _take(self, tp: TopicPartition, n: int) -> list[Record]:
+        queue = self._queues.get(tp, [])
+        batch = queue[:n]
+        del queue[:n]
+        self._queued -= len(batch)
+        self._room.set()
+        return batch
+
+    def _drop(self, tp: TopicPartition) -> None:
+        """Forget what is queued for tp: uncommitted, it will be read again."""
+        self._take(tp, len(self._queues.get(tp, [])))
+
+    async def _drain(self, consumer: GroupConsumer, tp: TopicPartition) -> None:
+        """The partition's worker: its queued records in order, a transaction per batch."""
+        while self._queues.get(tp):
+            if self._stopping.is_set() or tp not in consumer.assignment():
+                self._drop(tp)
+                return
+            batch = self._take(tp, self.batch_size)
+            try:
+                if not await self._handle_batch(consumer, tp, batch):
+                    self._drop(tp)
+                    return
+            except BackendUnavailable as exc:
+                self._drop(tp)  # the consumer rewound tp to its committed offset
+                log.warning(
+                    "pipeline: commit failed; the batch will be read again",
+                    partition=str(tp),
+                    error=str(exc),
+                )
+                await asyncio.sleep(0.5)
+                return
+            except Exception:
+                self._drop(tp)
+                await consumer.rewind(tp)
+                log.exception("pipeline: batch failed; it will be read again", partition=str(tp))
+                await asyncio.sleep(1.0)
+                return
 
     async def _take_over(self, tp: TopicPartition) -> ChainHead:
         """Catch up with what the partition's previous owner committed."""
@@ -122,13 +197,14 @@ class Pipeline:
             head = self._owned[tp] = self.heads.get(self.chain_of(tp))
         return head
 
-    async def _handle(
+    async def _handle_batch(
         self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
-    ) -> None:
+    ) -> bool:
+        """Process and commit one batch; False when the partition's queue must be dropped."""
         started = time.monotonic()
         head = await self._take_over(tp)
         ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
-        outcomes = await asyncio.to_thread(self.processor.process_batch, records, ctx)
+        outcomes = await self._process(records, ctx)
         outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
             await consumer.commit(tp, records[-1].offset + 1, outputs)
@@ -140,7 +216,7 @@ class Pipeline:
                 partition=str(tp),
                 detail=str(exc),
             )
-            return
+            return False
         except RecordTooLarge:
             self.metrics.pipeline_commit_failed("too-large")
             outcomes = await self._commit_one_by_one(consumer, tp, records, ctx)
@@ -151,6 +227,23 @@ class Pipeline:
         else:
             self._committed(tp, new_head, outcomes, records, ctx.now_ms)
         self._observe(records, outcomes, time.monotonic() - started)
+        return True
+
+    async def _process(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
+        """The batch's CPU work, off the event loop: in a worker process if there are any."""
+        if self._pool is None:
+            return await asyncio.to_thread(self.processor.process_batch, records, ctx)
+        seen: dict[tuple[str, str], int] = {}
+        for r in records:
+            sender = ctx.directory.find(r.header_str(H.SENDER))
+            key = (sender.code if sender else "", r.header_str(H.DOCUMENT_ID))
+            first = ctx.seen(*key)
+            if first is not None:
+                seen[key] = first
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool.executor, process_in_pool, records, ctx.directory, seen, ctx.now_ms
+        )
 
     def _outputs(
         self, outcomes: Sequence[Outcome], records: Sequence[Record], head: ChainHead, at: int
@@ -187,7 +280,7 @@ class Pipeline:
         done: list[Outcome] = []
         head = await self._take_over(tp)
         for record in records:
-            (outcome,) = await asyncio.to_thread(self.processor.process_batch, [record], ctx)
+            (outcome,) = await self._process([record], ctx)
             outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
             try:
                 await consumer.commit(tp, record.offset + 1, outputs)

@@ -49,6 +49,29 @@ def envelope_limits(settings: Settings) -> Limits:
     )
 
 
+def build_processor(settings: Settings) -> InboundProcessor:
+    """The pipeline's processor: schema compiled and keys loaded, once."""
+    return InboundProcessor(
+        Topics.with_prefix(settings.backend.topic_prefix),
+        EnvelopeValidator(envelope_limits(settings)),
+        load_trust(settings),
+        default_policy=SenderPolicy(
+            settings.trust.default_policy, settings.trust.allow_legacy_sha1
+        ),
+        bind_by_subject_uid=settings.trust.bind_by_subject_uid,
+        dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
+        broker_name=settings.organ_name,
+    )
+
+
+def process_count(settings: Settings) -> int:
+    configured = settings.pipeline.processes
+    if configured >= 0:
+        return configured
+    cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -95,6 +118,8 @@ class Runtime:
             dedup=dedup,
             group=f"{settings.backend.topic_prefix}{settings.pipeline.group}",
             batch_size=settings.pipeline.batch_size,
+            processes=process_count(settings),
+            settings=settings,
         )
         return cls(
             settings,

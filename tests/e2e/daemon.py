@@ -28,7 +28,7 @@ class Daemon:
 
     def __init__(self, workdir: Path, env: dict[str, str], name: str = "docbroker") -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = int(env.get("DOCBROKER_HTTP_PORT") or free_port())
         self.env = {
             **env,
             "DOCBROKER_HTTP_PORT": str(self.port),

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""The pipeline on real Kafka: envelopes per second and submit -> mailbox latency,
+beside the crypto floor measured in the same run.
+
+- floor: one thread, no I/O, per 10 KB envelope signed by its sender (RSA-2048):
+  parse + validate + verify the sender's signature + stamp and sign (the work the
+  pipeline must do); its inverse is the floor in envelopes per second;
+- throughput: N envelopes are appended to `inbound` first, then 1 (and 2) daemon
+  processes drain them; the rate is read from their /metrics over the steady part;
+- latency: envelopes submitted over HTTP at a fixed rate (100/s); for each delivery,
+  the mailbox record's commit time minus the accept time, p50 and p99.
+
+    .venv/bin/python bench/bench_pipeline.py [--envelopes 3000] [--daemons 1 2] [--quick]
+
+It starts its own Kafka (bin/kafka-local) unless DOCBROKER_BENCH_KAFKA_BOOTSTRAP is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broker.config import KafkaSettings  # noqa: E402
+from broker.directory.io import parse_file  # noqa: E402
+from broker.edxml.validator import EnvelopeValidator  # noqa: E402
+from broker.intake import Submission, inbound_record  # noqa: E402
+from broker.log.interface import TopicPartition  # noqa: E402
+from broker.log.kafka import KafkaLog  # noqa: E402
+from broker.records import new_message_id, now_ms  # noqa: E402
+from broker.topics import Topics  # noqa: E402
+from broker.trust.devpki import cert_pem, issue, key_pem, make_ca  # noqa: E402
+from broker.trust.store import TrustStore  # noqa: E402
+from broker.trust.xmldsig import BrokerSigner, SignatureVerifier  # noqa: E402
+from tests.e2e.daemon import free_port  # noqa: E402
+from tests.edxml_samples import document  # noqa: E402
+from tests.trust.signing import sign_as_sender  # noqa: E402
+
+DIRECTORY = ROOT / "config" / "directory" / "lai-chau-2024.toml"
+
+
+def senders() -> list[str]:
+    agencies, _ = parse_file(DIRECTORY.name, DIRECTORY.read_text(encoding="utf-8"))
+    return [a.code102 for a in agencies if a.local and a.level in ("sở", "huyện", "thành phố",
+                                                                   "đoàn thể", "hội")]  # fmt: skip
+
+
+def make_envelopes(n: int, ca, prefix: str) -> list[bytes]:
+    """n envelopes of about 10 KB, from many senders, each signed by its sender."""
+    codes = senders()
+    keys = {code: issue(ca, f"sender {code}", uid=code) for code in codes}
+    out = []
+    for i in range(n):
+        sender = codes[i % len(codes)]
+        recipient = codes[(i + 1) % len(codes)]
+        data = document(sender=sender, recipients=(recipient,), padding=8500,
+                        document_id=f"{sender},2026/11/24,{i}/{prefix}")  # fmt: skip
+        out.append(sign_as_sender(data, keys[sender]))
+    return out
+
+
+def floor(envelopes: list[bytes], ca, broker) -> float:
+    """Seconds per envelope for the pipeline's CPU work, one thread, no I/O."""
+    validator = EnvelopeValidator()
+    verifier = SignatureVerifier(TrustStore([ca.certificate]))
+    signer = BrokerSigner(broker)
+    sample = envelopes[:300]
+    for data in sample[:20]:  # warm up
+        validator.check(data)
+    start = time.perf_counter()
+    for data in sample:
+        validator.check(data)
+        result, _ = verifier.verify_sender(data)
+        assert result is not None and result.valid, result
+        signer.stamp_and_sign(data, "000.99.99.H35")
+    return (time.perf_counter() - start) / len(sample)
+
+
+class Kafka:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+        self.bootstrap = os.environ.get("DOCBROKER_BENCH_KAFKA_BOOTSTRAP", "")
+
+    def __enter__(self) -> Kafka:
+        if not self.bootstrap:
+            out = subprocess.run([sys.executable, str(ROOT / "bin" / "kafka-local"), "start",
+                                  "--dir", str(self.dir)], capture_output=True, text=True,
+                                 check=True)  # fmt: skip
+            self.bootstrap = json.loads(out.stdout.strip().splitlines()[-1])["bootstrap"]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not os.environ.get("DOCBROKER_BENCH_KAFKA_BOOTSTRAP"):
+            subprocess.run([sys.executable, str(ROOT / "bin" / "kafka-local"), "stop", "--dir",
+                            str(self.dir)], capture_output=True)  # fmt: skip
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_keys(data_dir: Path, ca, broker) -> None:
+    keys = data_dir / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "ca.cert.pem").write_bytes(cert_pem(ca.certificate))
+    (keys / "broker.key.pem").write_bytes(key_pem(broker.key))
+    (keys / "broker.cert.pem").write_bytes(cert_pem(broker.certificate))
+
+
+def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> list[tuple]:
+    out = []
+    for i in range(n):
+        data_dir = workdir / f"node{i}"
+        write_keys(data_dir, ca, broker)
+        port = free_port()
+        full = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
+        full.update(env, DOCBROKER_DATA_DIR=str(data_dir), DOCBROKER_HTTP_PORT=str(port),
+                    DOCBROKER_INSTANCE=f"node{i}", DOCBROKER_LOGGING_FORMAT="json")  # fmt: skip
+        log = open(data_dir / "daemon.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "broker", "serve"], env=full, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=data_dir)  # fmt: skip
+        out.append((proc, f"http://127.0.0.1:{port}", log))
+    for proc, url, _ in out:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon at {url} did not start")
+            time.sleep(0.2)
+    return out
+
+
+def stop_daemons(daemons: list[tuple]) -> None:
+    for proc, _, log in daemons:
+        proc.terminate()
+    for proc, _, log in daemons:
+        proc.wait(60)
+        log.close()
+
+
+def routed(url: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:  # noqa: S310
+        text = resp.read().decode()
+    return sum(float(v) for v in re.findall(
+        r'^docbroker_pipeline_records_total\{outcome="\w+"\} (\S+)$', text, re.M))  # fmt: skip
+
+
+async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
+    """Append the envelopes to inbound as the HTTP door would, without a daemon."""
+    from broker.config import Settings
+    from broker.topics import topic_specs
+
+    settings = Settings()
+    log = KafkaLog(KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=settings.max_record_bytes,
+                   instance="bench")  # fmt: skip
+    await log.start()
+    topics = Topics.with_prefix(prefix)
+    await log.ensure_topics(topic_specs(settings, topics))
+    validator = EnvelopeValidator()
+    records = []
+    for data in envelopes:
+        sub = Submission(data, new_message_id(), uuid.uuid4().hex, now_ms(), "bench")
+        records.append(inbound_record(sub, validator.check(data), topics))
+    for i in range(0, len(records), 200):
+        chunk = records[i : i + 200]
+        await asyncio.gather(*(log.append([r]) for r in chunk))
+    await log.close()
+
+
+async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> list[float]:
+    from broker.audit import read_all
+
+    log = KafkaLog(KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=34 * 2**20,
+                   instance="bench")  # fmt: skip
+    await log.start()
+    try:
+        records = await read_all(log, Topics.with_prefix(prefix).mailbox)
+    finally:
+        await log.close()
+    return [
+        (r.timestamp_ms - int(r.header_str("received-at"))) / 1000
+        for r in records
+        if int(r.header_str("received-at")) >= since_ms
+    ]
+
+
+def throughput(n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker,
+               partitions: int) -> tuple[float, float]:  # fmt: skip
+    prefix = f"bench.{uuid.uuid4().hex[:8]}."
+    asyncio.run(preload(kafka.bootstrap, prefix, envelopes))
+    # As many worker processes in all as there are CPUs, however many daemons.
+    per_daemon = max(1, (os.cpu_count() or 1) // n_daemons)
+    env = {"DOCBROKER_PIPELINE_PROCESSES": str(per_daemon),"DOCBROKER_BACKEND_TYPE": "kafka", "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+           "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+           "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
+           "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
+           "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
+           "DOCBROKER_LOGGING_LEVEL": "warning"}  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
+    daemons = start_daemons(n_daemons, workdir, env, ca, broker)
+    total = len(envelopes)
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            done = sum(routed(url) for _, url, _ in daemons)
+            samples.append((time.monotonic(), done))
+            if done >= total:
+                break
+            time.sleep(0.25)
+    finally:
+        stop_daemons(daemons)
+        shutil.rmtree(workdir, ignore_errors=True)
+    lo = next(s for s in samples if s[1] >= 0.1 * total)
+    hi = next(s for s in samples if s[1] >= 0.9 * total)
+    rate = (hi[1] - lo[1]) / max(hi[0] - lo[0], 1e-9)
+    overall = total / max(samples[-1][0] - next(s for s in samples if s[1] > 0)[0], 1e-9)
+    return rate, overall
+
+
+def latency(envelopes: list[bytes], kafka: Kafka, ca, broker, rate: float, partitions: int
+            ) -> tuple[float, float, int]:  # fmt: skip
+    from broker.client import DocbrokerClient
+
+    prefix = f"bench.{uuid.uuid4().hex[:8]}."
+    env = {"DOCBROKER_BACKEND_TYPE": "kafka", "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+           "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+           "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
+           "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
+           "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
+           "DOCBROKER_LOGGING_LEVEL": "warning"}  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
+    daemons = start_daemons(1, workdir, env, ca, broker)
+    url = daemons[0][1]
+    client = DocbrokerClient(url)
+    warm = envelopes[:200]  # group joined, caches and connections warm: not measured
+    envelopes = envelopes[200:]
+    try:
+        for data in warm:
+            client.submit(data)
+        while routed(url) < len(warm):
+            time.sleep(0.1)
+        measured_from = now_ms()
+    except BaseException:
+        stop_daemons(daemons)
+        raise
+    start = time.monotonic()
+    try:
+        for i, data in enumerate(envelopes):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            client.submit(data)
+        deadline = time.monotonic() + 120
+        while routed(url) < len(envelopes) + len(warm) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_daemons(daemons)
+        shutil.rmtree(workdir, ignore_errors=True)
+    lat = sorted(asyncio.run(mailbox_latencies(kafka.bootstrap, prefix, measured_from)))
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return p50, p99, len(lat)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--envelopes", type=int, default=3000)
+    ap.add_argument("--daemons", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--rate", type=float, default=100.0, help="submissions/s for the latency run")
+    ap.add_argument("--quick", action="store_true", help="fewer envelopes (noisier)")
+    args = ap.parse_args()
+    n = 600 if args.quick else args.envelopes
+    ca = make_ca("bench CA")
+    broker = issue(ca, "docbroker bench", uid="000.99.99.H35")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; preparing {n} signed "
+          "10 KB envelopes ...", flush=True)  # fmt: skip
+    envelopes = make_envelopes(n, ca, "THRU")
+    per = floor(envelopes, ca, broker)
+    print(f"crypto floor: {per * 1000:.2f} ms per envelope (parse + validate + verify + sign, "
+          f"one thread) = {1 / per:.0f} envelopes/s")  # fmt: skip
+    with Kafka() as kafka:
+        for k in args.daemons:
+            rate, overall = throughput(k, make_envelopes(n, ca, f"T{k}"), kafka, ca, broker,
+                                       args.partitions)  # fmt: skip
+            print(f"{k} daemon(s): {rate:.0f} envelopes/s steady ({overall:.0f} overall), "
+                  f"{rate * per * 100:.0f}% of the crypto floor", flush=True)  # fmt: skip
+        count = 200 + int(args.rate * (10 if args.quick else 30))
+        p50, p99, seen = latency(make_envelopes(count, ca, "LAT"), kafka, ca, broker, args.rate,
+                                 args.partitions)  # fmt: skip
+        print(f"latency at {args.rate:.0f} envelopes/s over HTTP, 1 daemon: p50 {p50 * 1000:.0f} ms, "
+              f"p99 {p99 * 1000:.0f} ms ({seen} deliveries)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
