@@ -39,7 +39,6 @@ from broker.config import KafkaSettings  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
 from broker.intake import Submission, inbound_record  # noqa: E402
-from broker.log.interface import TopicPartition  # noqa: E402
 from broker.log.kafka import KafkaLog  # noqa: E402
 from broker.records import new_message_id, now_ms  # noqa: E402
 from broker.topics import Topics  # noqa: E402
@@ -55,8 +54,11 @@ DIRECTORY = ROOT / "config" / "directory" / "lai-chau-2024.toml"
 
 def senders() -> list[str]:
     agencies, _ = parse_file(DIRECTORY.name, DIRECTORY.read_text(encoding="utf-8"))
-    return [a.code102 for a in agencies if a.local and a.level in ("sở", "huyện", "thành phố",
-                                                                   "đoàn thể", "hội")]  # fmt: skip
+    return [
+        a.code102
+        for a in agencies
+        if a.local and a.level in ("sở", "huyện", "thành phố", "đoàn thể", "hội")
+    ]
 
 
 def make_envelopes(n: int, ca, prefix: str) -> list[bytes]:
@@ -67,8 +69,12 @@ def make_envelopes(n: int, ca, prefix: str) -> list[bytes]:
     for i in range(n):
         sender = codes[i % len(codes)]
         recipient = codes[(i + 1) % len(codes)]
-        data = document(sender=sender, recipients=(recipient,), padding=8500,
-                        document_id=f"{sender},2026/11/24,{i}/{prefix}")  # fmt: skip
+        data = document(
+            sender=sender,
+            recipients=(recipient,),
+            padding=8500,
+            document_id=f"{sender},2026/11/24,{i}/{prefix}",
+        )
         out.append(sign_as_sender(data, keys[sender]))
     return out
 
@@ -97,16 +103,27 @@ class Kafka:
 
     def __enter__(self) -> Kafka:
         if not self.bootstrap:
-            out = subprocess.run([sys.executable, str(ROOT / "bin" / "kafka-local"), "start",
-                                  "--dir", str(self.dir)], capture_output=True, text=True,
-                                 check=True)  # fmt: skip
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bin" / "kafka-local"),
+                    "start",
+                    "--dir",
+                    str(self.dir),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             self.bootstrap = json.loads(out.stdout.strip().splitlines()[-1])["bootstrap"]
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not os.environ.get("DOCBROKER_BENCH_KAFKA_BOOTSTRAP"):
-            subprocess.run([sys.executable, str(ROOT / "bin" / "kafka-local"), "stop", "--dir",
-                            str(self.dir)], capture_output=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, str(ROOT / "bin" / "kafka-local"), "stop", "--dir", str(self.dir)],
+                capture_output=True,
+            )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -125,17 +142,27 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
         write_keys(data_dir, ca, broker)
         port = free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-        full.update(env, DOCBROKER_DATA_DIR=str(data_dir), DOCBROKER_HTTP_PORT=str(port),
-                    DOCBROKER_INSTANCE=f"node{i}", DOCBROKER_LOGGING_FORMAT="json")  # fmt: skip
+        full.update(
+            env,
+            DOCBROKER_DATA_DIR=str(data_dir),
+            DOCBROKER_HTTP_PORT=str(port),
+            DOCBROKER_INSTANCE=f"node{i}",
+            DOCBROKER_LOGGING_FORMAT="json",
+        )
         log = open(data_dir / "daemon.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "broker", "serve"], env=full, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=data_dir)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "broker", "serve"],
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+        )
         out.append((proc, f"http://127.0.0.1:{port}", log))
     for proc, url, _ in out:
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -147,7 +174,7 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
 
 
 def stop_daemons(daemons: list[tuple]) -> None:
-    for proc, _, log in daemons:
+    for proc, _, _log in daemons:
         proc.terminate()
     for proc, _, log in daemons:
         proc.wait(60)
@@ -155,10 +182,14 @@ def stop_daemons(daemons: list[tuple]) -> None:
 
 
 def routed(url: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return sum(float(v) for v in re.findall(
-        r'^docbroker_pipeline_records_total\{outcome="\w+"\} (\S+)$', text, re.M))  # fmt: skip
+    return sum(
+        float(v)
+        for v in re.findall(
+            r'^docbroker_pipeline_records_total\{outcome="\w+"\} (\S+)$', text, re.M
+        )
+    )
 
 
 async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
@@ -167,8 +198,11 @@ async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
     from broker.topics import topic_specs
 
     settings = Settings()
-    log = KafkaLog(KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=settings.max_record_bytes,
-                   instance="bench")  # fmt: skip
+    log = KafkaLog(
+        KafkaSettings(bootstrap_servers=bootstrap),
+        max_record_bytes=settings.max_record_bytes,
+        instance="bench",
+    )
     await log.start()
     topics = Topics.with_prefix(prefix)
     await log.ensure_topics(topic_specs(settings, topics))
@@ -186,8 +220,9 @@ async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
 async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> list[float]:
     from broker.audit import read_all
 
-    log = KafkaLog(KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=34 * 2**20,
-                   instance="bench")  # fmt: skip
+    log = KafkaLog(
+        KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=34 * 2**20, instance="bench"
+    )
     await log.start()
     try:
         records = await read_all(log, Topics.with_prefix(prefix).mailbox)
@@ -200,18 +235,23 @@ async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> l
     ]
 
 
-def throughput(n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker,
-               partitions: int) -> tuple[float, float]:  # fmt: skip
+def throughput(
+    n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker, partitions: int
+) -> tuple[float, float]:
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     asyncio.run(preload(kafka.bootstrap, prefix, envelopes))
     # As many worker processes in all as there are CPUs, however many daemons.
     per_daemon = max(1, (os.cpu_count() or 1) // n_daemons)
-    env = {"DOCBROKER_PIPELINE_PROCESSES": str(per_daemon),"DOCBROKER_BACKEND_TYPE": "kafka", "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
-           "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-           "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
-           "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
-           "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
-           "DOCBROKER_LOGGING_LEVEL": "warning"}  # fmt: skip
+    env = {
+        "DOCBROKER_PIPELINE_PROCESSES": str(per_daemon),
+        "DOCBROKER_BACKEND_TYPE": "kafka",
+        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+        "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
+        "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
+        "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
+        "DOCBROKER_LOGGING_LEVEL": "warning",
+    }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
     daemons = start_daemons(n_daemons, workdir, env, ca, broker)
     total = len(envelopes)
@@ -234,17 +274,21 @@ def throughput(n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker,
     return rate, overall
 
 
-def latency(envelopes: list[bytes], kafka: Kafka, ca, broker, rate: float, partitions: int
-            ) -> tuple[float, float, int]:  # fmt: skip
+def latency(
+    envelopes: list[bytes], kafka: Kafka, ca, broker, rate: float, partitions: int
+) -> tuple[float, float, int]:
     from broker.client import DocbrokerClient
 
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
-    env = {"DOCBROKER_BACKEND_TYPE": "kafka", "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
-           "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-           "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
-           "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
-           "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
-           "DOCBROKER_LOGGING_LEVEL": "warning"}  # fmt: skip
+    env = {
+        "DOCBROKER_BACKEND_TYPE": "kafka",
+        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+        "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
+        "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
+        "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
+        "DOCBROKER_LOGGING_LEVEL": "warning",
+    }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
     daemons = start_daemons(1, workdir, env, ca, broker)
     url = daemons[0][1]
@@ -291,23 +335,35 @@ def main() -> None:
     n = 600 if args.quick else args.envelopes
     ca = make_ca("bench CA")
     broker = issue(ca, "docbroker bench", uid="000.99.99.H35")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; preparing {n} signed "
-          "10 KB envelopes ...", flush=True)  # fmt: skip
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; preparing {n} signed "
+        "10 KB envelopes ...",
+        flush=True,
+    )
     envelopes = make_envelopes(n, ca, "THRU")
     per = floor(envelopes, ca, broker)
-    print(f"crypto floor: {per * 1000:.2f} ms per envelope (parse + validate + verify + sign, "
-          f"one thread) = {1 / per:.0f} envelopes/s")  # fmt: skip
+    print(
+        f"crypto floor: {per * 1000:.2f} ms per envelope (parse + validate + verify + sign, "
+        f"one thread) = {1 / per:.0f} envelopes/s"
+    )
     with Kafka() as kafka:
         for k in args.daemons:
-            rate, overall = throughput(k, make_envelopes(n, ca, f"T{k}"), kafka, ca, broker,
-                                       args.partitions)  # fmt: skip
-            print(f"{k} daemon(s): {rate:.0f} envelopes/s steady ({overall:.0f} overall), "
-                  f"{rate * per * 100:.0f}% of the crypto floor", flush=True)  # fmt: skip
+            rate, overall = throughput(
+                k, make_envelopes(n, ca, f"T{k}"), kafka, ca, broker, args.partitions
+            )
+            print(
+                f"{k} daemon(s): {rate:.0f} envelopes/s steady ({overall:.0f} overall), "
+                f"{rate * per * 100:.0f}% of the crypto floor",
+                flush=True,
+            )
         count = 200 + int(args.rate * (10 if args.quick else 30))
-        p50, p99, seen = latency(make_envelopes(count, ca, "LAT"), kafka, ca, broker, args.rate,
-                                 args.partitions)  # fmt: skip
-        print(f"latency at {args.rate:.0f} envelopes/s over HTTP, 1 daemon: p50 {p50 * 1000:.0f} ms, "
-              f"p99 {p99 * 1000:.0f} ms ({seen} deliveries)")  # fmt: skip
+        p50, p99, seen = latency(
+            make_envelopes(count, ca, "LAT"), kafka, ca, broker, args.rate, args.partitions
+        )
+        print(
+            f"latency at {args.rate:.0f} envelopes/s over HTTP, 1 daemon: p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms ({seen} deliveries)"
+        )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from broker.edxml.validator import EnvelopeValidator
 from broker.log import open_log
 from broker.topics import Topics
 from tests.e2e.conftest import DaemonFactory
-from tests.e2e.daemon import Daemon
 from tests.edxml_samples import document, status
 
 pytestmark = pytest.mark.e2e

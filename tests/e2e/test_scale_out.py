@@ -31,7 +31,7 @@ SENDERS = [f"000.00.{n:02d}.H35" for n in (*range(3, 20), *range(41, 49), *range
 
 def processed(daemon: Daemon) -> float:
     """Inbound records this daemon's pipeline handled (from its /metrics)."""
-    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     return sum(float(v) for v in re.findall(
         r'^docbroker_pipeline_records_total\{outcome="routed"\} (\S+)$', text, re.M))  # fmt: skip
