@@ -4,25 +4,31 @@ Each docbroker instance keeps its own view in a local SQLite file, built by
 tailing every partition of both topics from the positions stored with it (so a
 restart continues, and deleting the file rebuilds it from the log). The view
 holds metadata and record positions; the envelope bytes stay in the log and are
-read with `read_at` when a recipient fetches them.
+read with `read_at` when a recipient fetches them. The file, its positions and
+its thread are a read model's (`broker.readmodel`), as for the document view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from broker.errors import BackendUnavailable
 from broker.log.interface import DurableLog, Position, Record, Tailer, TopicPartition
-from broker.metrics import Metrics
+from broker.readmodel import (
+    AppliedPositions,
+    StoreThread,
+    open_store,
+    store_position,
+    stored_positions,
+    transaction,
+)
 from broker.receipts import Receipt, ReceiptKind
 from broker.records import H, received_at_ms
 from broker.topics import Topics
@@ -30,6 +36,7 @@ from broker.topics import Topics
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
+# Indexes may be added without a new version (they are created on open).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,14 +49,14 @@ CREATE TABLE IF NOT EXISTS deliveries(
     status_code TEXT NOT NULL DEFAULT '', fetched_at_ms INTEGER,
     UNIQUE(recipient, message_id));
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(recipient, acked_at_ms, seq);
+CREATE INDEX IF NOT EXISTS deliveries_kind ON deliveries(recipient, kind, acked_at_ms, seq);
 CREATE INDEX IF NOT EXISTS deliveries_document ON deliveries(document_id);
 CREATE TABLE IF NOT EXISTS early_receipts(
     recipient TEXT NOT NULL, message_id TEXT NOT NULL, kind TEXT NOT NULL, at_ms INTEGER NOT NULL,
     PRIMARY KEY(recipient, message_id, kind)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS positions(
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY(topic, partition)) WITHOUT ROWID;
 """
+# Every table a version of the schema had (early_acks: version 1).
+TABLES = ("deliveries", "early_acks", "early_receipts")
 
 _COLUMNS = (
     "seq, recipient, message_id, document_id, sender, kind, trace_id, topic, partition, "
@@ -67,7 +74,7 @@ class Delivery:
     message_id: str
     document_id: str
     sender: str
-    kind: str
+    kind: str  # "document" | "status" (the record's `kind` header)
     trace_id: str
     topic: str
     partition: int
@@ -87,16 +94,7 @@ class MailboxStore:
     """The SQLite side of the view. Not thread-safe: used from one thread only."""
 
     def __init__(self, path: Path, mailbox_topic: str, receipts_topic: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # a rebuildable view
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            for table in ("deliveries", "early_acks", "early_receipts", "positions"):
-                self._conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._conn.executescript(SCHEMA)
+        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, TABLES)
         self.mailbox_topic = mailbox_topic
         self.receipts_topic = receipts_topic
 
@@ -104,32 +102,21 @@ class MailboxStore:
         self._conn.close()
 
     def positions(self) -> dict[TopicPartition, int]:
-        rows = self._conn.execute("SELECT topic, partition, next_offset FROM positions")
-        return {TopicPartition(t, p): n for t, p, n in rows}
+        return stored_positions(self._conn)
 
     def apply(self, records: Sequence[Record]) -> tuple[set[str], int]:
         """Apply records in one transaction: the recipients whose mailbox changed, and
         the number of acknowledgements applied."""
         changed: set[str] = set()
         acks = 0
-        c = self._conn
-        c.execute("BEGIN")
-        try:
+        with transaction(self._conn):
             for r in records:
                 if r.topic == self.mailbox_topic:
                     changed |= self._apply_delivery(r)
-                elif r.topic == self.receipts_topic:
-                    receipt = Receipt.from_record(r)
+                elif r.topic == self.receipts_topic and (receipt := _receipt(r)) is not None:
                     changed |= self._apply_receipt(receipt)
                     acks += receipt.kind is ReceiptKind.ACKNOWLEDGED
-                c.execute(
-                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
-                    (r.topic, r.partition, r.offset + 1),
-                )
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+                store_position(self._conn, r)
         return changed, acks
 
     def _apply_delivery(self, r: Record) -> set[str]:
@@ -187,13 +174,21 @@ class MailboxStore:
         return {receipt.recipient}
 
     def list(
-        self, recipient: str, *, after: int, limit: int, include_acked: bool
+        self,
+        recipient: str,
+        *,
+        after: int,
+        limit: int,
+        include_acked: bool,
+        kind: str | None = None,
     ) -> list[Delivery]:
-        pending = "" if include_acked else "AND acked_at_ms IS NULL "
+        """The recipient's entries after the cursor `after`, in order; only pending ones
+        unless `include_acked`, only of `kind` ("document" or "status") when given."""
+        where, args = _filter(recipient, pending=not include_acked, kind=kind)
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE recipient = ? {pending}"  # noqa: S608
+            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} "  # noqa: S608
             "AND seq > ? ORDER BY seq LIMIT ?",
-            (recipient, after, limit),
+            (*args, after, limit),
         ).fetchall()
         return [Delivery(*row) for row in rows]
 
@@ -205,88 +200,184 @@ class MailboxStore:
         return Delivery(*row) if row else None
 
     def pending_count(self) -> int:
+        """Unacknowledged entries of every mailbox (the gauge)."""
         return self._conn.execute(
             "SELECT COUNT(*) FROM deliveries WHERE acked_at_ms IS NULL"
         ).fetchone()[0]
+
+    def count_pending(self, recipient: str, kind: str | None = None) -> int:
+        """Unacknowledged entries of one recipient, of `kind` when given."""
+        where, args = _filter(recipient, pending=True, kind=kind)
+        row = self._conn.execute(
+            f"SELECT COUNT(*) FROM deliveries WHERE {where}",  # noqa: S608
+            args,
+        ).fetchone()
+        return int(row[0])
+
+
+def _receipt(record: Record) -> Receipt | None:
+    """The receipt a record holds; None (and a warning) for anything else, so that one
+    bad record does not make the view retry its batch forever."""
+    try:
+        return Receipt.from_record(record)
+    except (ValueError, KeyError, TypeError):
+        log.warning("mailbox view: not a receipt", partition=record.partition, offset=record.offset)
+        return None
+
+
+def _filter(recipient: str, *, pending: bool, kind: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause of one recipient's entries (served by the deliveries_pending
+    and deliveries_kind indexes) and its arguments."""
+    where = "recipient = ?"
+    args: tuple[Any, ...] = (recipient,)
+    if kind is not None:
+        where += " AND kind = ?"
+        args += (kind,)
+    if pending:
+        where += " AND acked_at_ms IS NULL"
+    return where, args
+
+
+# -- the view
+
+
+class MailboxViewMetrics(Protocol):
+    """What the view reports (`broker.metrics.Metrics` has it)."""
+
+    def acknowledged(self) -> None: ...
+
+    def mailbox_state(self, pending: int, lag: int) -> None: ...
 
 
 class MailboxView:
     """Keeps a MailboxStore current from the log and answers mailbox queries."""
 
-    def __init__(self, log_: DurableLog, topics: Topics, path: Path, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        log_: DurableLog,
+        topics: Topics,
+        path: Path,
+        metrics: MailboxViewMetrics,
+        *,
+        gauge_interval: float = 5.0,
+    ) -> None:
         self.log_ = log_
         self.topics = topics
         self.path = path
         self.metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox-view")
+        self.gauge_interval = gauge_interval  # seconds between two reports of the gauges
+        self._thread = StoreThread("mailbox-view")
         self._store: MailboxStore | None = None
         self._tailer: Tailer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._applied: dict[TopicPartition, int] = {}
-        self._changed = asyncio.Condition()
+        self._applied = AppliedPositions()
         self._waiters: dict[str, asyncio.Event] = {}
-        self.ready = False
+        self._ready = False
 
-    async def _run_in_store(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+    @property
+    def ready(self) -> bool:
+        """Started and following the log (it may still be catching up)."""
+        return self._ready
+
+    @property
+    def _topics(self) -> list[str]:
+        return [self.topics.mailbox, self.topics.receipts]
 
     async def start(self) -> None:
-        self._store = await self._run_in_store(
-            MailboxStore, self.path, self.topics.mailbox, self.topics.receipts
-        )
-        positions = await self._run_in_store(self._store.positions)
-        self._applied = dict(positions)
-        self._tailer = self.log_.tailer([self.topics.mailbox, self.topics.receipts], positions)
-        await self._tailer.start()
+        """Open the store and the tailer, then follow the log in a task."""
+        try:
+            self._store = await self._thread.run(
+                MailboxStore, self.path, self.topics.mailbox, self.topics.receipts
+            )
+            await self._open_tailer()
+        except BaseException:
+            await self.stop()
+            raise
         self._task = asyncio.create_task(self._follow(), name="mailbox-view")
-        self.ready = True
+        self._ready = True
 
     async def stop(self) -> None:
-        self.ready = False
+        self._ready = False
         self.wake_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._tailer is not None:
-            await self._tailer.close()
+            self._task = None
+        await self._close_tailer()
         if self._store is not None:
-            await self._run_in_store(self._store.close)
-        self._executor.shutdown(wait=True)
+            await self._thread.run(self._store.close)
+            self._store = None
+        self._thread.shutdown()
+
+    async def _open_tailer(self) -> None:
+        """A tailer from the stored positions (the records after them are not applied)."""
+        positions = await self._thread.run(self._store_or_fail().positions)
+        self._applied.reset(positions)
+        self._tailer = self.log_.tailer(self._topics, positions)
+        try:
+            await self._tailer.start()
+        except BaseException:
+            await self._close_tailer()
+            raise
+
+    async def _close_tailer(self) -> None:
+        if self._tailer is not None:
+            tailer, self._tailer = self._tailer, None
+            await tailer.close()
+
+    def _tailing(self) -> Tailer:
+        if self._tailer is None:
+            raise BackendUnavailable("the mailbox view is not tailing the log")
+        return self._tailer
+
+    async def _apply_next(self) -> None:
+        records = await self._tailing().poll(0.5, 500)
+        if not records:
+            return
+        try:
+            changed, acks = await self._thread.run(self._store_or_fail().apply, records)
+        except Exception:
+            await self._close_tailer()  # so that they are read again from the stored positions
+            raise
+        for _ in range(acks):
+            self.metrics.acknowledged()
+        await self._applied.advance(records)
+        for recipient in changed:
+            self._wake(recipient)
 
     async def _follow(self) -> None:
-        assert self._tailer is not None and self._store is not None
+        """Apply new records as they come. The log going away is waited out; an apply
+        that fails (a full disk) restarts the tailer from the stored positions, so that
+        no record is skipped."""
         backoff = 0.1
         refresh_at = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
-                records = await self._tailer.poll(0.5, 500)
-                if records:
-                    changed, acks = await self._run_in_store(self._store.apply, records)
-                    for _ in range(acks):
-                        self.metrics.acknowledged()
-                    for r in records:
-                        self._applied[r.tp] = r.offset + 1
-                    async with self._changed:
-                        self._changed.notify_all()
-                    for recipient in changed:
-                        self._wake(recipient)
+                if self._tailer is None:
+                    await self._open_tailer()
+                await self._apply_next()
                 if loop.time() >= refresh_at:
-                    refresh_at = loop.time() + 5.0
+                    refresh_at = loop.time() + self.gauge_interval
                     await self._refresh_gauges()
                 backoff = 0.1
             except BackendUnavailable as exc:
                 log.warning("mailbox view: log unavailable", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("mailbox view: step failed; retrying", retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _refresh_gauges(self) -> None:
-        assert self._store is not None
-        ends = await self.log_.end_offsets([self.topics.mailbox, self.topics.receipts])
-        lag = sum(max(0, end - self._applied.get(tp, 0)) for tp, end in ends.items())
-        pending = await self._run_in_store(self._store.pending_count)
+        """Pending entries, and the lag from the tailer's positions: on Kafka they skip
+        the transaction markers after the last record, so a caught-up view reports 0."""
+        ends = await self.log_.end_offsets(self._topics)
+        mine = await self._tailing().positions()
+        lag = sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items())
+        pending = await self._thread.run(self._store_or_fail().pending_count)
         self.metrics.mailbox_state(pending, lag)
 
     def _wake(self, recipient: str) -> None:
@@ -312,16 +403,23 @@ class MailboxView:
         after: int = 0,
         limit: int = 100,
         include_acked: bool = False,
+        kind: str | None = None,
         wait: float = 0.0,
     ) -> list[Delivery]:
-        """Entries after the cursor; with `wait`, a long poll until one arrives."""
+        """Entries after the cursor (of `kind` when given); with `wait`, a long poll
+        until one arrives."""
         store = self._store_or_fail()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
             event = self._waiters.setdefault(recipient, asyncio.Event())
-            found = await self._run_in_store(
-                store.list, recipient, after=after, limit=limit, include_acked=include_acked
+            found = await self._thread.run(
+                store.list,
+                recipient,
+                after=after,
+                limit=limit,
+                include_acked=include_acked,
+                kind=kind,
             )
             remaining = deadline - loop.time()
             if found or remaining <= 0 or not self.ready:
@@ -331,19 +429,13 @@ class MailboxView:
                     await event.wait()
 
     async def get(self, recipient: str, message_id: str) -> Delivery | None:
-        return await self._run_in_store(self._store_or_fail().get, recipient, message_id)
+        return await self._thread.run(self._store_or_fail().get, recipient, message_id)
+
+    async def count_pending(self, recipient: str, kind: str | None = None) -> int:
+        """Unacknowledged entries of one recipient, of `kind` when given."""
+        return await self._thread.run(self._store_or_fail().count_pending, recipient, kind)
 
     async def wait_applied(self, positions: Iterable[Position], timeout: float) -> bool:
-        """Wait until the view has applied these positions (read your own writes)."""
-        wanted = [(TopicPartition(p.topic, p.partition), p.offset) for p in positions]
-
-        def done() -> bool:
-            return all(self._applied.get(tp, 0) > off for tp, off in wanted)
-
-        async with self._changed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait_for(done)
-            except TimeoutError:
-                return False
-        return True
+        """Wait until the view has applied these positions (read your own writes);
+        False on timeout."""
+        return await self._applied.wait(positions, timeout)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -48,6 +49,9 @@ from broker.trust.sender import SenderCheck, check_sender
 log = structlog.get_logger(__name__)
 
 DedupLookup = Callable[[str, str], int | None]  # (sender code, document id) -> first seen ms
+
+MESSAGE_ID_MAX = 64  # the HTTP API's bound on a message id in a path
+_ID_PART = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # the agency-code alphabet of paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,9 @@ class InboundProcessor:
                     "kind": str(env.kind),
                     "business": env.business_kind.name.lower(),
                     "status_code": env.status_code.value if env.status_code else None,
+                    "status_description": env.status_description
+                    if env.kind is Kind.STATUS
+                    else None,
                     "targets": list(env.business.targets) if env.business else [],
                     "recipients": list(env.recipient_ids),
                     "size": len(data),
@@ -264,7 +271,13 @@ class InboundProcessor:
                 )
                 if env.kind is Kind.DOCUMENT:
                     recs, evs = self._status_to_sender(
-                        env, sender, StatusCode.REFUSED, decision.reason, ids, ctx
+                        env,
+                        sender,
+                        StatusCode.REFUSED,
+                        decision.reason,
+                        ids,
+                        ctx,
+                        about=decision.requested,
                     )
                     records += recs
                     events += evs
@@ -341,11 +354,21 @@ class InboundProcessor:
         reason: str,
         ids: _Ids,
         ctx: BatchContext,
+        about: str | None = None,
     ) -> tuple[list[NewRecord], list[Event]]:
-        """A status from the broker to the document's sender (02 on refusals)."""
+        """A status from the broker to the document's sender (02 on refusals); `about`
+        is the refused recipient as the document named it, None for the whole submission."""
         data = build_status(env, code, sender=self.broker_org, description=reason)
         return self._emit_status(
-            data, env.sender_id, sender, env.document_id, code, ids, ctx, actor="docbroker"
+            data,
+            env.sender_id,
+            sender,
+            env.document_id,
+            code,
+            ids,
+            ctx,
+            actor="docbroker",
+            about=about,
         )
 
     def _emit_status(
@@ -358,12 +381,17 @@ class InboundProcessor:
         ids: _Ids,
         ctx: BatchContext,
         actor: str,
+        about: str | None = None,
     ) -> tuple[list[NewRecord], list[Event]]:
+        """The status record and its event. `about` (a refused recipient) goes into the
+        message id, so that the sender's mailbox keeps one 02 per refused recipient,
+        and into the event, which otherwise names only the sender it goes to."""
         status_env = self.validator.check(data)
         signed = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
         sha = hashlib.sha256(signed).hexdigest()
         topic = self.topics.mailbox if to.local else self.topics.upstream
-        status_ids = _Ids(f"{ids.message_id}.{code.value}.{to.code}", ids.trace_id, ctx.now_ms, sha)
+        message_id = status_message_id(ids.message_id, code, to.code, about)
+        status_ids = _Ids(message_id, ids.trace_id, ctx.now_ms, sha)
         record = self._delivery(
             topic, signed, sha, to.code, requested, status_env, status_ids, ctx.now_ms
         )
@@ -381,6 +409,7 @@ class InboundProcessor:
                 "status_code": code.value,
                 "to": topic.rsplit(".", 1)[-1],
                 "description": status_env.status_description,
+                **({"about": about} if about is not None else {}),
             },
         )
         return [record], [event]
@@ -506,6 +535,20 @@ class InboundProcessor:
             records += recs
             events += evs
         return Outcome("receipt", tuple(records), tuple(events))
+
+
+def status_message_id(message_id: str, code: StatusCode, to: str, about: str | None = None) -> str:
+    """The id of a status docbroker makes about the submission `message_id`, for the
+    agency `to`: `<message id>.<status code>.<to>`, then `.<about>` for a status about
+    one recipient. Unique per (submission, code, to, about), so the mailbox (unique on
+    recipient and message id) keeps each. Codes outside the id alphabet, or an id
+    longer than the API accepts, give `<message id>.<status code>.<16 hex of a hash>`."""
+    parts = [to] if about is None else [to, about]
+    readable = ".".join([message_id, code.value, *parts])
+    if len(readable) <= MESSAGE_ID_MAX and all(_ID_PART.match(p) for p in parts):
+        return readable
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return f"{message_id}.{code.value}.{digest}"
 
 
 def _ids(record: Record) -> _Ids:

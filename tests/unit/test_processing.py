@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from broker.edxml.model import Kind, StatusCode
 from broker.events import EventType
 from broker.intake import Submission, door_refusal_record
 from broker.log.interface import Record
+from broker.mailbox import MailboxStore
 from broker.problems import Problem
-from broker.processing import InboundProcessor
+from broker.processing import MESSAGE_ID_MAX, InboundProcessor, status_message_id
 from broker.receipts import Receipt, ReceiptKind
+from broker.records import new_message_id
 from tests.edxml_samples import document, status
 from tests.forwarded import assert_forwarded
 from tests.processing_kit import (
@@ -27,6 +32,7 @@ from tests.processing_kit import (
 
 PROVINCE, VP, NOI_VU = "000.00.00.H35", "000.00.01.H35", "000.00.02.H35"
 COMMUNE = "000.20.41.H35"  # Phường Quyết Thắng, under Thành phố Lai Châu (2024 structure)
+UNKNOWN = "999.99.99.X99"
 
 
 def types(outcome) -> list[str]:
@@ -77,10 +83,63 @@ class TestRouting:
         assert refused == {"recipient-suspended", "recipient-is-sender"}
         assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35", b"H35"]  # two 02s
 
+    def test_each_refused_recipient_gets_its_own_02(self, tmp_path: Path) -> None:
+        """The sender's mailbox is unique on (recipient, message id): one id for every
+        02 of a submission kept only the first. Each is kept now, and its event says
+        which recipient it is about."""
+        message_id = new_message_id(NOW)
+        data = document(recipients=(VP, UNKNOWN, PROVINCE, NOI_VU))
+        out = processor().process(consumed(data, message_id=message_id), ctx(d=with_suspended(VP)))
+        statuses = [m for m in on(out.records, TOPICS.mailbox) if headers(m)["kind"] == "status"]
+        ids = [headers(m)["message-id"] for m in statuses]
+        assert len(ids) == len(set(ids)) == 3
+        assert all(i.startswith(f"{message_id}.02.") and len(i) <= MESSAGE_ID_MAX for i in ids)
+        emitted = [e for e in out.events if e.type is EventType.STATUS_EMITTED]
+        assert [e.message_id for e in emitted] == ids
+        assert [e.details["about"] for e in emitted] == [VP, UNKNOWN, PROVINCE]
+        assert [e.recipient for e in emitted] == ["H35"] * 3
+
+        store = MailboxStore(tmp_path / "mailbox.sqlite", TOPICS.mailbox, TOPICS.receipts)
+        try:
+            store.apply([as_record(m, offset) for offset, m in enumerate(statuses)])
+            kept = store.list("H35", after=0, limit=10, include_acked=True)
+        finally:
+            store.close()
+        assert [d.message_id for d in kept] == ids
+
     def test_a_status_goes_to_the_agency_it_answers(self) -> None:
         out = processor().process(consumed(status(sender=VP, answers=PROVINCE)), ctx())
         (mail,) = on(out.records, TOPICS.mailbox)
         assert mail.key == b"H35" and headers(mail)["kind"] == "status"
+
+    def test_an_accepted_status_carries_its_description(self) -> None:
+        data = status(sender=VP, answers=PROVINCE).replace(
+            b"</edXML:StatusCode>",
+            "</edXML:StatusCode><edXML:Description>Đã tiếp nhận</edXML:Description>".encode(),
+        )
+        assert VALIDATOR.check(data).status_description == "Đã tiếp nhận"
+        out = processor().process(consumed(data), ctx())
+        accepted = out.events[0]
+        assert accepted.type is EventType.ACCEPTED
+        assert accepted.details["status_description"] == "Đã tiếp nhận"
+        doc = processor().process(consumed(document()), ctx())
+        assert doc.events[0].details["status_description"] is None
+
+
+class TestStatusMessageIds:
+    def test_readable_when_it_fits(self) -> None:
+        m = new_message_id(NOW)
+        assert status_message_id(m, StatusCode.RECEIVED, "H35") == f"{m}.01.H35"
+        assert status_message_id(m, StatusCode.REFUSED, "H35", VP) == f"{m}.02.H35.{VP}"
+
+    def test_a_code_outside_the_alphabet_or_too_long_is_hashed(self) -> None:
+        m = new_message_id(NOW)
+        odd = [f"{m}-x", "bad code/1", "a" * 40, "a" * 41, "-lead"]
+        ids = [status_message_id(m, StatusCode.REFUSED, "H35.105.03386", c) for c in odd]
+        assert len(set(ids)) == len(odd)
+        for i in ids:
+            assert i.startswith(f"{m}.02.") and len(i) <= MESSAGE_ID_MAX
+            assert re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._-]*", i)
 
 
 class TestRefusals:
@@ -108,6 +167,9 @@ class TestRefusals:
         assert problems_of(dead) == ["duplicate-document"]
         (status,) = on(out.records, TOPICS.mailbox)
         assert "already sent" in VALIDATOR.check(status.value).status_description
+        emitted = out.events[-1]
+        assert emitted.type is EventType.STATUS_EMITTED and emitted.message_id == "m-1.02.H35"
+        assert "about" not in emitted.details  # about the whole submission
 
     def test_duplicates_inside_one_batch_and_after_the_window(self) -> None:
         data = document()
@@ -178,6 +240,9 @@ class TestReceipts:
     def test_acknowledging_a_document_sends_status_01_to_its_sender(self) -> None:
         out = processor().process(self.receipt(ReceiptKind.ACKNOWLEDGED), ctx())
         assert types(out) == ["acknowledged", "status-emitted"]
+        emitted = out.events[1]
+        assert emitted.message_id == "m-1.01.H35" and emitted.actor == "H35.S01"
+        assert "about" not in emitted.details  # the actor is the recipient
         (mail,) = on(out.records, TOPICS.mailbox)
         assert mail.key == b"H35"
         env = VALIDATOR.check(mail.value)

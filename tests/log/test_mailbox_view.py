@@ -1,0 +1,301 @@
+"""The mailbox view on both backends: filtering by kind, counting what waits, getting
+over a store that cannot write, and its lag once caught up.
+
+The mailbox records are the pipeline's own (the real InboundProcessor), the receipts
+the HTTP API's, appended to a real log; nothing stands in for the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.log.interface import DurableLog, NewRecord, Position, Record, TopicSpec
+from broker.mailbox import MailboxStore, MailboxView
+from broker.receipts import Receipt, ReceiptKind
+from broker.records import H, new_message_id
+from broker.topics import Topics
+from tests.conftest import LogFactory
+from tests.edxml_samples import document, status
+from tests.processing_kit import NOW, TOPICS, consumed, ctx, headers, processor
+
+PROVINCE, VP = "000.00.00.H35", "000.00.01.H35"
+UNKNOWN = "999.99.99.X99"
+MAILBOX = "H35"  # the province's directory code: where everything below lands
+
+
+class Gauges:
+    """Records what the view reports (the Metrics hooks it calls)."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[int, int]] = []  # (pending, lag)
+        self.acks = 0
+
+    def acknowledged(self) -> None:
+        self.acks += 1
+
+    def mailbox_state(self, pending: int, lag: int) -> None:
+        self.states.append((pending, lag))
+
+
+@pytest.fixture
+async def log(make_log: LogFactory) -> DurableLog:
+    return await make_log()
+
+
+@pytest.fixture
+async def topics(log: DurableLog, unique_prefix: str) -> Topics:
+    topics = Topics.with_prefix(unique_prefix)
+    await log.ensure_topics(
+        [
+            TopicSpec(topics.mailbox, 3, 1024 * 1024),
+            TopicSpec(topics.receipts, 3, 1024 * 1024),
+        ]
+    )
+    return topics
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "view" / "mailbox.sqlite"
+
+
+@pytest.fixture
+async def views() -> AsyncIterator[list[MailboxView]]:
+    """Views made by a test; any still running is stopped at teardown."""
+    made: list[MailboxView] = []
+    yield made
+    for view in made:
+        if view.ready:
+            await view.stop()
+
+
+async def started(
+    views: list[MailboxView], log: DurableLog, topics: Topics, path: Path, **kw: Any
+) -> MailboxView:
+    metrics = kw.pop("metrics", None) or Gauges()
+    view = MailboxView(log, topics, path, metrics, **kw)
+    views.append(view)
+    await view.start()
+    return view
+
+
+def mail(topics: Topics, data: bytes, message_id: str) -> list[NewRecord]:
+    """The mailbox records the pipeline makes of one submission, on `topics`."""
+    out = processor().process(consumed(data, message_id=message_id), ctx())
+    return [replace(r, topic=topics.mailbox) for r in out.records if r.topic == TOPICS.mailbox]
+
+
+def to_the_province(topics: Topics) -> list[NewRecord]:
+    """The province's mailbox gets a 02 (its document named an unknown recipient), a
+    status 03 from VP, and a document from VP; VP gets the province's document."""
+    return [
+        *mail(topics, document(recipients=(VP, UNKNOWN)), new_message_id(NOW)),
+        *mail(topics, status(sender=VP, answers=PROVINCE), new_message_id(NOW + 1)),
+        *mail(
+            topics,
+            document(sender=VP, recipients=(PROVINCE,), document_id=f"{VP},2026/11/25,7/VP"),
+            new_message_id(NOW + 2),
+        ),
+    ]
+
+
+def ack(topics: Topics, entry: NewRecord, at_ms: int = NOW + 10) -> NewRecord:
+    """The receipt the HTTP API appends when the recipient acknowledges `entry`."""
+    h = headers(entry)
+    receipt = Receipt(
+        ReceiptKind.ACKNOWLEDGED,
+        at_ms,
+        h[H.MESSAGE_ID],
+        h[H.DOCUMENT_ID],
+        h[H.SENDER],
+        h[H.RECIPIENT],
+        h[H.TRACE_ID],
+        h[H.KIND],
+        sha256=h[H.SHA256],
+    )
+    return receipt.to_record(topics.receipts)
+
+
+def for_the_province(records: Sequence[NewRecord], kind: str) -> list[NewRecord]:
+    return [r for r in records if headers(r)[H.RECIPIENT] == MAILBOX and headers(r)[H.KIND] == kind]
+
+
+@pytest.mark.usefixtures("no_blocking_loop")
+class TestKindAndCounts:
+    async def test_listing_one_kind_and_counting_what_waits(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        records = to_the_province(topics)
+        statuses = for_the_province(records, "status")
+        (doc,) = for_the_province(records, "document")
+        assert len(statuses) == 2
+        view = await started(views, log, topics, path)
+        positions = await log.append(records)
+        positions += await log.append([ack(topics, statuses[0])])
+        assert await view.wait_applied(positions, 20)
+
+        def ids(found: Sequence[Any]) -> list[str]:
+            return [d.message_id for d in found]
+
+        def ids_of(recs: Sequence[NewRecord]) -> list[str]:
+            return [headers(r)[H.MESSAGE_ID] for r in recs]
+
+        everything = await view.list(MAILBOX, include_acked=True)
+        assert sorted(ids(everything)) == sorted(ids_of([*statuses, doc]))
+        assert ids(await view.list(MAILBOX, kind="status")) == ids_of(statuses[1:])
+        all_statuses = await view.list(MAILBOX, kind="status", include_acked=True)
+        assert sorted(ids(all_statuses)) == sorted(ids_of(statuses))
+        assert {d.kind for d in all_statuses} == {"status"}
+        assert ids(await view.list(MAILBOX, kind="document")) == ids_of([doc])
+        assert await view.list(MAILBOX, kind="nothing", include_acked=True) == []
+
+        assert await view.count_pending(MAILBOX) == 2
+        assert await view.count_pending(MAILBOX, "status") == 1
+        assert await view.count_pending(MAILBOX, "document") == 1
+        assert await view.count_pending("H35.S01") == 1  # VP's copy of the document
+        assert await view.count_pending("H35.S01", "status") == 0
+        assert await view.count_pending("nobody") == 0
+
+    async def test_a_long_poll_of_one_kind_waits_for_that_kind(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        view = await started(views, log, topics, path)
+        records = to_the_province(topics)
+        (doc,) = for_the_province(records, "document")
+        waiting = asyncio.create_task(view.list(MAILBOX, kind="document", wait=20))
+        await asyncio.sleep(0.2)
+        await log.append([r for r in records if r is not doc])
+        await asyncio.sleep(1.0)
+        assert not waiting.done()  # statuses came, not a document
+        await log.append([doc])
+        found = await asyncio.wait_for(waiting, 20)
+        assert [d.message_id for d in found] == [headers(doc)[H.MESSAGE_ID]]
+
+
+@pytest.mark.usefixtures("no_blocking_loop")
+class TestBadRecords:
+    async def test_a_record_that_is_not_a_receipt_is_passed_over(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        """Retrying its batch would never end: it is left out, and the rest applied."""
+        view = await started(views, log, topics, path)
+        records = to_the_province(topics)
+        bad = [
+            NewRecord(topics.receipts, b"not json", key=MAILBOX.encode()),
+            NewRecord(topics.receipts, b'{"kind": "eaten"}', key=MAILBOX.encode()),
+        ]
+        positions = await log.append([*bad, *records, ack(topics, records[0])])
+        assert await view.wait_applied(positions, 20)
+        assert await view.count_pending(MAILBOX) == 3
+        assert await view.count_pending("H35.S01") == 0
+
+
+class TestFailedApply:
+    """Without the blocking-loop check: the failure is logged with its traceback,
+    which a console renderer formats on the loop, slower than the check allows."""
+
+    async def test_a_store_that_cannot_write_loses_nothing_and_the_view_goes_on(
+        self,
+        log: DurableLog,
+        topics: Topics,
+        path: Path,
+        views: list[MailboxView],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The records of a failed apply are read again from the stored positions, and
+        the view keeps following the log afterwards."""
+        gauges = Gauges()
+        view = await started(views, log, topics, path, metrics=gauges)
+        real_apply = MailboxStore.apply
+        failed: list[int] = []
+
+        def full_disk_twice(store: MailboxStore, records: Sequence[Record]) -> Any:
+            if len(failed) < 2:
+                failed.append(len(records))
+                raise sqlite3.OperationalError("database or disk is full")
+            return real_apply(store, records)
+
+        monkeypatch.setattr(MailboxStore, "apply", full_disk_twice)
+        records = to_the_province(topics)
+        first = records[0]
+        positions = await log.append(records)
+        assert await view.wait_applied(positions, 30)
+        assert len(failed) == 2
+
+        positions = await log.append([ack(topics, first)])
+        assert await view.wait_applied(positions, 20)
+        assert gauges.acks == 1
+        found = await view.list("H35.S01", include_acked=True)
+        assert [d.message_id for d in found] == [headers(first)[H.MESSAGE_ID]]
+        assert found[0].acked_at_ms == NOW + 10
+        everything = await view.list(MAILBOX, include_acked=True)
+        assert len(everything) == len({d.message_id for d in everything}) == 3
+
+
+@pytest.mark.usefixtures("no_blocking_loop")
+class TestGauges:
+    async def test_the_lag_reaches_zero_once_caught_up(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        """Measured from the tailer's positions, so Kafka's transaction markers (after
+        every atomic append) do not count as records left to apply."""
+        records = to_the_province(topics)
+        assert len(records) == 4
+        positions: list[Position] = []
+        for batch in (records[:2], records[2:]):  # atomic, as the pipeline commits
+            positions += await log.append(batch)
+        gauges = Gauges()
+        view = await started(views, log, topics, path, metrics=gauges, gauge_interval=0.1)
+        assert await view.wait_applied(positions, 20)
+        reported = len(gauges.states)
+        for _ in range(50):
+            if gauges.states[reported:]:
+                break
+            await asyncio.sleep(0.1)
+        assert gauges.states[reported:][:1] == [(len(records), 0)]
+
+    async def test_a_restart_continues_from_the_stored_positions(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        records = to_the_province(topics)
+        positions = await log.append(records[:2])
+        first = await started(views, log, topics, path)
+        assert await first.wait_applied(positions, 20)
+        await first.stop()
+        positions = await log.append(records[2:])
+        second = await started(views, log, topics, path)
+        assert await second.wait_applied(positions, 20)
+        everything = await second.list(MAILBOX, include_acked=True)
+        everything += await second.list("H35.S01", include_acked=True)
+        assert sorted(d.message_id for d in everything) == sorted(
+            headers(r)[H.MESSAGE_ID] for r in records
+        )
+
+
+def test_the_kind_index_is_added_to_an_existing_file(tmp_path: Path) -> None:
+    """A file of the same schema version made before the index gets it on open (no
+    rebuild), and the per-kind queries use it."""
+    path = tmp_path / "mailbox.sqlite"
+    MailboxStore(path, TOPICS.mailbox, TOPICS.receipts).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX deliveries_kind")
+        conn.execute("INSERT INTO positions VALUES ('p.mailbox', 0, 7)")
+    conn.close()
+    store = MailboxStore(path, TOPICS.mailbox, TOPICS.receipts)
+    try:
+        assert list(store.positions().values()) == [7]  # not rebuilt
+        plan = store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM deliveries "
+            "WHERE recipient = ? AND kind = ? AND acked_at_ms IS NULL",
+            ("H35", "status"),
+        ).fetchall()
+        assert "deliveries_kind" in " ".join(str(row) for row in plan)
+    finally:
+        store.close()
