@@ -278,13 +278,23 @@ def keys_init(ctx: click.Context, agencies: tuple[str, ...], force: bool, as_jso
         agencies=_agency_specs(agencies),
     )
     emit(
-        {"created": written.created, "kept": written.kept, "agencies": written.agencies},
+        {
+            "created": written.created,
+            "kept": written.kept,
+            "agencies": written.agencies,
+            "admin_token": written.admin_token or None,
+        },
         as_json,
         "\n".join(
             [
                 *(f"created {p}" for p in written.created),
                 *(f"kept    {p}" for p in written.kept),
                 *(f"agency  {c}: sha256 {f}" for c, f in written.agencies.items()),
+                *(
+                    [f"admin token (in {settings.keys_dir}/admin.token): {written.admin_token}"]
+                    if written.admin_token
+                    else []
+                ),
             ]
         ),
     )
@@ -404,11 +414,7 @@ def verify(
     from broker.trust.xmldsig import SignatureVerifier
 
     settings = settings_of(ctx)
-    paths = (
-        list(ca_files)
-        or [Path(p) for p in settings.trust.ca_files]
-        or [settings.keys_dir / "ca.cert.pem"]
-    )
+    paths = list(ca_files) or settings.trusted_ca_files
     store = TrustStore.from_files(
         [p for p in paths if p.exists()], [Path(p) for p in settings.trust.crl_files]
     )
@@ -451,12 +457,21 @@ def verify(
 # --------------------------------------------------------------------- directory and audit
 
 
+def one_off_instance(settings: Settings) -> Settings:
+    """Settings for a short-lived process beside a running daemon: its own instance
+    name, so that its transactional producer does not fence the daemon's."""
+    import dataclasses
+    import os
+
+    return dataclasses.replace(settings, instance=f"{settings.instance_name}.cli.{os.getpid()}")
+
+
 def run_with_log(ctx: click.Context, work: Any) -> Any:
     """Open the configured durable log (creating topics), run `work(log, topics)`, close."""
     from broker.log import open_log
     from broker.topics import Topics, topic_specs
 
-    settings = settings_of(ctx)
+    settings = one_off_instance(settings_of(ctx))
     topics = Topics.with_prefix(settings.backend.topic_prefix)
 
     async def main() -> Any:
@@ -538,7 +553,13 @@ def agencies_show(ctx: click.Context, code: str, as_json: bool) -> None:
     data = {**agency.to_dict(), "path": path, "children": [c.code for c in children]}
     text = "\n".join(
         [
-            *(f"{k:<17}{v}" for k, v in agency.to_dict().items() if v not in ("", [])),
+            *(
+                f"{k:<17}{v}"
+                for k, v in agency.to_dict().items()
+                if v not in ("", []) and k not in ("tokens", "systems")
+            ),
+            f"{'api tokens':<17}{len(agency.tokens)} (docbroker agencies token list)",
+            f"{'sdk systems':<17}{', '.join(s.system_id for s in agency.systems) or '-'}",
             f"{'within':<17}{path or '-'}",
             f"{'children':<17}{len(children)}",
         ]
@@ -768,20 +789,70 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
 
 
 def client_of(ctx: click.Context, url: str | None) -> Any:
-    from broker.client import DocbrokerClient
+    from broker.client import DocbrokerClient, tls_context
 
+    p = ctx.meta.get(CLIENT_KEY, {})
     if url is None:
         http = settings_of(ctx).http
         host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host  # noqa: S104
-        url = f"http://{host}:{http.port}"
-    return DocbrokerClient(url)
+        url = f"{'https' if http.tls else 'http'}://{host}:{http.port}"
+    tls = None
+    if url.startswith("https:"):
+        tls = tls_context(p.get("cacert"), p.get("cert"), p.get("key"))
+    return DocbrokerClient(url, token=p.get("token"), ssl_context=tls)
 
 
-url_option = click.option(
-    "--url",
-    envvar="DOCBROKER_URL",
-    help="docbroker's base URL (env DOCBROKER_URL; default from config)",
-)
+CLIENT_KEY = "docbroker.client"
+
+
+def _remember_client_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta.setdefault(CLIENT_KEY, {})[param.name] = value
+    return value
+
+
+def _client_option(*names: str, **kw: Any) -> Callable[[F], F]:
+    return click.option(*names, expose_value=False, callback=_remember_client_option, **kw)
+
+
+_CLIENT_OPTIONS = [
+    click.option(
+        "--url",
+        envvar="DOCBROKER_URL",
+        help="docbroker's base URL (env DOCBROKER_URL; default from config)",
+    ),
+    _client_option(
+        "--token",
+        envvar="DOCBROKER_TOKEN",
+        help="the agency's API token (env DOCBROKER_TOKEN)",
+    ),
+    _client_option(
+        "--cacert",
+        envvar="DOCBROKER_CA_FILE",
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA bundle to check an https server with (env DOCBROKER_CA_FILE)",
+    ),
+    _client_option(
+        "--cert",
+        envvar="DOCBROKER_CLIENT_CERT",
+        type=click.Path(exists=True, dir_okay=False),
+        help="client certificate (PEM) for mTLS instead of a token (env DOCBROKER_CLIENT_CERT)",
+    ),
+    _client_option(
+        "--key",
+        envvar="DOCBROKER_CLIENT_KEY",
+        type=click.Path(exists=True, dir_okay=False),
+        help="the client certificate's private key (PEM) (env DOCBROKER_CLIENT_KEY)",
+    ),
+]
+
+
+def url_option(fn: F) -> F:
+    """The options of a command that talks to docbroker as a client."""
+    for option in reversed(_CLIENT_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
 agency_option = click.option("--agency", required=True, help="the agency code of the mailbox")
 
 
@@ -899,3 +970,7 @@ def ack(ctx: click.Context, agency: str, message_id: str, url: str | None, as_js
 
 def main() -> None:
     cli(prog_name="docbroker")
+
+
+# The credential commands live in their own module and register on the groups above.
+from broker import cli_access  # noqa: E402, F401

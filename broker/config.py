@@ -33,6 +33,9 @@ ENV_NOT_SETTINGS = (
     "DOCBROKER_CONFIG",
     "DOCBROKER_URL",
     "DOCBROKER_TOKEN",
+    "DOCBROKER_CA_FILE",
+    "DOCBROKER_CLIENT_CERT",
+    "DOCBROKER_CLIENT_KEY",
     "DOCBROKER_KEY_PASSPHRASE",
 )
 ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
@@ -68,6 +71,28 @@ class HttpSettings:
         5.0, "seconds an acknowledgement waits for the mailbox view to show it", min=0
     )
     max_long_poll: float = setting(60.0, "longest wait a mailbox listing may ask for", min=0)
+    tls: bool = setting(
+        False, "serve HTTPS; agencies may then also authenticate with client certificates"
+    )
+    tls_certificate: str = setting(
+        "", "PEM file: the server certificate and its chain; empty = <data_dir>/keys/tls.cert.pem"
+    )
+    tls_private_key: str = setting(
+        "", "PEM file: the server's private key; empty = <data_dir>/keys/tls.key.pem"
+    )
+    request_timeout: float = setting(
+        60.0, "seconds a client has to send a request body before it is dropped", min=1
+    )
+    idle_timeout: float = setting(
+        15.0, "seconds a connection may sit without a complete request before it is closed", min=1
+    )
+    max_connections: int = setting(
+        1000, "open connections at most; more are answered 503 and closed", min=1
+    )
+    rate_limit: float = setting(
+        50.0, "requests per second each agency may make on average; 0 = no limit", min=0
+    )
+    rate_burst: int = setting(200, "requests an agency may make at once above the rate", min=1)
 
 
 @dataclass(frozen=True)
@@ -167,6 +192,26 @@ class TrustSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Credentials of callers: admin tokens, the SDK surface's secrets, replay and retries."""
+
+    admin_tokens_file: str = setting(
+        "", "SHA-256 hashes of admin tokens, one per line; empty = <data_dir>/keys/admin-tokens"
+    )
+    sdk_master_key_file: str = setting(
+        "",
+        "32-byte key the SDK systems' secrets are derived from; "
+        "empty = <data_dir>/keys/sdk-master.key",
+    )
+    replay_window: float = setting(
+        300.0, "seconds an SDK request's timestamp may differ from the broker's clock", min=1
+    )
+    idempotency_hours: float = setting(
+        24.0, "hours an Idempotency-Key's answer is kept (per instance)", min=0
+    )
+
+
+@dataclass(frozen=True)
 class DirectorySettings:
     """The agency directory (a compacted topic; `docbroker agencies` edits it)."""
 
@@ -221,6 +266,7 @@ class Settings:
     limits: LimitsSettings = setting(factory=LimitsSettings)
     keys: KeysSettings = setting(factory=KeysSettings)
     trust: TrustSettings = setting(factory=TrustSettings)
+    auth: AuthSettings = setting(factory=AuthSettings)
     directory: DirectorySettings = setting(factory=DirectorySettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
@@ -244,6 +290,15 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.data_path / "keys"
+
+    @property
+    def trusted_ca_files(self) -> list[Path]:
+        """The CAs agencies' certificates chain to: configured, or the development CA."""
+        return [Path(p) for p in self.trust.ca_files] or [self.keys_dir / "ca.cert.pem"]
+
+    def key_file(self, configured: str, default_name: str) -> Path:
+        """A configured key file, or its default name in the keys folder."""
+        return Path(configured) if configured else self.keys_dir / default_name
 
     @property
     def max_record_bytes(self) -> int:

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from adapters.http_api import build_app
+from adapters.http_api.server import CappedSite, runner_options, server_tls_context
 from broker import __version__
 from broker.config import Settings
 from broker.runtime import Runtime
@@ -31,21 +32,29 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.http.shutdown_timeout,
+        **runner_options(settings),
     )
+    tls = server_tls_context(settings) if settings.http.tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, stop, sig)
     try:
         await runner.setup()  # runs the cleanup contexts' start half: log, view, pipeline
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        site = CappedSite(
+            runner,
+            settings.http.host,
+            settings.http.port,
+            max_connections=settings.http.max_connections,
+            ssl_context=tls,
+        )
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else settings.http.port
         log.info(
             "docbroker serving",
             version=__version__,
             backend=runtime.log.name,
-            url=f"http://{settings.http.host}:{port}",
+            url=f"{'https' if tls else 'http'}://{settings.http.host}:{port}",
             instance=settings.instance_name,
         )
         if ready is not None:

@@ -60,6 +60,29 @@ class InputRefused(ProblemsError):
     exit_code = EXIT_REFUSED
 
 
+class AccessRefused(ProblemsError):
+    """The caller is not authenticated (401) or not allowed to do this (403)."""
+
+    exit_code = EXIT_REFUSED
+
+    @classmethod
+    def because(cls, code: str, message: str) -> AccessRefused:
+        return cls([Problem(code, message)])
+
+
+class RateLimited(DocbrokerError):
+    """The caller exceeded its request rate; it may retry after `retry_after` seconds."""
+
+    code = "rate-limited"
+    http_status = 429
+    exit_code = EXIT_REFUSED
+    retriable = True
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConfigError(DocbrokerError):
     """The configuration file or environment holds a wrong key or value."""
 

@@ -113,6 +113,17 @@ class Metrics:
             "Records the mailbox view has not applied yet",
             registry=r,
         )
+        self._documents_lag = Gauge(
+            "docbroker_documents_view_lag_records",
+            "Audit events the documents view (delivery state, trace) has not applied yet",
+            registry=r,
+        )
+        self._access_refused = Counter(
+            "docbroker_access_refused_total",
+            "Requests refused for their credential, by surface and problem code",
+            ["surface", "code"],
+            registry=r,
+        )
 
         self._cert_expiry = Gauge(
             "docbroker_certificate_expiry_seconds",
@@ -174,6 +185,13 @@ class Metrics:
     def mailbox_state(self, pending: int, lag: int) -> None:
         self._pending.set(pending)
         self._view_lag.set(lag)
+
+    def documents_view_lag(self, records: int) -> None:
+        self._documents_lag.set(records)
+
+    # -- access
+    def access_refused(self, surface: str, code: str) -> None:
+        self._access_refused.labels(surface, code).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

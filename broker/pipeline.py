@@ -267,7 +267,8 @@ class Pipeline:
     ) -> None:
         if tp in self._owned:
             self._owned[tp] = head
-        self.dedup.remember([k for o in outcomes for k in o.dedup], at)
+        for outcome, record in zip(outcomes, records, strict=True):
+            self.dedup.remember(outcome.dedup, at, record.header_str(H.MESSAGE_ID))
 
     async def _commit_one_by_one(
         self,

@@ -65,6 +65,12 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("signer-mismatch", "The signing certificate does not belong to the sender", 403),
     ProblemType("weak-algorithm", "SHA-1 is refused unless the sender's policy allows it", 422),
     # Transport and API level.
+    ProblemType("unauthenticated", "No valid credential was presented", 401),
+    ProblemType("replayed-request", "The signed request is stale or was already received", 401),
+    ProblemType("forbidden", "The credential does not allow this", 403),
+    ProblemType("rate-limited", "Too many requests; retry after the given delay", 429),
+    ProblemType("idempotency-key-reused", "The Idempotency-Key was used for another request", 422),
+    ProblemType("request-timeout", "The request was not received in time", 408),
     ProblemType("unsupported-media-type", "The request body has a content type not accepted", 415),
     ProblemType("bad-request", "The request is malformed", 400),
     ProblemType("method-not-allowed", "The method is not allowed on this resource", 405),

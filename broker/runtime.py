@@ -21,6 +21,7 @@ import structlog
 from broker.config import Settings
 from broker.directory.io import check_unique, parse_file
 from broker.directory.view import put_agencies
+from broker.documents import DocumentsView
 from broker.edxml.rules import Limits
 from broker.edxml.validator import EnvelopeValidator
 from broker.errors import ConfigError, DocbrokerError
@@ -85,6 +86,7 @@ class Runtime:
     directory: DirectoryState
     heads: ChainHeads
     dedup: DedupIndex
+    documents: DocumentsView
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -121,6 +123,13 @@ class Runtime:
             processes=process_count(settings),
             settings=settings,
         )
+        documents = DocumentsView(
+            durable,
+            topics,
+            settings.data_path / "documents.sqlite",
+            metrics,
+            resolve=lambda code: (a := directory.current.find(code)) and a.code,
+        )
         return cls(
             settings,
             topics,
@@ -133,6 +142,7 @@ class Runtime:
             directory,
             heads,
             dedup,
+            documents,
         )
 
     # -- lifecycle
@@ -145,6 +155,7 @@ class Runtime:
             self._durable_log,
             self._followed_state,
             self._mailbox_view,
+            self._documents_view,
             self._pipeline,
         ]
 
@@ -237,6 +248,14 @@ class Runtime:
         self._note("mailbox view stopped")
 
     @asynccontextmanager
+    async def _documents_view(self) -> AsyncIterator[None]:
+        await self.documents.start()
+        self._note("documents view started")
+        yield
+        await self.documents.stop()
+        self._note("documents view stopped")
+
+    @asynccontextmanager
     async def _pipeline(self) -> AsyncIterator[None]:
         await self.pipeline.start()
         self._note("pipeline started", group=self.pipeline.group)
@@ -266,6 +285,7 @@ class Runtime:
             else "not loaded"
         )
         checks["mailbox_view"] = "ok" if self.view.ready else "not started"
+        checks["documents_view"] = "ok" if self.documents.ready else "not started"
         checks["pipeline"] = "ok" if self.pipeline.running else "not running"
         self.metrics.readiness(all(v.startswith("ok") for v in checks.values()))
         return checks

@@ -53,12 +53,14 @@ class ChainHeads:
 
 
 class DedupIndex:
-    """(sender, DocumentId) -> when first received, for the duplicate window."""
+    """(sender, DocumentId) -> when first received (and as which message), for the
+    duplicate window."""
 
     def __init__(self, log_: DurableLog, topic: str, window_ms: int) -> None:
         self.topic = topic
         self.window_ms = window_ms
         self.first_seen: dict[tuple[str, str], int] = {}
+        self.message_ids: dict[tuple[str, str], str] = {}
         self.follower = FollowedTopic(log_, topic, self._apply, "dedup index")
 
     def _apply(self, records: Sequence[Record]) -> None:
@@ -66,12 +68,15 @@ class DedupIndex:
             key = (record.key or b"").decode().split(DEDUP_SEPARATOR, 1)
             if len(key) != 2 or not record.value:
                 continue
-            at = int(json.loads(record.value).get("first_seen_ms", record.timestamp_ms))
-            self.remember([(key[0], key[1])], at)
+            value = json.loads(record.value)
+            at = int(value.get("first_seen_ms", record.timestamp_ms))
+            self.remember([(key[0], key[1])], at, str(value.get("message_id") or ""))
 
-    def remember(self, keys: Sequence[tuple[str, str]], at_ms: int) -> None:
+    def remember(self, keys: Sequence[tuple[str, str]], at_ms: int, message_id: str = "") -> None:
         for key in keys:
             self.first_seen.setdefault(key, at_ms)
+            if message_id:
+                self.message_ids.setdefault(key, message_id)
 
     def lookup(self, sender: str, document_id: str) -> int | None:
         """Read from worker threads: a dict lookup, safe under the GIL."""

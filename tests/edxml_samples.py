@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
@@ -141,3 +142,12 @@ def full_document(
   <AttachmentEncoded>{encoded}</AttachmentEncoded>{extra_root}
 </edXML>
 """.encode()
+
+
+_SENDER = re.compile(rb"<edXML:From>\s*<edXML:OrganId>([^<]+)</edXML:OrganId>")
+
+
+def sender_of(data: bytes) -> str | None:
+    """From/OrganId of a package (by pattern: also for broken packages in tests)."""
+    found = _SENDER.search(data)
+    return found.group(1).decode() if found else None

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+from broker.credential_files import SDK_MASTER_KEY, init_sdk_master_key
 from broker.trust.certs import KeyMaterial
+from broker.trust.devkeys import LOCAL_HOSTS
 from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
 
 BROKER_ID = "000.99.99.H35"
@@ -44,11 +46,20 @@ def expired(code: str) -> KeyMaterial:
     )
 
 
+@cache
+def tls_server() -> KeyMaterial:
+    return issue(ca(), "localhost", hosts=LOCAL_HOSTS)
+
+
 def install_keys(data_dir: Path) -> Path:
-    """Write the test CA and the broker's key where the default settings look."""
+    """Write the test CA, the broker's key, the HTTPS server's key and an SDK master
+    key where the default settings look."""
     keys = data_dir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "ca.cert.pem").write_bytes(cert_pem(ca().certificate))
     (keys / "broker.key.pem").write_bytes(key_pem(broker().key))
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker().certificate))
+    (keys / "tls.key.pem").write_bytes(key_pem(tls_server().key))
+    (keys / "tls.cert.pem").write_bytes(cert_pem(tls_server().certificate))
+    init_sdk_master_key(keys / SDK_MASTER_KEY)
     return keys

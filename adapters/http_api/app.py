@@ -7,6 +7,7 @@ serves and stops them in reverse after the last request has finished.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,10 +16,12 @@ import structlog
 from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
-from adapters.http_api import envelopes, mailbox, ops
-from adapters.http_api.keys import RUNTIME
+from adapters.http_api import documents, envelopes, mailbox, ops, sdk
+from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard
+from adapters.http_api.idempotency import IdempotencyCache
+from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.errors import DocbrokerError
+from broker.errors import DocbrokerError, RateLimited
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -26,6 +29,8 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
@@ -58,7 +63,15 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         except DocbrokerError as exc:
             if exc.http_status >= 500:
                 log.warning("request failed", code=exc.code, error=str(exc))
-            response = problem_response(exc.problems, status=exc.http_status, instance=request.path)
+            elif exc.http_status in (401, 403):
+                runtime.metrics.access_refused("native", exc.code)
+                log.info("access refused", code=exc.code, error=str(exc), path=request.path)
+            response = problem_response(
+                exc.problems,
+                status=exc.http_status,
+                instance=request.path,
+                headers=error_headers(exc),
+            )
         except Exception:
             log.exception("unexpected error", path=request.path)
             response = simple_problem(
@@ -71,14 +84,25 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
 
 
+def error_headers(exc: DocbrokerError) -> dict[str, str]:
+    """What a client needs beside the problem: the auth scheme on 401, when to retry on 429."""
+    if exc.http_status == 401:
+        return {"WWW-Authenticate": BEARER_CHALLENGE}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return {}
+
+
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=[observe],
+        middlewares=[observe, guard],
         # The body limit is the envelope limit: aiohttp refuses larger bodies itself.
         client_max_size=int(settings.limits.max_envelope_bytes),
     )
     app[RUNTIME] = runtime
+    app[ACCESS] = Access.from_runtime(runtime)
+    app[IDEMPOTENCY] = IdempotencyCache(settings.auth.idempotency_hours * 3600)
     for step in runtime.lifecycle():
         app.cleanup_ctx.append(_as_cleanup_ctx(step))
     app.on_shutdown.append(_release_long_polls)
@@ -86,6 +110,11 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/mailboxes/{agency}/envelopes", mailbox.list_envelopes)
     app.router.add_get("/v1/mailboxes/{agency}/envelopes/{message_id}", mailbox.fetch_envelope)
     app.router.add_post("/v1/mailboxes/{agency}/envelopes/{message_id}/ack", mailbox.acknowledge)
+    app.router.add_get("/v1/agencies", documents.list_agencies)
+    app.router.add_get("/v1/documents/{document_id}/trace", documents.document_trace)
+    app.router.add_get("/v1/documents/{document_id}", documents.document_state)
+    app.router.add_get("/vdxp/{operation}", sdk.operation)
+    app.router.add_post("/vdxp/{operation}", sdk.operation)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import hashlib
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
-from structlog.contextvars import bound_contextvars
 
-from adapters.http_api.keys import RUNTIME
+from adapters.http_api import idempotency
+from adapters.http_api.access import principal_of
+from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.errors import DocbrokerError, InputRefused
-from broker.intake import Submission, door_refusal_record, inbound_record
-from broker.records import new_message_id, now_ms, trace_id_from
+from broker.auth import Principal
+from broker.door import Taken, take_in
+from broker.errors import AccessRefused, InputRefused
+from broker.problems import Problem
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -28,83 +35,94 @@ ACCEPTED_TYPES = frozenset(
 )
 
 
+async def read_body(request: web.Request, read: Callable[[], Awaitable[T]]) -> T:
+    """The request body through `read`, within the envelope size limit and the
+    request timeout (a slow sender cannot hold a connection forever)."""
+    runtime = request.app[RUNTIME]
+    limit = int(runtime.settings.limits.max_envelope_bytes)
+    timeout = runtime.settings.http.request_timeout
+    too_large = None
+    if request.content_length is not None and request.content_length > limit:
+        too_large = f"the request has {request.content_length} bytes; the limit is {limit}"
+    else:
+        try:
+            async with asyncio.timeout(timeout):
+                return await read()
+        except web.HTTPRequestEntityTooLarge:
+            too_large = f"the request exceeds the limit of {limit} bytes"
+        except TimeoutError:
+            raise InputRefused(
+                [Problem("request-timeout", f"the body did not arrive within {timeout:g} s")]
+            ) from None
+    runtime.metrics.envelope_refused("accept", "too-large")
+    raise InputRefused([Problem("too-large", too_large)])
+
+
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 async def submit(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
-    limit = int(runtime.settings.limits.max_envelope_bytes)
-    if request.content_length is not None and request.content_length > limit:
-        runtime.metrics.envelope_refused("accept", "too-large")
-        return simple_problem(
-            "too-large", f"the envelope has {request.content_length} bytes; the limit is {limit}"
-        )
+    """Take one envelope: as the authenticated agency, once per Idempotency-Key."""
+    principal = principal_of(request)
+    if principal.agency is None:
+        raise AccessRefused.because("forbidden", "an admin credential cannot send documents")
     if request.content_type not in ACCEPTED_TYPES:
         return simple_problem(
             "unsupported-media-type",
             f"send the edXML bytes as application/xml, not {request.content_type}",
         )
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        runtime.metrics.envelope_refused("accept", "too-large")
-        return simple_problem("too-large", f"the envelope exceeds the limit of {limit} bytes")
-    message_id = new_message_id()
-    trace_id = trace_id_from(request.headers.get("traceparent"))
-    received = now_ms()
-    with bound_contextvars(message_id=message_id, trace_id=trace_id):
-        try:
-            env = await asyncio.to_thread(runtime.processor.validator.check, data)
-        except InputRefused as exc:
-            await _record_refusal(request, data, exc, message_id, trace_id, received)
-            return problem_response(
-                exc.problems, instance=request.path, headers={"Docbroker-Message-Id": message_id}
-            )
-        sub = Submission(data, message_id, trace_id, received, source="http")
-        started = time.monotonic()
-        await runtime.log.append([inbound_record(sub, env, runtime.topics)])
-        runtime.metrics.envelope_accepted(len(data), time.monotonic() - started)
-        log.info(
-            "envelope accepted",
-            document_id=env.subject_document_id,
-            sender=env.sender_id,
-            recipients=list(env.recipient_ids),
-            size=len(data),
-        )
-        body = {
-            "message_id": message_id,
-            "document_id": env.subject_document_id,
-            "kind": str(env.kind),
-            "sender": env.sender_id,
-            "recipients": list(env.recipient_ids),
-            "size": len(data),
-            "sha256": sub.sha256,
-            "received_at": iso(received),
-            "trace_id": trace_id,
-        }
-        return web.json_response(
-            body, status=202, headers={"Location": f"/v1/envelopes/{message_id}"}
-        )
+    data = await read_body(request, request.read)
+    key = request.headers.get(idempotency.HEADER)
+    if key is None:
+        return await _take(request, principal, data)
+    return await request.app[IDEMPOTENCY].once(
+        principal.name,
+        key,
+        hashlib.sha256(data).hexdigest(),
+        lambda: _take(request, principal, data),
+    )
 
 
-async def _record_refusal(
-    request: web.Request,
-    data: bytes,
-    exc: InputRefused,
-    message_id: str,
-    trace_id: str,
-    received: int,
-) -> None:
-    """Keep the refused bytes and the reason: the sender may ask what happened."""
+async def _take(request: web.Request, principal: Principal, data: bytes) -> web.Response:
     runtime = request.app[RUNTIME]
-    for p in exc.problems:
-        runtime.metrics.envelope_refused("accept", p.code)
-    sub = Submission(data, message_id, trace_id, received, source="http")
-    try:
-        await runtime.log.append([door_refusal_record(sub, exc.problems, runtime.topics)])
-    except DocbrokerError as err:  # the refusal still stands; the trail has a gap
-        log.error(
-            "could not record a refusal", error=str(err), codes=[p.code for p in exc.problems]
+    taken = await take_in(
+        runtime,
+        data,
+        source="http",
+        caller=principal.agency,
+        traceparent=request.headers.get("traceparent"),
+    )
+    if taken.refused:
+        return problem_response(
+            taken.problems,
+            instance=request.path,
+            headers={"Docbroker-Message-Id": taken.message_id},
         )
-    log.info("envelope refused", codes=[p.code for p in exc.problems])
+    assert taken.envelope is not None
+    return web.json_response(
+        accepted_json(taken),
+        status=200 if taken.duplicate else 202,
+        headers={"Location": document_url(taken.envelope.subject_document_id)},
+    )
+
+
+def document_url(document_id: str) -> str:
+    return "/v1/documents/" + urllib.parse.quote(document_id, safe="")
+
+
+def accepted_json(taken: Taken) -> dict[str, object]:
+    env, sub = taken.envelope, taken.submission
+    assert env is not None
+    return {
+        "message_id": taken.message_id,
+        "document_id": env.subject_document_id,
+        "kind": str(env.kind),
+        "sender": env.sender_id,
+        "recipients": list(env.recipient_ids),
+        "size": len(sub.data),
+        "sha256": sub.sha256,
+        "received_at": iso(sub.received_at_ms),
+        "trace_id": sub.trace_id,
+        "duplicate": taken.duplicate,
+    }

@@ -7,25 +7,28 @@ import re
 
 from aiohttp import web
 
+from adapters.http_api.access import principal_of, require_agency
 from adapters.http_api.envelopes import iso
 from adapters.http_api.keys import RUNTIME
-from broker.errors import BackendUnavailable, BadRequest, NotFound
+from broker.errors import BadRequest, NotFound
+from broker.handover import acknowledge as acknowledge_delivery
+from broker.handover import read_envelope
 from broker.mailbox import Delivery
-from broker.receipts import Receipt, ReceiptKind
-from broker.records import now_ms
 
 AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 MAX_LIMIT = 1000
 
 
-def _agency(request: web.Request) -> str:
-    """The mailbox's agency, named by either of its codes, as its directory code."""
+def _agency(request: web.Request, *, admin_may_read: bool) -> str:
+    """The mailbox's agency, named by either of its codes, as its directory code;
+    only the agency itself (or an administrator reading) may use it."""
     code = request.match_info["agency"]
     if not AGENCY_CODE.match(code):
         raise BadRequest(f"not an agency code: {code!r}")
     agency = request.app[RUNTIME].directory.current.find(code)
     if agency is None:
         raise NotFound(f"no agency {code} in the directory")
+    require_agency(request, agency.code, admin_may_read=admin_may_read)
     return agency.code
 
 
@@ -72,7 +75,7 @@ def delivery_json(d: Delivery) -> dict[str, object]:
 
 async def list_envelopes(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    agency = _agency(request)
+    agency = _agency(request, admin_may_read=True)
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
     wait = _float_param(request, "wait", runtime.settings.http.max_long_poll)
@@ -91,9 +94,9 @@ async def list_envelopes(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _delivery(request: web.Request) -> Delivery:
+async def _delivery(request: web.Request, *, admin_may_read: bool) -> Delivery:
     runtime = request.app[RUNTIME]
-    agency = _agency(request)
+    agency = _agency(request, admin_may_read=admin_may_read)
     message_id = request.match_info["message_id"]
     found = await runtime.view.get(agency, message_id)
     if found is None:
@@ -101,34 +104,10 @@ async def _delivery(request: web.Request) -> Delivery:
     return found
 
 
-def _receipt(d: Delivery, kind: ReceiptKind) -> Receipt:
-    return Receipt(
-        kind=kind,
-        at_ms=now_ms(),
-        message_id=d.message_id,
-        document_id=d.document_id,
-        sender=d.sender,
-        recipient=d.recipient,
-        trace_id=d.trace_id,
-        envelope_kind=d.kind,
-        code=d.code,
-        promulgation_date=d.promulgation_date,
-        sha256=d.sha256,
-    )
-
-
 async def fetch_envelope(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    d = await _delivery(request)
-    record = await runtime.log.read_at(d.topic, d.partition, d.offset)
-    if record is None or record.value is None:
-        raise BackendUnavailable(
-            f"the record of {d.message_id} ({d.topic}[{d.partition}]@{d.offset}) is not readable"
-        )
-    if d.fetched_at_ms is None:  # the first fetch: a `delivered` event for the audit trail
-        await runtime.log.append(
-            [_receipt(d, ReceiptKind.FETCHED).to_record(runtime.topics.receipts)]
-        )
+    d = await _delivery(request, admin_may_read=True)
+    body = await read_envelope(runtime, d, by_recipient=not principal_of(request).admin)
     digest = base64.b64encode(bytes.fromhex(d.sha256)).decode() if d.sha256 else ""
     headers = {
         "Docbroker-Message-Id": d.message_id,
@@ -139,17 +118,13 @@ async def fetch_envelope(request: web.Request) -> web.StreamResponse:
     }
     if digest:
         headers["Repr-Digest"] = f"sha-256=:{digest}:"
-    return web.Response(body=record.value, content_type="application/xml", headers=headers)
+    return web.Response(body=body, content_type="application/xml", headers=headers)
 
 
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
-    d = await _delivery(request)
-    if d.acked_at_ms is None:
-        receipt = _receipt(d, ReceiptKind.ACKNOWLEDGED)
-        positions = await runtime.log.append([receipt.to_record(runtime.topics.receipts)])
-        await runtime.view.wait_applied(positions, runtime.settings.http.read_your_writes_timeout)
-        d = await _delivery(request)
+    d = await acknowledge_delivery(
+        request.app[RUNTIME], await _delivery(request, admin_may_read=False)
+    )
     return web.json_response(
         {
             "message_id": d.message_id,

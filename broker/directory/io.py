@@ -8,10 +8,8 @@ import json
 import tomllib
 from collections.abc import Iterable
 
-from broker.directory.model import FIELDS, Agency, agencies_from_records
+from broker.directory.model import CSV_FIELDS, FIELDS, Agency, agencies_from_records
 from broker.problems import Problem
-
-CSV_FIELDS = FIELDS
 
 
 def parse_toml(text: str, where: str) -> tuple[list[Agency], list[Problem]]:
@@ -65,6 +63,10 @@ def check_unique(agencies: Iterable[Agency]) -> list[Problem]:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
@@ -90,6 +92,7 @@ def to_csv(agencies: Iterable[Agency]) -> str:
                 if isinstance(v, list)
                 else ("true" if v is True else "false" if v is False else v)
                 for k, v in data.items()
+                if k in CSV_FIELDS
             }
         )
     return out.getvalue()

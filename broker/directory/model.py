@@ -38,6 +38,37 @@ POLICIES = ("", "required", "optional", "ignored")
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """An API token of an agency: only its SHA-256 is kept; its id is public."""
+
+    id: str
+    sha256: str
+    created_at_ms: int = 0
+    expires_at_ms: int = 0  # 0: never
+    revoked: bool = False
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SdkSystem:
+    """A system id of the national-axis SDK surface. Its secret is derived from the
+    broker's SDK master key and this salt, never stored."""
+
+    system_id: str
+    salt: str
+    created_at_ms: int = 0
+    expires_at_ms: int = 0
+    revoked: bool = False
+    # An unchanged national-axis SDK client signs no timestamp and nonce: accepted only
+    # for a system registered as legacy (over HTTPS), its replays stopped only by the
+    # idempotence of the operations (documents deduplicated on DocumentId).
+    legacy: bool = False
+
+
+_CREDENTIALS = {"tokens": Token, "systems": SdkSystem}
+
+
+@dataclass(frozen=True, slots=True)
 class Agency:
     code: str  # QĐ 20/2020 form: the key
     name: str
@@ -49,8 +80,9 @@ class Agency:
     status: AgencyStatus = AgencyStatus.ACTIVE
     signature_policy: str = ""  # "" = the configured default
     allow_sha1: bool = False
-    certificates: tuple[str, ...] = ()  # SHA-256 fingerprints of signing certificates
-    token_hashes: tuple[str, ...] = ()  # API tokens, hashed (never the tokens)
+    certificates: tuple[str, ...] = ()  # SHA-256 fingerprints (signatures and mTLS)
+    tokens: tuple[Token, ...] = ()
+    systems: tuple[SdkSystem, ...] = ()
     email: str = ""
     telephone: str = ""
     address: str = ""
@@ -67,18 +99,21 @@ class Agency:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = (
-                list(value)
-                if isinstance(value, tuple)
-                else str(value)
-                if isinstance(value, StrEnum)
-                else value
-            )
+            if f.name in _CREDENTIALS:
+                out[f.name] = [{g.name: getattr(c, g.name) for g in fields(c)} for c in value]
+            elif isinstance(value, tuple):
+                out[f.name] = list(value)
+            elif isinstance(value, StrEnum):
+                out[f.name] = str(value)
+            else:
+                out[f.name] = value
         return out
 
 
 FIELDS = tuple(f.name for f in fields(Agency))
-_TUPLES = {"certificates", "token_hashes"}
+_TUPLES = {"certificates"}
+# The fields a CSV row carries: credentials are not for spreadsheets.
+CSV_FIELDS = tuple(f for f in FIELDS if f not in _CREDENTIALS)
 _BOOLS = {"local", "allow_sha1"}
 
 
@@ -102,6 +137,13 @@ def agency_from_mapping(
         if name not in merged or merged[name] is None:
             continue
         raw = merged[name]
+        if name in _CREDENTIALS:
+            kind = _CREDENTIALS[name]
+            try:
+                values[name] = tuple(kind(**item) for item in raw)
+            except TypeError as exc:
+                bad(f"{name}: {exc}")
+            continue
         if name in _TUPLES:
             items = raw.split(";") if isinstance(raw, str) else raw
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):

@@ -1,24 +1,22 @@
-"""The directory as records of a compacted topic, and the live view every instance keeps.
+"""The directory as records of a compacted topic: reading, applying, writing.
 
 Key = agency code; value = the agency as JSON (a tombstone removes it). Each
 docbroker instance reads the whole topic at start (it is small) and keeps
-following it, so `agencies add/update/suspend` reach every running instance.
+following it (broker.state.DirectoryState), so `agencies add/update/suspend`
+and credential changes reach every running instance.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
 from broker.directory.book import Directory
 from broker.directory.model import Agency, agency_from_mapping
-from broker.errors import BackendUnavailable
-from broker.log.interface import DurableLog, NewRecord, Position, Record, Tailer
+from broker.log.interface import DurableLog, NewRecord, Position, Record
 from broker.records import H, make_headers, now_ms
 
 log = structlog.get_logger(__name__)
@@ -73,56 +71,24 @@ async def read_directory(log_: DurableLog, topic: str) -> Directory:
     return directory
 
 
-class DirectoryView:
-    """Follows the directory topic; `current` is the latest snapshot (immutable)."""
-
-    def __init__(self, log_: DurableLog, topic: str) -> None:
-        self.log_ = log_
-        self.topic = topic
-        self.current = Directory()
-        self.loaded = False
-        self._task: asyncio.Task[None] | None = None
-        self._tailer: Tailer | None = None
-
-    async def start(self) -> None:
-        ends = await self.log_.end_offsets([self.topic])
-        self._tailer = self.log_.tailer([self.topic], {})
-        await self._tailer.start()
-        while not await self._tailer.caught_up(ends):
-            self._apply(await self._tailer.poll(0.2, 1000))
-        self.loaded = True
-        log.info("directory loaded", agencies=len(self.current))
-        self._task = asyncio.create_task(self._follow(), name="directory-view")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._tailer is not None:
-            await self._tailer.close()
-
-    def _apply(self, records: Sequence[Record]) -> None:
-        directory = self.current
-        for record in records:
-            directory = apply_record(directory, record)
-        self.current = directory
-
-    async def _follow(self) -> None:
-        assert self._tailer is not None
-        while True:
-            try:
-                records = await self._tailer.poll(1.0, 1000)
-                if records:
-                    self._apply(records)
-                    log.info("directory updated", changes=len(records), agencies=len(self.current))
-            except BackendUnavailable as exc:
-                log.warning("directory view: log unavailable", error=str(exc))
-                await asyncio.sleep(1.0)
-
-
 async def put_agencies(
     log_: DurableLog, topic: str, agencies: Sequence[Agency], actor: str
 ) -> list[Position]:
     """Write agencies (atomically); they replace any record with the same code."""
     return await log_.append([agency_record(topic, a, actor) for a in agencies])
+
+
+async def change_agencies(
+    log_: DurableLog,
+    topic: str,
+    change: Callable[[Directory], Sequence[Agency]],
+    actor: str,
+) -> list[Agency]:
+    """Read the directory, compute changed agencies from it, write them.
+
+    Changes from one administrator at a time are assumed (like `agencies update`):
+    two concurrent changes of one agency keep the last one written."""
+    changed = list(change(await read_directory(log_, topic)))
+    if changed:
+        await put_agencies(log_, topic, changed, actor)
+    return changed

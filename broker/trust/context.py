@@ -83,17 +83,8 @@ def _passphrase(settings: Settings) -> bytes | None:
 
 def load_trust(settings: Settings) -> TrustContext:
     """Load the broker's key and certificate, the CAs and CRLs, and the policies."""
-    keys_dir = settings.keys_dir
-    key_path = (
-        Path(settings.keys.private_key)
-        if settings.keys.private_key
-        else (keys_dir / "broker.key.pem")
-    )
-    cert_path = (
-        Path(settings.keys.certificate)
-        if settings.keys.certificate
-        else (keys_dir / "broker.cert.pem")
-    )
+    key_path = settings.key_file(settings.keys.private_key, "broker.key.pem")
+    cert_path = settings.key_file(settings.keys.certificate, "broker.cert.pem")
     if not key_path.exists():
         raise ConfigError(f"the broker's private key {key_path} does not exist; {DEV_HINT}")
     material = load_key_material(
@@ -102,7 +93,7 @@ def load_trust(settings: Settings) -> TrustContext:
         _passphrase(settings),
     )
     trust = settings.trust
-    ca_files = [Path(p) for p in trust.ca_files] or [keys_dir / "ca.cert.pem"]
+    ca_files = settings.trusted_ca_files
     missing = [str(p) for p in ca_files if not p.exists()]
     if missing:
         raise ConfigError(f"trusted CA file(s) missing: {', '.join(missing)}; {DEV_HINT}")

@@ -6,6 +6,8 @@ Government Cipher Committee's CA (Ban Cơ yếu Chính phủ) and are loaded fro
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -95,11 +97,14 @@ def issue(
     not_before: datetime | None = None,
     key: PrivateKey | None = None,
     key_kind: str = "rsa",
+    hosts: Sequence[str] = (),
 ) -> KeyMaterial:
-    """An end-entity signing certificate; `uid` carries an agency code."""
+    """An end-entity certificate: for signing and TLS clients (`uid` carries an agency
+    code), or, with `hosts`, for a TLS server reached by those names or addresses."""
     key = key or new_key(key_kind)
     start = not_before or datetime.now(UTC) - timedelta(minutes=5)
-    cert = (
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, org=org, uid=uid))
         .issuer_name(authority.certificate.subject)
@@ -111,8 +116,8 @@ def issue(
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
+                content_commitment=not hosts,
+                key_encipherment=bool(hosts),
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=False,
@@ -122,15 +127,25 @@ def issue(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
             critical=False,
         )
-        .sign(authority.key, hashes.SHA256())
     )
-    return KeyMaterial(key, cert)
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
+        )
+    return KeyMaterial(key, builder.sign(authority.key, hashes.SHA256()))
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def revoke(

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from adapters.http_api import RUNTIME
 from broker.log.interface import DurableLog, NewRecord, Record
+from tests.api.conftest import AgencyClient
 from tests.edxml_samples import document, status
 from tests.forwarded import assert_forwarded
 
 XML = {"Content-Type": "application/xml"}
 
 
-async def wait_for_mailbox(api: TestClient, agency: str, count: int = 1) -> list[dict]:
+async def wait_for_mailbox(api: AgencyClient, agency: str, count: int = 1) -> list[dict]:
     """Long-poll until `count` entries are listed."""
     entries: list[dict] = []
     deadline = asyncio.get_running_loop().time() + 30
@@ -45,13 +46,14 @@ async def first_records(log: DurableLog, topic: str, timeout: float = 20) -> lis
 
 
 class TestSubmitAndDeliver:
-    async def test_envelope_reaches_every_recipient_byte_for_byte(self, api: TestClient) -> None:
+    async def test_envelope_reaches_every_recipient_byte_for_byte(self, api: AgencyClient) -> None:
         data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
         resp = await api.post("/v1/envelopes", data=data, headers=XML)
         assert resp.status == 202, await resp.text()
         accepted = await resp.json()
         assert accepted["recipients"] == ["000.00.01.H35", "000.00.02.H35"]
-        assert resp.headers["Location"] == f"/v1/envelopes/{accepted['message_id']}"
+        document_path = "/v1/documents/" + urllib.parse.quote(accepted["document_id"], safe="")
+        assert resp.headers["Location"] == document_path
         for agency in accepted["recipients"]:
             (entry,) = await wait_for_mailbox(api, agency)
             assert entry["message_id"] == accepted["message_id"]
@@ -61,14 +63,14 @@ class TestSubmitAndDeliver:
             assert got.headers["Docbroker-Document-Id"] == accepted["document_id"]
             assert got.headers["Repr-Digest"].startswith("sha-256=:")
 
-    async def test_status_package_goes_to_the_answered_agency(self, api: TestClient) -> None:
+    async def test_status_package_goes_to_the_answered_agency(self, api: AgencyClient) -> None:
         resp = await api.post("/v1/envelopes", data=status(answers="000.00.00.H35"), headers=XML)
         assert resp.status == 202
         (entry,) = await wait_for_mailbox(api, "000.00.00.H35")
         assert entry["kind"] == "status"
 
     async def test_acknowledge_is_idempotent_and_empties_the_pending_list(
-        self, api: TestClient
+        self, api: AgencyClient
     ) -> None:
         await api.post("/v1/envelopes", data=document(recipients=("000.00.08.H35",)), headers=XML)
         (entry,) = await wait_for_mailbox(api, "000.00.08.H35")
@@ -81,7 +83,7 @@ class TestSubmitAndDeliver:
         everything = await (await api.get("/v1/mailboxes/000.00.08.H35/envelopes?state=all")).json()
         assert everything["envelopes"][0]["acknowledged_at"] == first["acknowledged_at"]
 
-    async def test_long_poll_returns_when_an_envelope_arrives(self, api: TestClient) -> None:
+    async def test_long_poll_returns_when_an_envelope_arrives(self, api: AgencyClient) -> None:
         poll = asyncio.create_task(
             api.get("/v1/mailboxes/000.00.09.H35/envelopes", params={"wait": "20"})
         )
@@ -91,7 +93,7 @@ class TestSubmitAndDeliver:
         resp = await asyncio.wait_for(poll, 15)
         assert len((await resp.json())["envelopes"]) == 1
 
-    async def test_cursor_pages_through_the_mailbox(self, api: TestClient) -> None:
+    async def test_cursor_pages_through_the_mailbox(self, api: AgencyClient) -> None:
         for i in range(5):
             data = document(recipients=("000.00.05.H35",), document_id=f"D,{i}")
             assert (await api.post("/v1/envelopes", data=data, headers=XML)).status == 202
@@ -108,7 +110,7 @@ class TestSubmitAndDeliver:
 
 class TestRefusals:
     async def test_not_well_formed_gets_a_located_problem_and_the_daemon_carries_on(
-        self, api: TestClient
+        self, api: AgencyClient
     ) -> None:
         resp = await api.post("/v1/envelopes", data=b"<edXML>\n<broken", headers=XML)
         assert resp.status == 400
@@ -118,7 +120,7 @@ class TestRefusals:
         assert body["problems"][0]["location"]["line"] == 2
         assert (await api.post("/v1/envelopes", data=document(), headers=XML)).status == 202
 
-    async def test_refusal_is_kept_in_the_rejected_topic(self, api: TestClient) -> None:
+    async def test_refusal_is_kept_in_the_rejected_topic(self, api: AgencyClient) -> None:
         runtime = api.server.app[RUNTIME]
         resp = await api.post("/v1/envelopes", data=b"<!DOCTYPE x><x/>", headers=XML)
         assert (await resp.json())["code"] == "dtd-forbidden"
@@ -127,12 +129,12 @@ class TestRefusals:
         assert [r.header_str("message-id") for r in found] == [message_id]
         assert found[0].value == b"<!DOCTYPE x><x/>"
 
-    async def test_missing_recipient_is_unprocessable(self, api: TestClient) -> None:
+    async def test_missing_recipient_is_unprocessable(self, api: AgencyClient) -> None:
         resp = await api.post("/v1/envelopes", data=document(recipients=()), headers=XML)
         assert resp.status == 422
         assert (await resp.json())["code"] == "missing-field"
 
-    async def test_rule_violations_are_answered_with_their_codes(self, api: TestClient) -> None:
+    async def test_rule_violations_are_answered_with_their_codes(self, api: AgencyClient) -> None:
         resp = await api.post("/v1/envelopes", data=status(code="42"), headers=XML)
         assert resp.status == 422
         body = await resp.json()
@@ -141,7 +143,7 @@ class TestRefusals:
         resp = await api.post("/v1/envelopes", data=document(recipients=("A", "A")), headers=XML)
         assert (await resp.json())["code"] == "duplicate-recipient"
 
-    async def test_the_pipeline_validates_what_reaches_inbound(self, api: TestClient) -> None:
+    async def test_the_pipeline_validates_what_reaches_inbound(self, api: AgencyClient) -> None:
         """Input that did not come through the HTTP check (a spool folder, the national
         axis) is validated by the pipeline and dead-lettered with its problems."""
         runtime = api.server.app[RUNTIME]
@@ -161,24 +163,26 @@ class TestRefusals:
         listing = await (await api.get("/v1/mailboxes/000.00.06.H35/envelopes")).json()
         assert listing["envelopes"] == []
 
-    async def test_too_large(self, api: TestClient) -> None:
+    async def test_too_large(self, api: AgencyClient) -> None:
         resp = await api.post("/v1/envelopes", data=document(padding=70 * 1024), headers=XML)
         assert resp.status == 413
         assert (await resp.json())["code"] == "too-large"
 
-    async def test_wrong_media_type(self, api: TestClient) -> None:
+    async def test_wrong_media_type(self, api: AgencyClient) -> None:
         resp = await api.post(
             "/v1/envelopes", data=b"{}", headers={"Content-Type": "application/json"}
         )
         assert resp.status == 415
         assert (await resp.json())["code"] == "unsupported-media-type"
 
-    async def test_unknown_message_and_bad_parameters(self, api: TestClient) -> None:
+    async def test_unknown_message_and_bad_parameters(self, api: AgencyClient) -> None:
         missing = await api.get("/v1/mailboxes/000.00.01.H35/envelopes/nope")
         assert missing.status == 404 and (await missing.json())["code"] == "not-found"
         bad = await api.get("/v1/mailboxes/000.00.01.H35/envelopes?limit=0")
         assert bad.status == 400 and (await bad.json())["code"] == "bad-request"
-        bad_code = await api.get("/v1/mailboxes/%20x/envelopes")
+        bad_code = await api.get(
+            "/v1/mailboxes/%20x/envelopes", headers=await api.auth("000.00.01.H35")
+        )
         assert bad_code.status == 400
         route = await api.get("/v1/nowhere")
         assert route.status == 404 and route.content_type == "application/problem+json"
@@ -187,7 +191,7 @@ class TestRefusals:
 
 
 class TestOperations:
-    async def test_health_readiness_metrics_openapi(self, api: TestClient) -> None:
+    async def test_health_readiness_metrics_openapi(self, api: AgencyClient) -> None:
         assert (await (await api.get("/healthz")).json()) == {"status": "ok"}
         ready = await api.get("/readyz")
         assert ready.status == 200
@@ -196,6 +200,7 @@ class TestOperations:
             "keys": "ok",
             "directory": "ok (150 agencies)",
             "mailbox_view": "ok",
+            "documents_view": "ok",
             "pipeline": "ok",
         }
         await api.post("/v1/envelopes", data=document(), headers=XML)

@@ -24,14 +24,16 @@ async def test_start_and_stop_order(tmp_path: Path) -> None:
         "log started",
         "state loaded",
         "mailbox view started",
+        "documents view started",
         "pipeline started",
     ]
     checks = await runtime.readiness()
     assert checks["keys"] == "ok"
     assert runtime.pipeline.running and runtime.view.ready
     await client.close()
-    assert runtime.events[4:] == [
+    assert runtime.events[5:] == [
         "pipeline stopped",
+        "documents view stopped",
         "mailbox view stopped",
         "state closed",
         "log closed",

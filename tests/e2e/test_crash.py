@@ -31,8 +31,9 @@ class Submitters:
     """Threads submitting distinct documents; a refused connection is retried (the
     daemon is down), so every document ends up accepted or refused as a duplicate."""
 
-    def __init__(self, total: int, threads: int = 6) -> None:
+    def __init__(self, total: int, token: str, threads: int = 6) -> None:
         self.total = total
+        self.token = token
         self.accepted: dict[str, str] = {}  # document id -> message id (202 received)
         self.duplicates: set[str] = set()  # retried after a lost answer: refused or accepted
         self.retries = 0
@@ -64,7 +65,7 @@ class Submitters:
             attempts = 0
             while True:
                 try:
-                    answer = DocbrokerClient(self.url, timeout=10).submit(data)
+                    answer = DocbrokerClient(self.url, timeout=10, token=self.token).submit(data)
                     with self._lock:
                         self.accepted[doc_id] = answer["message_id"]
                     break
@@ -83,7 +84,8 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(
 ) -> None:
     total = SUBMISSIONS[backend]
     daemon: Daemon = daemons("crashy")
-    submitters = Submitters(total)
+    daemon.client_for("000.00.00.H35")  # its token is made and accepted
+    submitters = Submitters(total, daemon.tokens.token("000.00.00.H35"))
     submitters.start(daemon.url)
     rng = random.Random(20261124)
     # Kill at random points of the submission stream, then twice more while the

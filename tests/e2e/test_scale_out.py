@@ -37,7 +37,13 @@ def processed(daemon: Daemon) -> float:
         r'^docbroker_pipeline_records_total\{outcome="routed"\} (\S+)$', text, re.M))  # fmt: skip
 
 
-def submit(urls: list[str], docs: range, accepted: dict[str, str], lock: threading.Lock) -> None:
+def submit(
+    urls: list[str],
+    docs: range,
+    accepted: dict[str, str],
+    lock: threading.Lock,
+    tokens: dict[str, str],
+) -> None:
     for n in docs:
         sender = SENDERS[n % len(SENDERS)]
         doc_id = f"{sender},2026/11/24,{n}/SCALE"
@@ -45,7 +51,7 @@ def submit(urls: list[str], docs: range, accepted: dict[str, str], lock: threadi
         for attempt in range(100):
             url = urls[(n + attempt) % len(urls)]
             try:
-                answer = DocbrokerClient(url, timeout=10).submit(data)
+                answer = DocbrokerClient(url, timeout=10, token=tokens[sender]).submit(data)
                 with lock:
                     accepted[doc_id] = answer["message_id"]
                 break
@@ -64,9 +70,14 @@ def test_two_daemons_share_the_work_and_survive_the_loss_of_one(
         install_keys(data_dir)
         nodes.append(daemons(name, DOCBROKER_DATA_DIR=str(data_dir)))
     a, b = nodes
+    tokens = a.tokens.grant(SENDERS)
+    for node in nodes:
+        node.client_for(SENDERS[-1])  # the tokens reached both
     accepted: dict[str, str] = {}
     lock = threading.Lock()
-    first = threading.Thread(target=submit, args=([a.url, b.url], range(0, 1000), accepted, lock))
+    first = threading.Thread(
+        target=submit, args=([a.url, b.url], range(0, 1000), accepted, lock, tokens)
+    )
     first.start()
     first.join(300)
     deadline = time.monotonic() + 120
@@ -75,8 +86,9 @@ def test_two_daemons_share_the_work_and_survive_the_loss_of_one(
     share_a, share_b = processed(a), processed(b)
     assert share_a > 0 and share_b > 0, f"both must work: a={share_a}, b={share_b}"
     # Kill one in the middle of the second wave; the other carries on alone.
-    second = threading.Thread(target=submit,
-                              args=([a.url, b.url], range(1000, 2000), accepted, lock))  # fmt: skip
+    second = threading.Thread(
+        target=submit, args=([a.url, b.url], range(1000, 2000), accepted, lock, tokens)
+    )
     second.start()
     time.sleep(1.5)
     assert a.proc is not None

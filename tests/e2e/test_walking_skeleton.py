@@ -73,43 +73,77 @@ class TestOneEnvelopeEndToEnd:
 
 class TestCommandLine:
     def run(
-        self, daemon: Daemon, *args: str, stdin: bytes | None = None
+        self, daemon: Daemon, *args: str, token: str = "", admin: bool = False
     ) -> subprocess.CompletedProcess[bytes]:
+        """The CLI as an agency's operator runs it (a URL and a token), or as the
+        broker's administrator (the broker's configuration)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-        env["DOCBROKER_URL"] = daemon.url
+        if admin:
+            env.update(daemon.env)
+        else:
+            env["DOCBROKER_URL"] = daemon.url
+            env["DOCBROKER_TOKEN"] = token
         return subprocess.run(
             [sys.executable, "-m", "broker", *args],
             env=env,
             capture_output=True,
-            input=stdin,
             timeout=60,
         )
 
     def test_reference_client_commands(self, daemons: DaemonFactory, tmp_path: Path) -> None:
         """`docbroker send | inbox | fetch | ack` with their exit statuses."""
         daemon = daemons()
+        made = self.run(daemon, "agencies", "token", "create", "000.00.00.H35", admin=True)
+        assert made.returncode == 0, made.stderr
+        sender = made.stdout.decode().strip()
+        assert sender.startswith("dbk_") and b"shown once" in made.stderr
+        reader = self.run(daemon, "agencies", "token", "create", "H35.S04", admin=True)
+        reader_token = reader.stdout.decode().strip()
+        deadline = time.monotonic() + 20  # every instance follows the directory
+        while self.run(daemon, "inbox", "--agency", "H35.S04", token=reader_token).returncode:
+            assert time.monotonic() < deadline, "the new token never worked"
+            time.sleep(0.2)
         good, bad = tmp_path / "good.edxml", tmp_path / "bad.edxml"
         good.write_bytes(document(recipients=("000.00.04.H35",)))
         bad.write_bytes(b"<edXML")
-        sent = self.run(daemon, "send", str(good))
+        unauthenticated = self.run(daemon, "send", str(good), token="dbk_nope_nope")
+        assert unauthenticated.returncode == 1 and b"unauthenticated" in unauthenticated.stderr
+        forged = self.run(daemon, "send", str(good), token=reader_token)
+        assert forged.returncode == 1 and b"sender-mismatch" in forged.stderr
+        sent = self.run(daemon, "send", str(good), token=sender)
         assert sent.returncode == 0, sent.stderr
-        refused = self.run(daemon, "send", str(bad))
+        refused = self.run(daemon, "send", str(bad), token=sender)
         assert refused.returncode == 1
         assert b"not-well-formed" in refused.stderr
         wait_for_entries(daemon, "000.00.04.H35", 1)
-        listed = self.run(daemon, "inbox", "--agency", "000.00.04.H35", "--json")
+        as_reader = {"token": reader_token}
+        listed = self.run(daemon, "inbox", "--agency", "000.00.04.H35", "--json", **as_reader)
         (entry,) = json.loads(listed.stdout)["envelopes"]
-        fetched = self.run(daemon, "fetch", "--agency", "000.00.04.H35", entry["message_id"])
+        fetched = self.run(
+            daemon, "fetch", "--agency", "000.00.04.H35", entry["message_id"], **as_reader
+        )
         assert fetched.returncode == 0
         assert_forwarded(good.read_bytes(), fetched.stdout, sha256=entry["sha256"])
-        assert (
-            self.run(daemon, "ack", "--agency", "000.00.04.H35", entry["message_id"]).returncode
-            == 0
+        nosy = self.run(
+            daemon, "fetch", "--agency", "000.00.04.H35", entry["message_id"], token=sender
         )
-        missing = self.run(daemon, "fetch", "--agency", "000.00.04.H35", "no-such-id")
+        assert nosy.returncode == 1 and b"forbidden" in nosy.stderr
+        acked = self.run(
+            daemon, "ack", "--agency", "000.00.04.H35", entry["message_id"], **as_reader
+        )
+        assert acked.returncode == 0
+        missing = self.run(daemon, "fetch", "--agency", "000.00.04.H35", "no-such-id", **as_reader)
         assert missing.returncode == 1 and b"not-found" in missing.stderr
-        usage = self.run(daemon, "fetch", "--agency", "000.00.04.H35")
+        usage = self.run(daemon, "fetch", "--agency", "000.00.04.H35", **as_reader)
         assert usage.returncode == 2
+        listing = self.run(daemon, "agencies", "token", "list", "H35", "--json", admin=True)
+        (row,) = json.loads(listing.stdout)
+        revoked = self.run(daemon, "agencies", "token", "revoke", "H35", row["id"], admin=True)
+        assert revoked.returncode == 0, revoked.stderr
+        deadline = time.monotonic() + 20
+        while self.run(daemon, "send", str(good), token=sender).returncode != 1:
+            assert time.monotonic() < deadline, "the revoked token kept working"
+            time.sleep(0.2)
 
 
 class TestGracefulShutdown:
@@ -148,8 +182,9 @@ class TestGracefulShutdown:
         entries = wait_for_entries(restarted, "000.00.07.H35", len(accepted), timeout=60)
         assert sorted(e["message_id"] for e in entries) == sorted(accepted)
         stopped_order = [e for e in daemon.log_events() if e.get("event") == "docbroker stopped"]
-        assert stopped_order[0]["order"][-4:] == [
+        assert stopped_order[0]["order"][-5:] == [
             "pipeline stopped",
+            "documents view stopped",
             "mailbox view stopped",
             "state closed",
             "log closed",

@@ -28,12 +28,35 @@ class TestKeys:
         first = run(tmp_path, "keys", "init", "--agency", "000.00.01.H35=Sở Nội vụ", "--json")
         assert first.exit_code == 0
         made = json.loads(first.output)
-        assert len(made["created"]) == 6 and "000.00.01.H35" in made["agencies"]
         keys = tmp_path / "data" / "keys"
-        for name in ("ca.key.pem", "broker.key.pem", "agencies/000.00.01.H35.key.pem"):
+        assert sorted(Path(p).relative_to(keys).as_posix() for p in made["created"]) == [
+            "admin-tokens",
+            "admin.token",
+            "agencies/000.00.01.H35.cert.pem",
+            "agencies/000.00.01.H35.p12",
+            "broker.cert.pem",
+            "broker.key.pem",
+            "ca.cert.pem",
+            "ca.key.pem",
+            "sdk-master.key",
+            "tls.cert.pem",
+            "tls.key.pem",
+        ]
+        assert "000.00.01.H35" in made["agencies"]
+        assert (keys / "admin.token").read_text().strip() == made["admin_token"]
+        for name in (
+            "ca.key.pem",
+            "broker.key.pem",
+            "tls.key.pem",
+            "agencies/000.00.01.H35.key.pem",
+            "sdk-master.key",
+            "admin-tokens",
+            "admin.token",
+        ):
             assert stat.S_IMODE(os.stat(keys / name).st_mode) == 0o600, name
         again = json.loads(run(tmp_path, "keys", "init", "--json").output)
-        assert again["created"] == [] and len(again["kept"]) == 4
+        assert again["created"] == [] and len(again["kept"]) == 8
+        assert again["admin_token"] is None, "an admin token is made once"
         material = load_key_material(keys / "agencies" / "000.00.01.H35.p12", None, None)
         assert material.certificate.subject.rfc4514_string().startswith("UID=000.00.01.H35")
 

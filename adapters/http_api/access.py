@@ -1,0 +1,189 @@
+"""Who is calling, what they may do, and how often: the HTTP side of broker.auth.
+
+Every /v1 request must carry a credential: `Authorization: Bearer <token>` (an
+agency's API token, or an admin token), or a client certificate on an HTTPS
+connection that binds to an agency. The SDK surface (/vdxp) authenticates by
+HMAC-signed headers instead (`Access.sdk_caller`). The operations endpoints
+(/healthz, /readyz, /metrics, /openapi.yaml) are open.
+
+Authorisation is by principal: an agency acts only on its own mailbox and only
+sends as itself; an administrator may read any mailbox and document but not
+act for an agency (it cannot send, fetch as delivered, or acknowledge).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from cryptography import x509
+from structlog.contextvars import bound_contextvars
+
+from broker.auth import (
+    NonceCache,
+    Principal,
+    Refusal,
+    agency_for_certificate,
+    check_admin_token,
+    check_sdk_request,
+    check_token,
+)
+from broker.credential_files import (
+    ADMIN_TOKENS,
+    SDK_MASTER_KEY,
+    CachedFile,
+    parse_admin_hashes,
+    parse_sdk_master_key,
+)
+from broker.errors import AccessRefused, BackendUnavailable, RateLimited
+from broker.ratelimit import RateLimiter
+from broker.runtime import Runtime
+from broker.trust.certs import fingerprint, subject_text, subject_uid
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+GUARDED_PREFIX = "/v1/"
+BEARER_CHALLENGE = 'Bearer realm="docbroker"'
+
+
+@dataclass
+class Access:
+    """The credentials docbroker accepts, read from the directory and the keys folder."""
+
+    runtime: Runtime
+    admin_hashes: CachedFile[frozenset[str]]
+    sdk_master_key: CachedFile[bytes | None]
+    nonces: NonceCache
+    limiter: RateLimiter
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> Access:
+        s = runtime.settings
+        return cls(
+            runtime,
+            CachedFile(
+                s.key_file(s.auth.admin_tokens_file, ADMIN_TOKENS), parse_admin_hashes, frozenset()
+            ),
+            CachedFile(
+                s.key_file(s.auth.sdk_master_key_file, SDK_MASTER_KEY), parse_sdk_master_key, None
+            ),
+            NonceCache(window_ms=int(s.auth.replay_window * 1000)),
+            RateLimiter(s.http.rate_limit, s.http.rate_burst),
+        )
+
+    def caller(self, request: web.Request) -> Principal:
+        """The principal of a /v1 request, or AccessRefused (401/403)."""
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AccessRefused.because("unauthenticated", "use Authorization: Bearer <token>")
+            return self._bearer(token.strip())
+        cert = peer_certificate(request)
+        if cert is not None:
+            return self._certificate(cert)
+        raise AccessRefused.because(
+            "unauthenticated",
+            "this request needs a credential: Authorization: Bearer <token>, "
+            "or a client certificate over HTTPS",
+        )
+
+    def _bearer(self, token: str) -> Principal:
+        admin = check_admin_token(token, self.admin_hashes.get())
+        if admin is not None:
+            return admin
+        return _accepted(check_token(token, self.runtime.directory.current))
+
+    def _certificate(self, cert: x509.Certificate) -> Principal:
+        checked = self.runtime.trust.store.verify(cert)
+        if not checked.ok:
+            raise AccessRefused.because(
+                "unauthenticated", f"client certificate {subject_text(cert)}: {checked.reason}"
+            )
+        return _accepted(
+            agency_for_certificate(
+                self.runtime.directory.current,
+                fingerprint(cert),
+                subject_uid(cert),
+                self.runtime.settings.trust.bind_by_subject_uid,
+            )
+        )
+
+    def sdk_caller(self, request: web.Request, also_signed: tuple[str, ...] = ()) -> Principal:
+        """The agency behind an HMAC-signed SDK request, or AccessRefused."""
+        key = self.sdk_master_key.get()
+        if key is None:
+            raise BackendUnavailable(
+                "the SDK surface has no master key (auth.sdk_master_key_file); "
+                "run docbroker keys init"
+            )
+        return _accepted(
+            check_sdk_request(
+                request.headers,
+                self.runtime.directory.current,
+                key,
+                self.nonces,
+                also_signed=also_signed,
+            )
+        )
+
+    def limit(self, principal: Principal) -> None:
+        wait = self.limiter.take(principal.name)
+        if wait > 0:
+            raise RateLimited(
+                f"{principal.name} exceeds {self.limiter.rate:g} requests per second", wait
+            )
+
+
+ACCESS = web.AppKey("access", Access)
+
+
+def _accepted(result: Principal | Refusal) -> Principal:
+    if isinstance(result, Refusal):
+        raise AccessRefused.because(result.code, result.message)
+    return result
+
+
+def peer_certificate(request: web.Request) -> x509.Certificate | None:
+    """The client certificate of an HTTPS connection (already chain-checked by TLS)."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate and rate-limit every /v1 request; the principal rides on the request."""
+    if not request.path.startswith(GUARDED_PREFIX):
+        return await handler(request)
+    access = request.app[ACCESS]
+    principal = access.caller(request)
+    access.limit(principal)
+    request[PRINCIPAL] = principal
+    with bound_contextvars(caller=principal.name, auth=str(principal.method)):
+        return await handler(request)
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def require_agency(request: web.Request, code: str, *, admin_may_read: bool = False) -> Principal:
+    """The caller, when it is agency `code` (or an administrator reading)."""
+    principal = principal_of(request)
+    if principal.is_agency(code) or (admin_may_read and principal.admin):
+        return principal
+    if principal.admin:
+        raise AccessRefused.because(
+            "forbidden", "an admin credential may read but not act for an agency"
+        )
+    raise AccessRefused.because("forbidden", f"{principal.name} may not act for {code}")

@@ -1,0 +1,129 @@
+"""The door every adapter takes envelopes in through: check, record, answer.
+
+`take_in` validates the bytes (so the caller gets the problem codes at once),
+checks that an authenticated caller sends only as itself, answers a resent new
+document with the message id it was first taken in under (idempotence on
+(sender, DocumentId) within the dedup window), and appends the submission to
+`inbound`, or the refusal with its problems (the pipeline records it in the
+audit trail). It returns once the append is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from broker.directory.model import Agency
+from broker.edxml.model import BusinessKind, Envelope, Kind
+from broker.errors import DocbrokerError, InputRefused
+from broker.intake import Submission, door_refusal_record, inbound_record
+from broker.problems import Problem
+from broker.records import new_message_id, now_ms, trace_id_from
+from broker.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What became of a submission: taken in, a resend of one, or refused."""
+
+    message_id: str  # of this submission, or of the first one for a resend
+    submission: Submission
+    envelope: Envelope | None = None
+    duplicate: bool = False
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.problems)
+
+
+def sender_problem(caller: Agency, env: Envelope) -> Problem | None:
+    """An agency sends only as itself: From/OrganId must be one of its codes."""
+    if env.sender_id in caller.codes():
+        return None
+    return Problem(
+        "sender-mismatch", f"From/OrganId is {env.sender_id} but the caller is {caller.code}"
+    )
+
+
+async def take_in(
+    runtime: Runtime,
+    data: bytes,
+    *,
+    source: str,
+    caller: Agency | None,
+    traceparent: str | None = None,
+    also: Callable[[Envelope], list[Problem]] | None = None,
+) -> Taken:
+    """Take one envelope in from `caller` (None: a trusted adapter, e.g. the national
+    axis); `also` adds an adapter's own checks (e.g. the SDK's message type)."""
+    received = now_ms()
+    sub = Submission(
+        data,
+        new_message_id(received),
+        trace_id_from(traceparent),
+        received,
+        source,
+        authenticated=caller.code if caller else None,
+    )
+    with bound_contextvars(message_id=sub.message_id, trace_id=sub.trace_id):
+        try:
+            env = await asyncio.to_thread(runtime.processor.validator.check, data)
+        except InputRefused as exc:
+            return await _refused(runtime, sub, exc.problems)
+        problems = [p for p in [sender_problem(caller, env) if caller else None] if p]
+        problems += also(env) if also else []
+        if problems:
+            return await _refused(runtime, sub, problems, env)
+        first = _already_taken(runtime, env, caller, received)
+        if first is not None:
+            log.info("resent document", document_id=env.document_id, original=first)
+            return Taken(first, sub, env, duplicate=True)
+        started = time.monotonic()
+        await runtime.log.append([inbound_record(sub, env, runtime.topics)])
+        runtime.metrics.envelope_accepted(len(data), time.monotonic() - started)
+        log.info(
+            "envelope accepted",
+            document_id=env.subject_document_id,
+            sender=env.sender_id,
+            recipients=list(env.recipient_ids),
+            size=len(data),
+            source=source,
+        )
+        return Taken(sub.message_id, sub, env)
+
+
+def _already_taken(runtime: Runtime, env: Envelope, caller: Agency | None, now: int) -> str | None:
+    """The message id this sender's new document was taken in under within the dedup
+    window, if it was: a resend is answered, not taken twice."""
+    if env.kind is not Kind.DOCUMENT or env.business_kind is not BusinessKind.NEW:
+        return None
+    sender = caller or runtime.directory.current.find(env.sender_id)
+    if sender is None:
+        return None
+    key = (sender.code, env.document_id)
+    first = runtime.dedup.lookup(*key)
+    if first is None or now - first >= runtime.dedup.window_ms:
+        return None
+    return runtime.dedup.message_ids.get(key) or None
+
+
+async def _refused(
+    runtime: Runtime, sub: Submission, problems: Sequence[Problem], env: Envelope | None = None
+) -> Taken:
+    """Keep the refused bytes and the reason: the sender may ask what happened."""
+    for p in problems:
+        runtime.metrics.envelope_refused("accept", p.code)
+    try:
+        await runtime.log.append([door_refusal_record(sub, problems, runtime.topics)])
+    except DocbrokerError as err:  # the refusal still stands; the trail has a gap
+        log.error("could not record a refusal", error=str(err), codes=[p.code for p in problems])
+    log.info("envelope refused", codes=[p.code for p in problems])
+    return Taken(sub.message_id, sub, env, problems=tuple(problems))
