@@ -45,8 +45,9 @@ from broker.topics import Topics  # noqa: E402
 from broker.trust.devpki import cert_pem, issue, key_pem, make_ca  # noqa: E402
 from broker.trust.store import TrustStore  # noqa: E402
 from broker.trust.xmldsig import BrokerSigner, SignatureVerifier  # noqa: E402
+from tests.credentials import daemon_tokens  # noqa: E402
 from tests.e2e.daemon import free_port  # noqa: E402
-from tests.edxml_samples import document  # noqa: E402
+from tests.edxml_samples import document, sender_of  # noqa: E402
 from tests.trust.signing import sign_as_sender  # noqa: E402
 
 DIRECTORY = ROOT / "config" / "directory" / "lai-chau-2024.toml"
@@ -277,7 +278,7 @@ def throughput(
 def latency(
     envelopes: list[bytes], kafka: Kafka, ca, broker, rate: float, partitions: int
 ) -> tuple[float, float, int]:
-    from broker.client import DocbrokerClient
+    from broker.client import ApiProblem, DocbrokerClient
 
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     env = {
@@ -288,16 +289,31 @@ def latency(
         "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
         "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
         "DOCBROKER_LOGGING_LEVEL": "warning",
+        "DOCBROKER_HTTP_RATE_LIMIT": "0",  # one client stands for every sender
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
     daemons = start_daemons(1, workdir, env, ca, broker)
     url = daemons[0][1]
-    client = DocbrokerClient(url)
+    tokens = daemon_tokens({**env, "DOCBROKER_DATA_DIR": str(workdir)}, senders())
+    clients = {code: DocbrokerClient(url, token=t) for code, t in tokens.items()}
+
+    def submit(data: bytes) -> None:
+        clients[sender_of(data) or ""].submit(data)
+
     warm = envelopes[:200]  # group joined, caches and connections warm: not measured
     envelopes = envelopes[200:]
     try:
+        deadline = time.monotonic() + 30
+        while True:  # the daemon follows the directory: the tokens work within a second
+            try:
+                clients[senders()[-1]].agencies()
+                break
+            except ApiProblem:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         for data in warm:
-            client.submit(data)
+            submit(data)
         while routed(url) < len(warm):
             time.sleep(0.1)
         measured_from = now_ms()
@@ -311,7 +327,7 @@ def latency(
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            client.submit(data)
+            submit(data)
         deadline = time.monotonic() + 120
         while routed(url) < len(envelopes) + len(warm) and time.monotonic() < deadline:
             time.sleep(0.2)

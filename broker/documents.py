@@ -24,7 +24,6 @@ import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +40,7 @@ from broker.readmodel import (
     stored_positions,
     transaction,
 )
+from broker.records import iso_ms
 from broker.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -76,7 +76,7 @@ class StatusSeen:
     def to_json(self) -> dict[str, Any]:
         return {
             "code": self.code,
-            "at": iso(self.at_ms),
+            "at": iso_ms(self.at_ms),
             "by": self.by,
             "description": self.description,
         }
@@ -117,10 +117,10 @@ class RecipientState:
             "agency": self.agency,
             "requested": self.requested,
             "route": self.route,
-            "routed_at": iso(self.routed_at_ms),
-            "delivered_at": iso(self.delivered_at_ms),
-            "acknowledged_at": iso(self.acknowledged_at_ms),
-            "sent_upstream_at": iso(self.sent_upstream_at_ms),
+            "routed_at": iso_ms(self.routed_at_ms),
+            "delivered_at": iso_ms(self.delivered_at_ms),
+            "acknowledged_at": iso_ms(self.acknowledged_at_ms),
+            "sent_upstream_at": iso_ms(self.sent_upstream_at_ms),
             "refused_code": self.refused_code,
             "refused_reason": self.refused_reason,
             "latest_status": self.latest_status.to_json() if self.latest_status else None,
@@ -145,7 +145,7 @@ class Refusal:
             "message_id": self.message_id,
             "stage": self.stage,
             "problems": list(self.problems),
-            "at": iso(self.at_ms),
+            "at": iso_ms(self.at_ms),
         }
 
 
@@ -181,17 +181,10 @@ class DocumentState:
             "sender": self.sender,
             "kind": self.kind,
             "message_ids": list(self.message_ids),
-            "accepted_at": iso(self.accepted_at_ms),
+            "accepted_at": iso_ms(self.accepted_at_ms),
             "refused": [r.to_json() for r in self.refused],
             "recipients": [r.to_json() for r in self.recipients],
         }
-
-
-def iso(ms: int | None) -> str | None:
-    """ISO-8601 UTC with milliseconds, as the HTTP API writes times; None stays None."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 # -- the fold
@@ -537,7 +530,7 @@ class DocumentsStore:
                 "document_id": document_id,
                 "sender": sender,
                 "message_id": message_id,
-                "accepted_at": iso(at_ms),
+                "accepted_at": iso_ms(at_ms),
                 "recipients": recipients,
             }
             for document_id, sender, message_id, at_ms, recipients in rows

@@ -15,12 +15,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from broker.log.interface import NewRecord
-from broker.records import H, make_headers
+from broker.records import H, iso_ms, make_headers
 
 GENESIS = "0" * 64
 
@@ -52,7 +51,7 @@ class Event:
     def body(self) -> dict[str, Any]:
         return {
             "type": str(self.type),
-            "at": datetime.fromtimestamp(self.at_ms / 1000, UTC).isoformat(timespec="milliseconds"),
+            "at": iso_ms(self.at_ms),
             "at_ms": self.at_ms,
             "message_id": self.message_id,
             "document_id": self.document_id,

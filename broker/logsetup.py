@@ -13,6 +13,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from broker.config import LoggingSettings
 
@@ -72,3 +73,21 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
     # Chatty libraries: their warnings matter, their info lines do not.
     for name in ("aiokafka", "aiohttp.access", "kafka"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a malformed request (answered 400) as an error with a traceback:
+    the client's mistake, not the broker's. Keep one warning line without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and (exc.code or 0) < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"malformed request refused ({exc.code}): {exc.message}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True

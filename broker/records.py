@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
 from broker.log.interface import Headers, Record
 
@@ -40,6 +41,13 @@ def make_headers(
     """Headers from names to str/int values; None values are left out."""
     items = values.items() if isinstance(values, Mapping) else values
     return tuple((k, str(v).encode("utf-8")) for k, v in items if v is not None)
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, as records, events and the API write times."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def now_ms() -> int:

@@ -28,6 +28,9 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Refusals that leave the request body unread: the connection cannot be reused.
+UNREAD_BODY = frozenset({"request-timeout", "too-large"})
+
 _HTTP_CODES = {
     401: "unauthenticated",
     403: "forbidden",
@@ -58,7 +61,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             code = _HTTP_CODES.get(exc.status, "bad-request")
             response = simple_problem(
-                code, exc.reason or exc.text or "", status=exc.status, instance=request.path
+                code,
+                exc.reason or exc.text or "",
+                status=exc.status,
+                instance=request.path,
+                headers={k: v for k, v in exc.headers.items() if k == "Allow"},
             )
         except DocbrokerError as exc:
             if exc.http_status >= 500:
@@ -72,6 +79,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 instance=request.path,
                 headers=error_headers(exc),
             )
+            if exc.code in UNREAD_BODY:
+                response.force_close()  # the rest of the body is not worth waiting for
         except Exception:
             log.exception("unexpected error", path=request.path)
             response = simple_problem(

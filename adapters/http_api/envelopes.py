@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
@@ -20,6 +19,7 @@ from broker.auth import Principal
 from broker.door import Taken, take_in
 from broker.errors import AccessRefused, InputRefused
 from broker.problems import Problem
+from broker.records import iso_ms
 
 T = TypeVar("T")
 
@@ -56,10 +56,6 @@ async def read_body(request: web.Request, read: Callable[[], Awaitable[T]]) -> T
             ) from None
     runtime.metrics.envelope_refused("accept", "too-large")
     raise InputRefused([Problem("too-large", too_large)])
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 async def submit(request: web.Request) -> web.StreamResponse:
@@ -122,7 +118,7 @@ def accepted_json(taken: Taken) -> dict[str, object]:
         "recipients": list(env.recipient_ids),
         "size": len(sub.data),
         "sha256": sub.sha256,
-        "received_at": iso(sub.received_at_ms),
+        "received_at": iso_ms(sub.received_at_ms),
         "trace_id": sub.trace_id,
         "duplicate": taken.duplicate,
     }

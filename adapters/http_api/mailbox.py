@@ -8,12 +8,12 @@ import re
 from aiohttp import web
 
 from adapters.http_api.access import principal_of, require_agency
-from adapters.http_api.envelopes import iso
 from adapters.http_api.keys import RUNTIME
 from broker.errors import BadRequest, NotFound
 from broker.handover import acknowledge as acknowledge_delivery
 from broker.handover import read_envelope
 from broker.mailbox import Delivery
+from broker.records import iso_ms
 
 AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 MAX_LIMIT = 1000
@@ -67,9 +67,9 @@ def delivery_json(d: Delivery) -> dict[str, object]:
         "sender": d.sender,
         "size": d.size,
         "sha256": d.sha256,
-        "received_at": iso(d.received_at_ms),
-        "delivered_at": iso(d.delivered_at_ms),
-        "acknowledged_at": iso(d.acked_at_ms) if d.acked_at_ms else None,
+        "received_at": iso_ms(d.received_at_ms),
+        "delivered_at": iso_ms(d.delivered_at_ms),
+        "acknowledged_at": iso_ms(d.acked_at_ms),
     }
 
 
@@ -128,6 +128,6 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {
             "message_id": d.message_id,
-            "acknowledged_at": iso(d.acked_at_ms) if d.acked_at_ms else None,
+            "acknowledged_at": iso_ms(d.acked_at_ms),
         }
     )
