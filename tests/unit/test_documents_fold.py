@@ -6,9 +6,9 @@ import json
 import random
 from typing import Any
 
-from adapters.http_api.envelopes import iso
 from broker.documents import DocumentState, RecipientState, fold_document
 from broker.receipts import ReceiptKind
+from broker.records import iso_ms as iso
 from tests.documents_kit import (
     COMMUNE,
     DOC_ID,
