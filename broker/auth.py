@@ -192,6 +192,7 @@ def check_sdk_request(
     *,
     now_ms: int | None = None,
     also_signed: tuple[str, ...] = (),
+    secure: bool = False,
 ) -> AuthResult:
     """Verify an SDK request's signature headers; returns the calling agency.
 
@@ -199,7 +200,9 @@ def check_sdk_request(
     signed set must carry the value that was signed. The system id must be
     signed, and so must `also_signed` (e.g. the hash of an uploaded file). A
     timestamp within the window and a fresh nonce must be signed too, unless the
-    system was registered as a legacy SDK client that sends neither."""
+    system was registered as a legacy SDK client that sends neither and the request
+    came over TLS (`secure`): without them, only the channel keeps a captured
+    request from being replayed."""
     now = _now_ms() if now_ms is None else now_ms
     signed = _signed_values(headers)
     if isinstance(signed, Refusal):
@@ -211,7 +214,7 @@ def check_sdk_request(
     if found is None:
         return Refusal("unauthenticated", f"unknown system id {system_id}")
     agency, system = found
-    for name in () if system.legacy else also_signed:
+    for name in () if system.legacy and secure else also_signed:
         if name.lower() not in signed:
             return Refusal("unauthenticated", f"{name} must be signed")
     secret = derive_secret(master_key, system).encode()
@@ -222,7 +225,7 @@ def check_sdk_request(
         return Refusal("unauthenticated", f"system {system_id} was revoked")
     if system.expires_at_ms and system.expires_at_ms <= now:
         return Refusal("unauthenticated", f"the secret of system {system_id} has expired")
-    stale = _replay_refusal(signed, system, nonces, now)
+    stale = _replay_refusal(signed, system, nonces, now, secure=secure)
     if stale is not None:
         return stale
     if not agency.active:
@@ -261,13 +264,19 @@ def _signed_values(headers: Mapping[str, str]) -> dict[str, str] | Refusal:
 
 
 def _replay_refusal(
-    signed: Mapping[str, str], system: SdkSystem, nonces: NonceCache, now: int
+    signed: Mapping[str, str], system: SdkSystem, nonces: NonceCache, now: int, *, secure: bool
 ) -> Refusal | None:
     stamp_text = signed.get("xroadvnpt-timestamp")
     nonce = signed.get("xroadvnpt-nonce")
     if stamp_text is None or nonce is None:
-        if system.legacy:
+        if system.legacy and secure:
             return None
+        if system.legacy:
+            return Refusal(
+                "unauthenticated",
+                f"system {system.system_id} signs no timestamp or nonce: "
+                "accepted only over HTTPS (http.tls)",
+            )
         return Refusal(
             "unauthenticated", f"{' and '.join(REPLAY_SIGNED)} must be signed (replay protection)"
         )

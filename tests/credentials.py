@@ -46,8 +46,10 @@ async def runtime_tokens(runtime: Runtime, codes: Iterable[str]) -> dict[str, st
     return tokens
 
 
-async def runtime_system(runtime: Runtime, code: str, *, legacy: bool = False) -> tuple[str, str]:
-    """An SDK system for agency `code`: (system id, secret)."""
+async def runtime_system(
+    runtime: Runtime, code: str, *, legacy: bool = False, system_id: str | None = None
+) -> tuple[str, str]:
+    """An SDK system for agency `code` (default id `sys-<code>`): (system id, secret)."""
     key_path = runtime.settings.key_file(runtime.settings.auth.sdk_master_key_file, SDK_MASTER_KEY)
     key = parse_sdk_master_key(key_path.read_text())
     made = []
@@ -55,7 +57,7 @@ async def runtime_system(runtime: Runtime, code: str, *, legacy: bool = False) -
     def change(directory: Directory) -> list[Agency]:
         agency = directory.find(code)
         assert agency is not None
-        made.append(new_system(f"sys-{agency.code}", legacy=legacy))
+        made.append(new_system(system_id or f"sys-{agency.code}", legacy=legacy))
         return [creds.add_system(directory, agency, made[0])]
 
     await change_agencies(runtime.log, runtime.topics.directory, change, "tests")

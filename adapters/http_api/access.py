@@ -130,6 +130,7 @@ class Access:
                 key,
                 self.nonces,
                 also_signed=also_signed,
+                secure=request.secure,
             )
         )
 

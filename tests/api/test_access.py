@@ -40,6 +40,7 @@ from broker.trust.certs import KeyMaterial
 from broker.trust.devpki import cert_pem, issue, key_pem, revoke
 from tests import pki
 from tests.conftest import backend_env
+from tests.credentials import runtime_system
 from tests.edxml_samples import document
 from tests.sdk_client import SdkClient
 
@@ -397,3 +398,31 @@ async def test_an_admin_token_reads_any_mailbox_but_acts_for_none(world: World) 
         assert code_of(await boss.send(A102, B102, f"{A102},2026/11/24,2/ADMIN")) == "forbidden"
         await document_known(world, doc)
         assert (await boss.state(doc))[0] == 200
+
+
+async def test_a_legacy_sdk_system_is_accepted_over_https_without_timestamp_or_nonce(
+    world: World,
+) -> None:
+    """An unchanged SDK client signs neither; over TLS nobody can capture it to replay."""
+    system_id, secret = await runtime_system(
+        world.runtime, A, legacy=True, system_id="qlvb-unchanged"
+    )
+    async with aiohttp.ClientSession() as session:
+        legacy = SdkClient(
+            session,
+            f"{world.url}/vdxp",
+            system_id,
+            secret,
+            fresh=False,
+            ssl=client_tls(world.ca_file),
+        )
+        code, body = await legacy.received()
+        assert code == 200 and body["status"] == "OK", body
+        # a system that is not legacy still has to sign them
+        plain = world.creds[(A, "hmac", "valid")].sdk
+        assert plain is not None
+        stale = SdkClient(
+            session, f"{world.url}/vdxp", *plain, fresh=False, ssl=client_tls(world.ca_file)
+        )
+        code, body = await stale.received()
+        assert code == 401 and "replay protection" in body["ErrorDesc"], body

@@ -179,13 +179,15 @@ class TestSdkSignatures:
         result = self.check(headers)
         assert isinstance(result, Refusal) and result.code == "replayed-request"
 
-    def test_timestamp_and_nonce_are_required_unless_the_system_is_legacy(self) -> None:
+    def test_timestamp_and_nonce_are_required_unless_a_legacy_system_uses_https(self) -> None:
         headers = sign_sdk_headers({"systemid": "qlvb-h35", "from": "000.00.00.H35"}, self.secret)
-        result = self.check(headers)
+        result = self.check(headers, secure=True)
         assert isinstance(result, Refusal) and "replay protection" in result.message
         legacy = dataclasses.replace(self.system, legacy=True)
         self.directory = directory_with(creds.replace_system(self.agency, legacy))
-        assert isinstance(self.check(headers), Principal)
+        assert isinstance(self.check(headers, secure=True), Principal)
+        over_http = self.check(headers)
+        assert isinstance(over_http, Refusal) and "only over HTTPS" in over_http.message
 
     def test_also_signed_headers_must_be_signed(self) -> None:
         headers = sign_sdk_headers(self.params(), self.secret)
