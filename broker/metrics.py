@@ -120,7 +120,7 @@ class Metrics:
         )
         self._access_refused = Counter(
             "docbroker_access_refused_total",
-            "Requests refused for their credential, by surface and problem code",
+            "Requests refused for their credential, rights or rate, by surface and problem code",
             ["surface", "code"],
             registry=r,
         )

@@ -70,7 +70,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         except DocbrokerError as exc:
             if exc.http_status >= 500:
                 log.warning("request failed", code=exc.code, error=str(exc))
-            elif exc.http_status in (401, 403):
+            elif exc.http_status in (401, 403, 429):
                 runtime.metrics.access_refused("native", exc.code)
                 log.info("access refused", code=exc.code, error=str(exc), path=request.path)
             response = problem_response(

@@ -301,6 +301,7 @@ async def operation(request: web.Request) -> web.StreamResponse:
         runtime, principal = _authenticated(request)
         return web.json_response(await handler(request, runtime, principal))
     except RateLimited as exc:
+        request.app[RUNTIME].metrics.access_refused("sdk", exc.code)
         resp = fail_response(exc.code, str(exc), exc.http_status)
         resp.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
         return resp

@@ -70,6 +70,13 @@ async def test_an_agency_over_its_rate_gets_429_with_retry_after(served: Served)
                     assert int(resp.headers["Retry-After"]) >= 1
                     assert (await resp.json())["code"] == "rate-limited"
         assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+        async with session.get(f"{served.url}/metrics") as resp:
+            metrics = await resp.text()
+        refused = statuses.count(429)
+        assert (
+            f'docbroker_access_refused_total{{code="rate-limited",surface="native"}} {refused}.0'
+            in metrics
+        )
         # another agency has its own budget
         (other,) = (await runtime_tokens(served.runtime, ["000.00.01.H35"])).values()
         async with session.get(
