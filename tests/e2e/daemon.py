@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -80,8 +81,12 @@ class Daemon:
         env: dict[str, str],
         name: str = "docbroker",
         tokens: TokenBook | None = None,
+        ca_file: Path | None = None,
     ) -> None:
+        """`ca_file`: the daemon serves HTTPS (DOCBROKER_HTTP_TLS) with a certificate
+        from this CA."""
         self.workdir = workdir
+        self.tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
         self.port = int(env.get("DOCBROKER_HTTP_PORT") or free_port())
         self.env = {
             **env,
@@ -95,7 +100,7 @@ class Daemon:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def client(self) -> RightfulClient:
         """A client acting, in each call, as the agency the call concerns."""
@@ -139,7 +144,9 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"{self.url}/readyz", timeout=2, context=self.tls
+                ) as resp:
                     if resp.status == 200:
                         return self
             except OSError:
