@@ -11,6 +11,9 @@ outcomes: it does no I/O.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -22,11 +25,20 @@ from broker.processing import BatchContext, InboundProcessor, Outcome
 _processor: InboundProcessor | None = None
 
 
-def _init(settings: Settings) -> None:
+def _init(settings: Settings, parent: int) -> None:
     global _processor  # one per worker process, built once
     from broker.runtime import build_processor
 
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     _processor = build_processor(settings)
+
+
+def _exit_with(parent: int, interval: float = 1.0) -> None:
+    """Exit when the daemon is gone: after a kill -9 nobody shuts the pool down, and a
+    worker would otherwise live on (holding its memory) with init as its parent."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(0)
 
 
 def _process(
@@ -50,7 +62,7 @@ class ProcessingPool:
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init,
-            initargs=(settings,),
+            initargs=(settings, os.getpid()),
         )
 
     def warm_up(self) -> None:
