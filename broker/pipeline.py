@@ -13,7 +13,6 @@ stop, the batch in hand is finished and committed before the consumer leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from broker.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.events import ChainHead, link
 from broker.log.interface import DurableLog, GroupConsumer, NewRecord, Record, TopicPartition
 from broker.metrics import Metrics
+from broker.partitioned import PartitionWorkers
 from broker.problems import Problem
 from broker.processing import BatchContext, InboundProcessor, Outcome
 from broker.records import H, now_ms, received_at_ms
@@ -34,8 +34,10 @@ from broker.workers import ProcessingPool, process_in_pool
 log = structlog.get_logger(__name__)
 
 
-class Pipeline:
+class Pipeline(PartitionWorkers):
     """Consumes `inbound` and `receipts` as a member of the pipeline's consumer group."""
+
+    name = "pipeline"
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class Pipeline:
         processes: int = 0,
         settings: Settings | None = None,
     ) -> None:
+        super().__init__(batch_size, poll_timeout, queue_limit=batch_size * 16)
         self.log_ = log_
         self.processor = processor
         self.metrics = metrics
@@ -59,17 +62,10 @@ class Pipeline:
         self.heads = heads
         self.dedup = dedup
         self.group = group
-        self.batch_size = batch_size
-        self.poll_timeout = poll_timeout
         self.topics = processor.topics
         self._consumer: GroupConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
-        self._queues: dict[TopicPartition, list[Record]] = {}
-        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
-        self._queued = 0
-        self._room = asyncio.Event()
         self._processes = processes
         self._settings = settings
         self._pool: ProcessingPool | None = None
@@ -88,7 +84,7 @@ class Pipeline:
             self.group, [self.topics.inbound, self.topics.receipts]
         )
         await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name="pipeline")
+        self._task = asyncio.create_task(self._loop(), name="pipeline")
         self.running = True
 
     async def stop(self) -> None:
@@ -102,91 +98,13 @@ class Pipeline:
             await asyncio.to_thread(self._pool.shutdown)
         self.running = False
 
-    async def _run(self) -> None:
-        """Poll, and hand each partition's records to that partition's worker task.
-
-        Partitions progress independently: one partition's processing (in a worker
-        thread) overlaps another's commit (I/O). Polling pauses while too much is
-        queued, so memory stays bounded.
-        """
+    async def _loop(self) -> None:
         assert self._consumer is not None
-        consumer = self._consumer
-        backoff = 0.1
-        limit = self.batch_size * 16
-        while not self._stopping.is_set():
-            try:
-                if self._queued >= limit:
-                    self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.poll_timeout):
-                            await self._room.wait()
-                    continue
-                batches = await consumer.poll(self.poll_timeout, self.batch_size * 4)
-                assigned = consumer.assignment()
-                for tp in [tp for tp in self._owned if tp not in assigned]:
-                    del self._owned[tp]
-                for tp, recs in batches.items():
-                    self._queues.setdefault(tp, []).extend(recs)
-                    self._queued += len(recs)
-                    worker = self._workers.get(tp)
-                    if worker is None or worker.done():
-                        self._workers[tp] = asyncio.create_task(
-                            self._drain(consumer, tp), name=f"pipeline-{tp}"
-                        )
-                backoff = 0.1
-            except BackendUnavailable as exc:
-                log.warning(
-                    "pipeline: backend unavailable, retrying", error=str(exc), retry_in=backoff
-                )
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
-                        await self._stopping.wait()
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("pipeline loop failed; continuing")
-                await asyncio.sleep(1.0)
-        # Stopping: the batch each worker has in hand is finished and committed.
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await self._run(self._consumer)
         self.running = False
 
-    def _take(self, tp: TopicPartition, n: int) -> list[Record]:
-        queue = self._queues.get(tp, [])
-        batch = queue[:n]
-        del queue[:n]
-        self._queued -= len(batch)
-        self._room.set()
-        return batch
-
-    def _drop(self, tp: TopicPartition) -> None:
-        """Forget what is queued for tp: uncommitted, it will be read again."""
-        self._take(tp, len(self._queues.get(tp, [])))
-
-    async def _drain(self, consumer: GroupConsumer, tp: TopicPartition) -> None:
-        """The partition's worker: its queued records in order, a transaction per batch."""
-        while self._queues.get(tp):
-            if self._stopping.is_set() or tp not in consumer.assignment():
-                self._drop(tp)
-                return
-            batch = self._take(tp, self.batch_size)
-            try:
-                if not await self._handle_batch(consumer, tp, batch):
-                    self._drop(tp)
-                    return
-            except BackendUnavailable as exc:
-                self._drop(tp)  # the consumer rewound tp to its committed offset
-                log.warning(
-                    "pipeline: commit failed; the batch will be read again",
-                    partition=str(tp),
-                    error=str(exc),
-                )
-                await asyncio.sleep(0.5)
-                return
-            except Exception:
-                self._drop(tp)
-                await consumer.rewind(tp)
-                log.exception("pipeline: batch failed; it will be read again", partition=str(tp))
-                await asyncio.sleep(1.0)
-                return
+    def _released(self, tp: TopicPartition) -> None:
+        self._owned.pop(tp, None)
 
     async def _take_over(self, tp: TopicPartition) -> ChainHead:
         """Catch up with what the partition's previous owner committed."""
