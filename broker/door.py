@@ -61,9 +61,11 @@ async def take_in(
     caller: Agency | None,
     traceparent: str | None = None,
     also: Callable[[Envelope], list[Problem]] | None = None,
+    axis_doc_id: str | None = None,
 ) -> Taken:
     """Take one envelope in from `caller` (None: a trusted adapter, e.g. the national
-    axis); `also` adds an adapter's own checks (e.g. the SDK's message type)."""
+    axis, which names its own id for the package in `axis_doc_id`); `also` adds an
+    adapter's own checks (e.g. the SDK's message type)."""
     received = now_ms()
     sub = Submission(
         data,
@@ -72,6 +74,7 @@ async def take_in(
         received,
         source,
         authenticated=caller.code if caller else None,
+        axis_doc_id=axis_doc_id,
     )
     with bound_contextvars(message_id=sub.message_id, trace_id=sub.trace_id):
         try:

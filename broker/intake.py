@@ -21,6 +21,8 @@ from broker.records import H, make_headers
 from broker.topics import Topics
 
 STAGE_ACCEPT = "accept"  # refused at the door; the pipeline only records it
+SOURCE_AXIS = "axis"  # H.SOURCE of a package the national axis brought down
+AXIS_DEDUP_SENDER = "@axis"  # dedup index key (AXIS_DEDUP_SENDER, axis docId): taken once
 AUTHENTICATED = "authenticated"  # header: the agency the adapter authenticated
 
 
@@ -34,6 +36,7 @@ class Submission:
     received_at_ms: int
     source: str  # http | spool | axis
     authenticated: str | None = None  # the calling agency, when the adapter authenticated one
+    axis_doc_id: str | None = None  # the national axis's id, for a package it brought down
 
     @property
     def sha256(self) -> str:
@@ -62,6 +65,7 @@ def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:
                 H.SHA256: sub.sha256,
                 H.SOURCE: sub.source,
                 AUTHENTICATED: sub.authenticated,
+                H.AXIS_DOC_ID: sub.axis_doc_id,
             }
         ),
     )

@@ -22,6 +22,7 @@ import structlog
 from broker.config import Settings
 from broker.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.events import ChainHead, link
+from broker.intake import AXIS_DEDUP_SENDER
 from broker.log.interface import DurableLog, GroupConsumer, NewRecord, Record, TopicPartition
 from broker.metrics import Metrics
 from broker.partitioned import PartitionWorkers
@@ -155,9 +156,11 @@ class Pipeline(PartitionWorkers):
         for r in records:
             sender = ctx.directory.find(r.header_str(H.SENDER))
             key = (sender.code if sender else "", r.header_str(H.DOCUMENT_ID))
-            first = ctx.seen(*key)
-            if first is not None:
-                seen[key] = first
+            axis_doc = r.header_str(H.AXIS_DOC_ID)
+            for k in (key, (AXIS_DEDUP_SENDER, axis_doc)) if axis_doc else (key,):
+                first = ctx.seen(*k)
+                if first is not None:
+                    seen[k] = first
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool.executor, process_in_pool, records, ctx.directory, seen, ctx.now_ms

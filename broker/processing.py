@@ -35,12 +35,12 @@ from broker.edxml.model import BusinessKind, Envelope, Kind, Organization, Respo
 from broker.edxml.validator import EnvelopeValidator
 from broker.errors import InputRefused
 from broker.events import Event, EventType
-from broker.intake import AUTHENTICATED, STAGE_ACCEPT
+from broker.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
 from broker.log.interface import NewRecord, Record
 from broker.problems import Problem
 from broker.receipts import Receipt, ReceiptKind
 from broker.records import H, make_headers, received_at_ms
-from broker.routing import Route, route_envelope
+from broker.routing import Decision, Route, route_envelope
 from broker.topics import Topics
 from broker.trust.context import TrustContext
 from broker.trust.policy import PolicyBook, SenderPolicy
@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 DedupLookup = Callable[[str, str], int | None]  # (sender code, document id) -> first seen ms
 
+NATIONAL_AXIS = "national-axis"  # the actor of what the national axis did
 MESSAGE_ID_MAX = 64  # the HTTP API's bound on a message id in a path
 _ID_PART = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # the agency-code alphabet of paths
 
@@ -136,6 +137,17 @@ class InboundProcessor:
     # -- submissions
 
     def _submission(self, record: Record, ctx: BatchContext) -> Outcome:
+        """A package from the national axis is taken once per axis docId, whatever its
+        fate: the receiver may append it again after a crash before it confirmed."""
+        axis_doc = record.header_str(H.AXIS_DOC_ID)
+        if not axis_doc or record.header_str(H.SOURCE) != SOURCE_AXIS:
+            return self._checked(record, ctx)
+        if ctx.seen(AXIS_DEDUP_SENDER, axis_doc) is not None:
+            return Outcome("duplicate")
+        outcome = self._checked(record, ctx)
+        return _with(outcome, dedup=(*outcome.dedup, (AXIS_DEDUP_SENDER, axis_doc)))
+
+    def _checked(self, record: Record, ctx: BatchContext) -> Outcome:
         data = record.value or b""
         if record.header_str(H.STAGE) == STAGE_ACCEPT:  # refused at the door: record it
             problems = [
@@ -163,6 +175,13 @@ class InboundProcessor:
                 ctx,
                 env,
             )
+        if record.header_str(H.SOURCE) == SOURCE_AXIS and sender.local:
+            problem = Problem(
+                "sender-mismatch",
+                f"the national axis brought a package from {env.sender_id}, "
+                "an agency of this province",
+            )
+            return self.refuse(record, [problem], ctx, env)
         authenticated = record.header_str(AUTHENTICATED)
         if authenticated and authenticated not in sender.codes():
             return self.refuse(
@@ -202,6 +221,8 @@ class InboundProcessor:
                 )
                 return _with(self.refuse(record, [problem], ctx, env, sender), signature=verdict)
             dedup = (key,)
+        if record.header_str(H.SOURCE) == SOURCE_AXIS:
+            return _with(self._route_down(record, env, sender, ctx, check), dedup=dedup)
         outcome = self._route(record, env, sender, ctx, check)
         return _with(outcome, signature=verdict, dedup=dedup)
 
@@ -220,8 +241,16 @@ class InboundProcessor:
         return check_sender(data, env, self.trust.verifier, book)
 
     def _route(
-        self, record: Record, env: Envelope, sender: Agency, ctx: BatchContext, check: SenderCheck
+        self,
+        record: Record,
+        env: Envelope,
+        sender: Agency,
+        ctx: BatchContext,
+        check: SenderCheck,
+        decisions: Sequence[Decision] | None = None,
     ) -> Outcome:
+        if decisions is None:
+            decisions = route_envelope(env, ctx.directory)
         data = record.value or b""
         ids = _ids(record)
         forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
@@ -256,8 +285,9 @@ class InboundProcessor:
             )
         ]
         records: list[NewRecord] = []
+        upstream: list[Decision] = []
         deliveries = 0
-        for decision in route_envelope(env, ctx.directory):
+        for decision in decisions:
             if decision.route is Route.REFUSED:
                 events.append(
                     Event(
@@ -282,20 +312,22 @@ class InboundProcessor:
                     records += recs
                     events += evs
                 continue
-            topic = self.topics.mailbox if decision.route is Route.MAILBOX else self.topics.upstream
-            records.append(
-                self._delivery(
-                    topic,
-                    forwarded,
-                    forwarded_sha,
-                    decision.agency,
-                    decision.requested,
-                    env,
-                    ids,
-                    ctx.now_ms,
+            if decision.route is Route.MAILBOX:
+                records.append(
+                    self._delivery(
+                        self.topics.mailbox,
+                        forwarded,
+                        forwarded_sha,
+                        decision.agency,
+                        decision.requested,
+                        env,
+                        ids,
+                        ctx.now_ms,
+                    )
                 )
-            )
-            deliveries += decision.route is Route.MAILBOX
+                deliveries += 1
+            else:
+                upstream.append(decision)
             events.append(
                 Event(
                     EventType.ROUTED,
@@ -307,7 +339,49 @@ class InboundProcessor:
                     **common,
                 )
             )
+        if upstream:
+            records.append(self._upstream(forwarded, forwarded_sha, upstream, env, ids, ctx.now_ms))
         return Outcome("routed", tuple(records), tuple(events), deliveries)
+
+    def _route_down(
+        self, record: Record, env: Envelope, sender: Agency, ctx: BatchContext, check: SenderCheck
+    ) -> Outcome:
+        """A package the national axis brought down is for this province's agencies among
+        its recipients; the others are served by their own provinces, so they are neither
+        sent back up nor refused. None of ours: refused, and the sender hears."""
+        decisions = route_envelope(env, ctx.directory)
+        ours = [d for d in decisions if d.route is Route.MAILBOX or d.code == "recipient-suspended"]
+        if not ours:
+            problem = Problem(
+                "unknown-recipient",
+                f"none of {', '.join(env.recipient_ids)} is an agency of this province",
+            )
+            return self.refuse(record, [problem], ctx, env, sender)
+        return self._route(record, env, sender, ctx, check, ours)
+
+    def _upstream(
+        self,
+        forwarded: bytes,
+        sha: str,
+        decisions: Sequence[Decision],
+        env: Envelope,
+        ids: _Ids,
+        at: int,
+    ) -> NewRecord:
+        """One record for the national axis with every external recipient (one sendEdoc
+        with a `to` list, so that a province receiving several of them takes it once),
+        keyed by sender: one sender's packages go up in order."""
+        first = decisions[0]
+        record = self._delivery(
+            self.topics.upstream, forwarded, sha, first.agency, first.requested, env, ids, at
+        )
+        to = make_headers(
+            {
+                H.UPSTREAM_TO: json.dumps([d.agency for d in decisions]),
+                H.UPSTREAM_REQUESTED: json.dumps([d.requested for d in decisions]),
+            }
+        )
+        return replace(record, key=env.sender_id.encode(), headers=record.headers + to)
 
     def _delivery(
         self,
@@ -392,9 +466,13 @@ class InboundProcessor:
         topic = self.topics.mailbox if to.local else self.topics.upstream
         message_id = status_message_id(ids.message_id, code, to.code, about)
         status_ids = _Ids(message_id, ids.trace_id, ctx.now_ms, sha)
-        record = self._delivery(
-            topic, signed, sha, to.code, requested, status_env, status_ids, ctx.now_ms
-        )
+        if to.local:
+            record = self._delivery(
+                topic, signed, sha, to.code, requested, status_env, status_ids, ctx.now_ms
+            )
+        else:
+            decision = Decision(requested, Route.UPSTREAM, to.code)
+            record = self._upstream(signed, sha, [decision], status_env, status_ids, ctx.now_ms)
         event = Event(
             EventType.STATUS_EMITTED,
             ctx.now_ms,
@@ -499,6 +577,19 @@ class InboundProcessor:
                 **common,
             )
             return Outcome("receipt", events=(event,))
+        if receipt.kind is ReceiptKind.SENT_UPSTREAM:
+            event = Event(
+                EventType.SENT_UPSTREAM,
+                receipt.at_ms,
+                recipient=receipt.recipient,
+                actor=NATIONAL_AXIS,
+                sha256=receipt.sha256 or None,
+                details={"axis_doc_id": receipt.axis_doc_id},
+                **common,
+            )
+            return Outcome("receipt", events=(event,))
+        if receipt.kind is ReceiptKind.UPSTREAM_FAILED:
+            return self._upstream_failed(receipt, ctx)
         events = [
             Event(
                 EventType.ACKNOWLEDGED,
@@ -513,28 +604,73 @@ class InboundProcessor:
         recipient = ctx.directory.find(receipt.recipient)
         sender = ctx.directory.find(receipt.sender)
         if receipt.envelope_kind == "document" and recipient is not None and sender is not None:
-            answered = ResponseFor(
-                organ_id=receipt.sender,
-                document_id=receipt.document_id,
-                code=receipt.code,
-                promulgation_date=_date(receipt.promulgation_date),
-            )
             me = Organization(recipient.code102 or recipient.code, recipient.name)
-            data = build_status_for(answered, StatusCode.RECEIVED, sender=me)
-            ids = _Ids(receipt.message_id, receipt.trace_id, receipt.at_ms, receipt.sha256)
-            recs, evs = self._emit_status(
-                data,
-                receipt.sender,
-                sender,
-                receipt.document_id,
-                StatusCode.RECEIVED,
-                ids,
-                ctx,
-                actor=recipient.code,
+            recs, evs = self._status_for_receipt(
+                receipt, sender, StatusCode.RECEIVED, me, ctx, actor=recipient.code
             )
             records += recs
             events += evs
         return Outcome("receipt", tuple(records), tuple(events))
+
+    def _status_for_receipt(
+        self,
+        receipt: Receipt,
+        to: Agency,
+        code: StatusCode,
+        by: Organization,
+        ctx: BatchContext,
+        *,
+        actor: str,
+        description: str = "",
+        about: str | None = None,
+    ) -> tuple[list[NewRecord], list[Event]]:
+        """A status from `by` about the document a receipt concerns, to its sender."""
+        answered = ResponseFor(
+            organ_id=receipt.sender,
+            document_id=receipt.document_id,
+            code=receipt.code,
+            promulgation_date=_date(receipt.promulgation_date),
+        )
+        data = build_status_for(answered, code, sender=by, description=description)
+        ids = _Ids(receipt.message_id, receipt.trace_id, receipt.at_ms, receipt.sha256)
+        return self._emit_status(
+            data, receipt.sender, to, receipt.document_id, code, ids, ctx, actor, about
+        )
+
+    def _upstream_failed(self, receipt: Receipt, ctx: BatchContext) -> Outcome:
+        """The national axis could not take an envelope for `receipt.recipient`: the
+        recipient is refused in the audit trail, and a document's sender gets a 02."""
+        event = Event(
+            EventType.RECIPIENT_REFUSED,
+            receipt.at_ms,
+            receipt.message_id,
+            receipt.document_id,
+            receipt.sender,
+            receipt.trace_id,
+            recipient=receipt.recipient,
+            actor=NATIONAL_AXIS,
+            sha256=receipt.sha256 or None,
+            details={
+                "code": "upstream-failed",
+                "reason": receipt.reason,
+                "axis_error": receipt.error_code,
+            },
+        )
+        sender = ctx.directory.find(receipt.sender)
+        if receipt.envelope_kind != "document" or sender is None or not sender.local:
+            return Outcome("receipt", events=(event,))
+        recs, evs = self._status_for_receipt(
+            receipt,
+            sender,
+            StatusCode.REFUSED,
+            self.broker_org,
+            ctx,
+            actor="docbroker",
+            description=f"the national axis could not take it for {receipt.recipient}: "
+            f"{receipt.reason}",
+            about=receipt.recipient,
+        )
+        return Outcome("receipt", tuple(recs), (event, *evs))
 
 
 def status_message_id(message_id: str, code: StatusCode, to: str, about: str | None = None) -> str:

@@ -1,8 +1,10 @@
-"""Receipts: a recipient fetched or acknowledged a mailbox entry.
+"""Receipts: a recipient fetched or acknowledged a mailbox entry; the national axis
+took an upstream envelope, or it could not be delivered there.
 
 Adapters append them to the `receipts` topic (key = recipient); the pipeline
-turns them into audit events (and, on acknowledgement of a document, the
-status 01 for its sender); the mailbox view marks the entry.
+turns them into audit events (on acknowledgement of a document, the status 01
+for its sender; on an upstream failure, the status 02); the mailbox view marks
+the entry.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from broker.records import H, make_headers
 class ReceiptKind(StrEnum):
     FETCHED = "fetched"
     ACKNOWLEDGED = "acknowledged"
+    SENT_UPSTREAM = "sent-upstream"  # the national axis confirmed it (recipient: external)
+    UPSTREAM_FAILED = "upstream-failed"  # the national axis could not take it
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,9 @@ class Receipt:
     code: str = ""  # the document's số và ký hiệu, for the status 01
     promulgation_date: str = ""  # yyyy/MM/dd
     sha256: str = ""
+    axis_doc_id: str = ""  # the national axis's id for it (SENT_UPSTREAM)
+    error_code: str = ""  # the axis's ErrorCode, or a transport error (UPSTREAM_FAILED)
+    reason: str = ""
 
     def to_record(self, topic: str) -> NewRecord:
         return NewRecord(

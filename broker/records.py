@@ -33,6 +33,9 @@ class H:
     STAGE = "stage"  # where a refusal happened: accept | pipeline
     SOURCE = "source"  # which adapter took the submission in: http | spool | axis
     ACKED_AT = "acked-at"
+    AXIS_DOC_ID = "axis-doc-id"  # the national axis's id of a package it brought down
+    UPSTREAM_TO = "upstream-to"  # JSON list: the directory codes an upstream record is for
+    UPSTREAM_REQUESTED = "upstream-requested"  # JSON list: the same, as the package names them
 
 
 def make_headers(

@@ -170,7 +170,8 @@ class TestProvince:
         while not upstream and time.monotonic() < deadline:
             upstream = read_topic(daemon_env, "upstream")
         (record,) = upstream
-        assert record.key == b"G22" and record.header_str("requested-as") == "000.00.00.G22"
+        assert record.key == PROVINCE.encode()
+        assert record.header_str("upstream-requested") == '["000.00.00.G22"]'
         assert V.check(record.value).trace[-1].organ_id == "000.99.99.H35"
 
     def test_trace_and_audit(

@@ -58,7 +58,7 @@ class TestRouting:
     def test_an_agency_outside_the_province_goes_upstream(self) -> None:
         out = processor().process(consumed(document(recipients=(VP, "000.00.00.G22"))), ctx())
         (up,) = on(out.records, TOPICS.upstream)
-        assert up.key == b"G22"
+        assert up.key == PROVINCE.encode() and headers(up)["upstream-to"] == '["G22"]'
         routed = [e.details["to"] for e in out.events if e.type is EventType.ROUTED]
         assert routed == ["mailbox", "upstream"]
 
