@@ -36,6 +36,7 @@ ENV_NOT_SETTINGS = (
     "DOCBROKER_CA_FILE",
     "DOCBROKER_CLIENT_CERT",
     "DOCBROKER_CLIENT_KEY",
+    "DOCBROKER_AXIS_SECRET",
     "DOCBROKER_KEY_PASSPHRASE",
 )
 ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
@@ -239,6 +240,46 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class NationalAxisSettings:
+    """The national document axis (VDXP): where to send what leaves the province, and
+    where to fetch what comes in. Off until configured."""
+
+    enabled: bool = setting(False, "send upstream records to the national axis and poll it")
+    base_url: str = setting("", "the axis's base URL; operations are <base_url>/<operation>")
+    system_id: str = setting("", "this province's XroadVnpt-systemid at the axis")
+    secret_file: str = setting(
+        "",
+        "file holding the shared secret (or env DOCBROKER_AXIS_SECRET); "
+        "empty = <data_dir>/keys/axis.secret",
+    )
+    ca_file: str = setting(
+        "", "CA bundle to check the axis's HTTPS certificate; empty = system CAs"
+    )
+    request_timeout: float = setting(30.0, "seconds one request to the axis may take", min=1)
+    replay_headers: bool = setting(
+        True, "sign XroadVnpt-timestamp and XroadVnpt-nonce into each request"
+    )
+    retry_attempts: int = setting(
+        8, "attempts to send one envelope before it is dead-lettered (axis refusals)", min=1
+    )
+    retry_base: float = setting(1.0, "seconds before the first retry; doubles each time", min=0)
+    retry_max: float = setting(60.0, "longest wait between two attempts", min=0)
+    breaker_failures: int = setting(
+        5, "consecutive failures that open the circuit breaker (sending pauses)", min=1
+    )
+    breaker_reset: float = setting(
+        30.0, "seconds the breaker stays open before one trial request", min=0.1
+    )
+    receive: bool = setting(True, "poll the axis for documents and statuses to this province")
+    poll_interval: float = setting(5.0, "seconds between two polls of the axis", min=0.1)
+    directory_sync_interval: float = setting(
+        3600.0,
+        "seconds between two copies of the axis's agency list into the directory; 0 = never",
+        min=0,
+    )
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """structlog output: JSON to files and pipes, readable on a terminal."""
 
@@ -269,6 +310,7 @@ class Settings:
     auth: AuthSettings = setting(factory=AuthSettings)
     directory: DirectorySettings = setting(factory=DirectorySettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
+    national_axis: NationalAxisSettings = setting(factory=NationalAxisSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
 
     @property
@@ -334,10 +376,25 @@ def load_settings(
             and not name.startswith(ENV_NOT_SETTINGS_PREFIXES)
         ):
             errors.append(f"{name}: unknown setting{_suggest(name, _all_env_names())}")
+    if not errors:
+        errors += _cross_checks(settings)
     if errors:
         where = f" in {path}" if path else ""
         raise ConfigError(f"configuration invalid{where}:\n  " + "\n  ".join(errors))
     return settings
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    """What single values cannot say: settings that need each other."""
+    axis = settings.national_axis
+    errors = []
+    if axis.enabled:
+        for name in ("base_url", "system_id"):
+            if not getattr(axis, name):
+                errors.append(f"national_axis.{name}: required when national_axis.enabled")
+        if axis.base_url and not axis.base_url.startswith(("http://", "https://")):
+            errors.append("national_axis.base_url: must start with http:// or https://")
+    return errors
 
 
 def env_name(path: tuple[str, ...]) -> str:

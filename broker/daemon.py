@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -27,6 +28,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     """Run until SIGTERM/SIGINT; returns the exit status."""
     runtime = Runtime.build(settings)
     app = build_app(runtime)
+    if settings.national_axis.enabled:
+        app.cleanup_ctx.append(_national_axis(runtime))
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -67,6 +70,17 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             loop.remove_signal_handler(sig)
     log.info("docbroker stopped", order=runtime.events)
     return 0
+
+
+def _national_axis(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The link to the national axis: started after the runtime, stopped before it."""
+    from adapters.national_axis.link import axis_link
+
+    async def national_axis(app: web.Application) -> AsyncIterator[None]:
+        async with axis_link(runtime):
+            yield
+
+    return national_axis
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -124,6 +124,41 @@ class Metrics:
             ["surface", "code"],
             registry=r,
         )
+        self._upstream_queue = Gauge(
+            "docbroker_upstream_queue_records",
+            "Upstream records the national axis has not confirmed yet (partitions this "
+            "instance sends)",
+            registry=r,
+        )
+        self._upstream_latency = Histogram(
+            "docbroker_upstream_delivery_seconds",
+            "From routing upstream to the national axis's confirmation",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=r,
+        )
+        self._upstream_sent = Counter(
+            "docbroker_upstream_envelopes_total",
+            "Upstream envelopes by outcome: sent, already-there (a resend), dead-lettered",
+            ["outcome"],
+            registry=r,
+        )
+        self._axis_failures = Counter(
+            "docbroker_axis_failures_total",
+            "Failed requests to the national axis, by operation and axis error code",
+            ["operation", "code"],
+            registry=r,
+        )
+        self._breaker = Gauge(
+            "docbroker_axis_breaker_state",
+            "The national axis circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=r,
+        )
+        self._axis_received = Counter(
+            "docbroker_axis_received_total",
+            "Packages taken in from the national axis, by message type and outcome",
+            ["messagetype", "outcome"],
+            registry=r,
+        )
 
         self._cert_expiry = Gauge(
             "docbroker_certificate_expiry_seconds",
@@ -192,6 +227,24 @@ class Metrics:
     # -- access
     def access_refused(self, surface: str, code: str) -> None:
         self._access_refused.labels(surface, code).inc()
+
+    # -- the national axis
+    def upstream_queue(self, records: int) -> None:
+        self._upstream_queue.set(records)
+
+    def upstream_done(self, outcome: str, seconds: float | None = None) -> None:
+        self._upstream_sent.labels(outcome).inc()
+        if seconds is not None:
+            self._upstream_latency.observe(max(0.0, seconds))
+
+    def axis_failed(self, operation: str, code: str) -> None:
+        self._axis_failures.labels(operation, code).inc()
+
+    def axis_breaker(self, state: int) -> None:
+        self._breaker.set(state)
+
+    def axis_received(self, messagetype: str, outcome: str) -> None:
+        self._axis_received.labels(messagetype, outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,125 @@
+"""The province's link to the national axis: the upstream sender, the downstream
+receiver and the directory sync, started after the runtime and stopped before it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+
+from adapters.national_axis.client import AxisClient
+from adapters.national_axis.directory_sync import sync_directory
+from adapters.national_axis.protocol import AxisError
+from adapters.national_axis.receiver import AxisReceiver
+from adapters.national_axis.sender import UpstreamSender
+from broker.config import Settings
+from broker.errors import ConfigError, DocbrokerError
+from broker.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+SECRET_ENV = "DOCBROKER_AXIS_SECRET"  # noqa: S105 - the variable's name
+SECRET_FILE = "axis.secret"  # noqa: S105 - a file name
+
+
+def axis_secret(settings: Settings) -> str:
+    """The shared secret: from DOCBROKER_AXIS_SECRET, else national_axis.secret_file."""
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV].strip()
+    path = settings.key_file(settings.national_axis.secret_file, SECRET_FILE)
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"national_axis: no shared secret: set {SECRET_ENV} or put it in {path} ({exc})"
+        ) from None
+    if not secret:
+        raise ConfigError(f"national_axis: the secret file {path} is empty")
+    return secret
+
+
+class AxisLink:
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        axis = settings.national_axis
+        self.runtime = runtime
+        self.settings = axis
+        self.client = AxisClient(
+            axis.base_url,
+            axis.system_id,
+            axis_secret(settings),
+            timeout=axis.request_timeout,
+            ca_file=axis.ca_file,
+            replay_headers=axis.replay_headers,
+        )
+        self.sender = UpstreamSender(
+            runtime.log,
+            runtime.topics,
+            self.client,
+            axis,
+            runtime.metrics,
+            group=f"{settings.backend.topic_prefix}axis-sender",
+        )
+        self.receiver = AxisReceiver(runtime, self.client, axis) if axis.receive else None
+        self._stopping = asyncio.Event()
+        self._sync: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """The directory first (so that senders from outside are known when their
+        packages come down), then sending and receiving."""
+        await self.sender.start()
+        if self.settings.directory_sync_interval > 0:
+            await self._sync_once()
+            self._sync = asyncio.create_task(self._sync_loop(), name="axis-directory-sync")
+        if self.receiver is not None:
+            await self.receiver.start()
+        log.info(
+            "national axis link started",
+            axis=self.settings.base_url,
+            system_id=self.settings.system_id,
+            receive=self.receiver is not None,
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._sync is not None:
+            await self._sync
+        if self.receiver is not None:
+            await self.receiver.stop()
+        await self.sender.stop()
+        await self.client.close()
+
+    async def _sync_once(self) -> None:
+        try:
+            await sync_directory(self.client, self.runtime.log, self.runtime.topics.directory)
+            await self.runtime.directory.follower.caught_up()
+        except AxisError as exc:
+            self.runtime.metrics.axis_failed("getAgenciesList", exc.code)
+            log.warning("directory sync with the national axis failed", error=str(exc))
+        except DocbrokerError as exc:
+            log.warning("directory sync could not be written", error=str(exc))
+
+    async def _sync_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.directory_sync_interval):
+                    await self._stopping.wait()
+            if not self._stopping.is_set():
+                await self._sync_once()
+
+
+@contextlib.asynccontextmanager
+async def axis_link(runtime: Runtime) -> AsyncIterator[None]:
+    """The link's lifetime inside the daemon's (a cleanup context)."""
+    link = AxisLink(runtime)
+    await link.start()
+    runtime.events.append("axis link started")
+    try:
+        yield
+    finally:
+        await link.stop()
+        runtime.events.append("axis link stopped")
