@@ -204,7 +204,7 @@ def check_sdk_request(
     came over TLS (`secure`): without them, only the channel keeps a captured
     request from being replayed."""
     now = _now_ms() if now_ms is None else now_ms
-    signed = _signed_values(headers)
+    signed = signed_values(headers)
     if isinstance(signed, Refusal):
         return signed
     system_id = signed.get("xroadvnpt-systemid")
@@ -217,9 +217,7 @@ def check_sdk_request(
     for name in () if system.legacy and secure else also_signed:
         if name.lower() not in signed:
             return Refusal("unauthenticated", f"{name} must be signed")
-    secret = derive_secret(master_key, system).encode()
-    expected = hmac.new(secret, headers[SIGNED_HEADER].encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, headers[HASH_HEADER].strip().lower()):
+    if not signature_matches(headers, derive_secret(master_key, system)):
         return Refusal("unauthenticated", "the request signature does not match (wrong secret?)")
     if system.revoked:
         return Refusal("unauthenticated", f"system {system_id} was revoked")
@@ -233,7 +231,15 @@ def check_sdk_request(
     return Principal(Method.HMAC, agency)
 
 
-def _signed_values(headers: Mapping[str, str]) -> dict[str, str] | Refusal:
+def signature_matches(headers: Mapping[str, str], secret: str) -> bool:
+    """Whether XroadVnpt-hash-header is the HMAC of XroadVnpt-sign-header with
+    `secret` (constant-time). Check `signed_values` first."""
+    body = headers.get(SIGNED_HEADER, "").encode()
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers.get(HASH_HEADER, "").strip().lower())
+
+
+def signed_values(headers: Mapping[str, str]) -> dict[str, str] | Refusal:
     """The signed header values (lower-case names), checked against the headers sent."""
     raw = headers.get(SIGNED_HEADER)
     keys = headers.get(SIGNED_KEYS_HEADER)

@@ -109,6 +109,25 @@ def serve(ctx: click.Context) -> None:
     ctx.exit(asyncio.run(run(settings)))
 
 
+@cli.command("axis-simulator")
+@click.option(
+    "--config",
+    "sim_config",
+    type=click.Path(exists=True, dir_okay=False),
+    default="config/axis-simulator.example.toml",
+    show_default=True,
+    help="the simulator's systems and state file (TOML)",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8090, show_default=True, help="0 = a free port")
+@click.pass_context
+def axis_simulator(ctx: click.Context, sim_config: str, host: str, port: int) -> None:
+    """Run a simulator of the national axis (VDXP) for tests and demos."""
+    from adapters.national_axis.simulator import main
+
+    ctx.exit(main(["--config", sim_config, "--host", host, "--port", str(port)]))
+
+
 # --------------------------------------------------------------------- config
 
 

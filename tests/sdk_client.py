@@ -74,19 +74,8 @@ class SdkClient:
     async def send_edoc(
         self, package: bytes, sender: str, recipients: list[str], messagetype: str = "edoc"
     ) -> tuple[int, dict[str, Any]]:
-        form = aiohttp.FormData()
-        form.add_field("file_doc", package, filename="edoc.edxml", content_type="application/xml")
-        return await self.call(
-            "sendEdoc",
-            data=form,
-            **{
-                "from": sender,
-                "to": json.dumps(recipients),
-                "servicetype": "eDoc",
-                "messagetype": messagetype,
-                "hash-file": hashlib.sha256(package).hexdigest(),
-            },
-        )
+        form, params = send_edoc_request(package, sender, recipients, messagetype)
+        return await self.call("sendEdoc", data=form, **params)
 
     async def received(self, messagetype: str = "edoc") -> tuple[int, dict[str, Any]]:
         return await self.call("getReceivedEdocList", messagetype=messagetype, servicetype="eDoc")
@@ -102,3 +91,23 @@ class SdkClient:
 
     async def count(self, operation: str = "countReceiveEdoc") -> tuple[int, dict[str, Any]]:
         return await self.call(operation)
+
+
+def send_edoc_request(
+    package: bytes,
+    sender: str,
+    recipients: list[str],
+    messagetype: str = "edoc",
+    hash_file: str | None = None,
+) -> tuple[aiohttp.FormData, dict[str, str]]:
+    """sendEdoc's body (the multipart part file_doc) and parameters."""
+    form = aiohttp.FormData()
+    form.add_field("file_doc", package, filename="edoc.edxml", content_type="application/xml")
+    params = {
+        "from": sender,
+        "to": json.dumps(recipients),
+        "servicetype": "eDoc",
+        "messagetype": messagetype,
+        "hash-file": hash_file or hashlib.sha256(package).hexdigest(),
+    }
+    return form, params

@@ -28,6 +28,7 @@ from adapters.http_api.access import ACCESS
 from adapters.http_api.envelopes import read_body
 from adapters.http_api.keys import RUNTIME
 from broker.auth import Principal
+from broker.directory.io import axis_listing
 from broker.directory.model import Agency
 from broker.door import take_in
 from broker.edxml.model import Envelope, Kind
@@ -222,27 +223,11 @@ async def sent_list(request: web.Request, runtime: Runtime, caller: Principal) -
 # -- the directory ------------------------------------------------------------------
 
 
-def _agencies(runtime: Runtime, *, qd20: bool) -> list[dict[str, Any]]:
+def _agencies(runtime: Runtime, *, qd20: bool) -> list[dict[str, str]]:
     directory = runtime.directory.current
-    out = []
-    for a in directory:
-        parent = directory.find(a.parent) if a.parent else None
-        code = a.code if qd20 else (a.code102 or a.code)
-        pid = (parent.code if qd20 else (parent.code102 or parent.code)) if parent else ""
-        out.append(
-            {
-                "code": code,
-                "name": a.name,
-                "pid": pid,
-                "level": a.level,
-                "mail": a.email,
-                "phone": a.telephone,
-                "address": a.address,
-                "website": a.website,
-                "status": str(a.status),
-            }
-        )
-    return out
+    return axis_listing(
+        directory, lambda a: directory.find(a.parent) if a.parent else None, qd20=qd20
+    )
 
 
 async def agencies_102(request: web.Request, runtime: Runtime, caller: Principal) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from broker.directory.model import CSV_FIELDS, FIELDS, Agency, agencies_from_records
 from broker.problems import Problem
@@ -96,3 +96,33 @@ def to_csv(agencies: Iterable[Agency]) -> str:
             }
         )
     return out.getvalue()
+
+
+def axis_listing(
+    agencies: Iterable[Agency], parent_of: Callable[[Agency], Agency | None], *, qd20: bool
+) -> list[dict[str, str]]:
+    """Agencies as the national axis lists them: getAgenciesListQD20 in QĐ 20 codes,
+    getAgenciesList in QCVN 102 codes (an agency without one keeps its QĐ 20 code),
+    each with its parent's code in the same form (`pid`)."""
+    out = []
+    for a in agencies:
+        parent = parent_of(a)
+        if qd20:
+            code, pid = a.code, a.parent
+        else:
+            code = a.code102 or a.code
+            pid = (parent.code102 or parent.code) if parent else a.parent
+        out.append(
+            {
+                "code": code,
+                "name": a.name,
+                "pid": pid,
+                "level": a.level,
+                "mail": a.email,
+                "phone": a.telephone,
+                "address": a.address,
+                "website": a.website,
+                "status": str(a.status),
+            }
+        )
+    return out
