@@ -13,7 +13,8 @@ from broker.edxml.model import Envelope, Kind, Organization
 from broker.routing import Route, route_envelope
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "config" / "directory").glob("*.toml"))
+EXAMPLES = sorted((ROOT / "config" / "directory").glob("lai-chau*.toml"))
+SECOND_PROVINCE = ROOT / "config" / "directory" / "lao-cai-demo.toml"
 
 
 def agency(code: str, code102: str = "", **kw) -> Agency:
@@ -88,6 +89,16 @@ class TestFiles:
         kinds = {a.kind for a in agencies}
         assert {AgencyKind.STATE, AgencyKind.ASSOCIATION, AgencyKind.SOCIO_POLITICAL} <= kinds
         assert any(not a.local for a in agencies)
+
+    def test_the_second_provinces_demo_directory_loads(self) -> None:
+        """Lào Cai's few agencies, for the national axis simulator and its tests."""
+        agencies, problems = parse_file(SECOND_PROVINCE.name, SECOND_PROVINCE.read_text())
+        assert problems == [] and check_unique(agencies) == []
+        d = Directory.of(agencies)
+        assert all(a.local for a in agencies) and all(
+            d.find(a.parent) for a in agencies if a.parent
+        )
+        assert d.find("000.00.00.H36") is not None
 
     def test_toml_and_csv_round_trip(self) -> None:
         original = [
