@@ -272,6 +272,11 @@ class NationalAxisSettings:
     )
     receive: bool = setting(True, "poll the axis for documents and statuses to this province")
     poll_interval: float = setting(5.0, "seconds between two polls of the axis", min=0.1)
+    delivery_check_interval: float = setting(
+        60.0,
+        "seconds between two looks at getSentEdocList for what other provinces took; 0 = never",
+        min=0,
+    )
     directory_sync_interval: float = setting(
         3600.0,
         "seconds between two copies of the axis's agency list into the directory; 0 = never",

@@ -92,7 +92,8 @@ class RecipientState:
     route: "mailbox" (a local agency), "upstream" (queued for the national axis) or
         "refused", as the latest routing decision says (an update is routed again).
     routed_at_ms: first put in the mailbox or queued upstream; None if never.
-    delivered_at_ms: first fetched by the recipient (DELIVERED).
+    delivered_at_ms: first fetched by the recipient (DELIVERED); for a recipient outside
+        the province, when its province took it from the national axis.
     acknowledged_at_ms: first acknowledged by the recipient (ACKNOWLEDGED).
     sent_upstream_at_ms: the national axis confirmed it (SENT_UPSTREAM).
     refused_code, refused_reason: why docbroker could not serve the recipient (the
@@ -428,7 +429,7 @@ def _first(seen: int | None, at_ms: int) -> int:
 
 # -- the store
 
-SCHEMA_VERSION = 1  # a rebuildable cache: another version is dropped and rebuilt
+SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
     chain TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -442,6 +443,12 @@ CREATE TABLE IF NOT EXISTS sent(
     accepted_at_ms INTEGER NOT NULL, recipients INTEGER NOT NULL,
     PRIMARY KEY(sender, document_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sent_by_time ON sent(sender, accepted_at_ms, document_id);
+CREATE TABLE IF NOT EXISTS upstream(
+    axis_doc_id TEXT NOT NULL, recipient TEXT NOT NULL,
+    document_id TEXT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL,
+    trace_id TEXT NOT NULL, kind TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(axis_doc_id, recipient)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS upstream_message ON upstream(message_id, recipient);
 """
 
 
@@ -450,7 +457,7 @@ class DocumentsStore:
     the documents each sender sent. Not thread-safe: used from one thread only."""
 
     def __init__(self, path: Path, events_topic: str) -> None:
-        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, ("events", "sent"))
+        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, ("events", "sent", "upstream"))
         self.events_topic = events_topic
 
     def close(self) -> None:
@@ -486,6 +493,8 @@ class DocumentsStore:
                 raw.decode("utf-8", "replace"),
             ),
         )
+        if cur.rowcount:
+            self._index_upstream(e)
         if cur.rowcount and is_document_accepted(e):
             self._conn.execute(
                 "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
@@ -498,6 +507,39 @@ class DocumentsStore:
                 ),
             )
         return cur.rowcount
+
+    def _index_upstream(self, e: Body) -> None:
+        """What the national axis took (by its docId), and which of it a recipient's
+        province has taken since (a DELIVERED event of that message and recipient)."""
+        if e["type"] == EventType.SENT_UPSTREAM and _details(e).get("axis_doc_id"):
+            self._conn.execute(
+                "INSERT OR IGNORE INTO upstream VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    _details(e)["axis_doc_id"],
+                    e.get("recipient") or "",
+                    e["document_id"],
+                    e["message_id"],
+                    e["sender"],
+                    e.get("trace_id") or "",
+                    _details(e).get("kind") or "document",
+                ),
+            )
+        elif e["type"] == EventType.DELIVERED:
+            self._conn.execute(
+                "UPDATE upstream SET delivered = 1 WHERE message_id = ? AND recipient = ?",
+                (e["message_id"], e.get("recipient") or ""),
+            )
+
+    def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
+        """The recipients of what the axis took as `axis_doc_id` not yet known to have
+        taken it: recipient, document_id, message_id, sender, trace_id, kind."""
+        rows = self._conn.execute(
+            "SELECT recipient, document_id, message_id, sender, trace_id, kind FROM upstream "
+            "WHERE axis_doc_id = ? AND delivered = 0",
+            (axis_doc_id,),
+        )
+        keys = ("recipient", "document_id", "message_id", "sender", "trace_id", "kind")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def events(self, document_id: str) -> list[dict[str, Any]]:
         """The document's events as stored, in order (time, chain, sequence)."""
@@ -704,6 +746,10 @@ class DocumentsView:
     async def trace(self, document_id: str) -> list[dict[str, Any]]:
         """The document's events as stored (see `audit.trace_lines`), in order."""
         return await self._thread.run(self._store_or_fail().events, document_id)
+
+    async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
+        """See DocumentsStore.upstream_undelivered."""
+        return await self._thread.run(self._store_or_fail().upstream_undelivered, axis_doc_id)
 
     async def sent_by(
         self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100

@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS early_receipts(
 """
 # Every table a version of the schema had (early_acks: version 1).
 TABLES = ("deliveries", "early_acks", "early_receipts")
+# receipts about mailbox entries; the national axis's (sent, failed, taken) are about
+# recipients outside the province, which have no mailbox here
+MAILBOX_RECEIPTS = frozenset({ReceiptKind.FETCHED, ReceiptKind.ACKNOWLEDGED})
 
 _COLUMNS = (
     "seq, recipient, message_id, document_id, sender, kind, trace_id, topic, partition, "
@@ -113,7 +116,11 @@ class MailboxStore:
             for r in records:
                 if r.topic == self.mailbox_topic:
                     changed |= self._apply_delivery(r)
-                elif r.topic == self.receipts_topic and (receipt := _receipt(r)) is not None:
+                elif (
+                    r.topic == self.receipts_topic
+                    and (receipt := _receipt(r)) is not None
+                    and receipt.kind in MAILBOX_RECEIPTS
+                ):
                     changed |= self._apply_receipt(receipt)
                     acks += receipt.kind is ReceiptKind.ACKNOWLEDGED
                 store_position(self._conn, r)

@@ -567,7 +567,7 @@ class InboundProcessor:
             "sender": receipt.sender,
             "trace_id": receipt.trace_id,
         }
-        if receipt.kind is ReceiptKind.FETCHED:
+        if receipt.kind in (ReceiptKind.FETCHED, ReceiptKind.UPSTREAM_TAKEN):
             event = Event(
                 EventType.DELIVERED,
                 receipt.at_ms,
@@ -584,7 +584,7 @@ class InboundProcessor:
                 recipient=receipt.recipient,
                 actor=NATIONAL_AXIS,
                 sha256=receipt.sha256 or None,
-                details={"axis_doc_id": receipt.axis_doc_id},
+                details={"axis_doc_id": receipt.axis_doc_id, "kind": receipt.envelope_kind},
                 **common,
             )
             return Outcome("receipt", events=(event,))

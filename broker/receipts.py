@@ -22,6 +22,7 @@ class ReceiptKind(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     SENT_UPSTREAM = "sent-upstream"  # the national axis confirmed it (recipient: external)
     UPSTREAM_FAILED = "upstream-failed"  # the national axis could not take it
+    UPSTREAM_TAKEN = "upstream-taken"  # the recipient's province took it from the axis
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,8 +94,10 @@ class Trail:
         envelope_kind: str = "document",
         sender: str = PROVINCE,
         chain: str = "receipts:0",
+        **fields: str,
     ) -> list[NewRecord]:
-        """A recipient fetched or acknowledged a mailbox entry (as the HTTP API writes it)."""
+        """A recipient fetched or acknowledged a mailbox entry (as the HTTP API writes it),
+        or the national axis took or refused it (`fields`: axis_doc_id, error_code...)."""
         receipt = Receipt(
             kind,
             at_ms,
@@ -108,6 +110,7 @@ class Trail:
             "12/UBND-VP",
             "2026/11/20",
             "ab" * 32,
+            **fields,
         )
         ctx = BatchContext(directory(), lambda s, doc: None, at_ms)
         outcome = _processor().process(as_record(receipt.to_record(TOPICS.receipts)), ctx)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
 from adapters.national_axis.client import AxisClient
+from adapters.national_axis.delivery import check_deliveries
 from adapters.national_axis.directory_sync import sync_directory
 from adapters.national_axis.protocol import AxisError
 from adapters.national_axis.receiver import AxisReceiver
@@ -66,15 +67,18 @@ class AxisLink:
         )
         self.receiver = AxisReceiver(runtime, self.client, axis) if axis.receive else None
         self._stopping = asyncio.Event()
-        self._sync: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """The directory first (so that senders from outside are known when their
         packages come down), then sending and receiving."""
         await self.sender.start()
-        if self.settings.directory_sync_interval > 0:
+        interval = self.settings.directory_sync_interval
+        if interval > 0:
             await self._sync_once()
-            self._sync = asyncio.create_task(self._sync_loop(), name="axis-directory-sync")
+            self._every(interval, self._sync_once, "axis-directory-sync")
+        if self.settings.delivery_check_interval > 0:
+            self._every(self.settings.delivery_check_interval, self._check_once, "axis-deliveries")
         if self.receiver is not None:
             await self.receiver.start()
         log.info(
@@ -86,8 +90,7 @@ class AxisLink:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._sync is not None:
-            await self._sync
+        await asyncio.gather(*self._tasks)
         if self.receiver is not None:
             await self.receiver.stop()
         await self.sender.stop()
@@ -103,13 +106,27 @@ class AxisLink:
         except DocbrokerError as exc:
             log.warning("directory sync could not be written", error=str(exc))
 
-    async def _sync_loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.directory_sync_interval):
-                    await self._stopping.wait()
-            if not self._stopping.is_set():
-                await self._sync_once()
+    async def _check_once(self) -> None:
+        try:
+            await check_deliveries(self.client, self.runtime)
+        except AxisError as exc:
+            self.runtime.metrics.axis_failed("getSentEdocList", exc.code)
+            log.warning("delivery check with the national axis failed", error=str(exc))
+        except DocbrokerError as exc:
+            log.warning("delivery check could not be recorded", error=str(exc))
+
+    def _every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `job` every `seconds` until the link stops (its errors are its own)."""
+
+        async def loop() -> None:
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(seconds):
+                        await self._stopping.wait()
+                if not self._stopping.is_set():
+                    await job()
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
 
 
 @contextlib.asynccontextmanager

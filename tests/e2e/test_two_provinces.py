@@ -146,6 +146,7 @@ def provinces(
             "DOCBROKER_NATIONAL_AXIS_BASE_URL": axis.url,
             "DOCBROKER_NATIONAL_AXIS_SYSTEM_ID": system,
             "DOCBROKER_NATIONAL_AXIS_POLL_INTERVAL": "0.5",
+            "DOCBROKER_NATIONAL_AXIS_DELIVERY_CHECK_INTERVAL": "0.5",
             "DOCBROKER_NATIONAL_AXIS_BREAKER_RESET": "2",
             "DOCBROKER_AXIS_SECRET": SECRETS[system],
         }
@@ -177,9 +178,16 @@ def test_a_document_crosses_provinces_and_its_statuses_return(
     # the 01 docbroker B made on the acknowledgement, and the commune's own 03
     back = receive(a.client(COMMUNE_A), COMMUNE_A, count=2)
     assert statuses(back) == [("01", doc), ("03", doc)]
-    state = a.client(COMMUNE_A).document(doc)
-    (recipient,) = state["recipients"]
+    # the sender's view: sent upstream, taken by the other province (getSentEdocList),
+    # and the latest status
+    deadline = time.monotonic() + 30
+    while True:
+        (recipient,) = a.client(COMMUNE_A).document(doc)["recipients"]
+        if recipient["delivered_at"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert recipient["route"] == "upstream" and recipient["sent_upstream_at"]
+    assert recipient["delivered_at"] and recipient["delivered_at"] >= recipient["sent_upstream_at"]
     assert recipient["latest_status"]["code"] in ("01", "03")
     # each province knows the other's agencies from the axis's list
     assert any(x["code"] == "H36.00001" for x in a.client(COMMUNE_A).agencies()["agencies"])

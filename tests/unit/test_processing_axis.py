@@ -5,12 +5,16 @@ province's agencies only), and the axis's receipts (sent, or failed with a 02)."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from broker.documents import DocumentsStore
 from broker.edxml.model import Kind, StatusCode
 from broker.events import EventType
 from broker.intake import SOURCE_AXIS, Submission, inbound_record
 from broker.log.interface import Record
+from broker.mailbox import MailboxStore
 from broker.receipts import Receipt, ReceiptKind
+from tests.documents_kit import DOC_ID, T0, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import (
     NOW,
@@ -128,7 +132,13 @@ class TestAxisReceipts:
         out = processor().process(self.receipt(ReceiptKind.SENT_UPSTREAM), ctx())
         (event,) = out.events
         assert event.type is EventType.SENT_UPSTREAM and event.recipient == "G22"
-        assert event.details == {"axis_doc_id": "axis-9"} and out.records == ()
+        assert event.details == {"axis_doc_id": "axis-9", "kind": "document"}
+        assert out.records == ()
+
+    def test_taken_by_the_recipients_province_is_delivered(self) -> None:
+        out = processor().process(self.receipt(ReceiptKind.UPSTREAM_TAKEN), ctx())
+        (event,) = out.events
+        assert event.type is EventType.DELIVERED and event.recipient == "G22"
 
     def test_a_failure_refuses_the_recipient_and_the_sender_gets_02(self) -> None:
         out = processor().process(self.receipt(ReceiptKind.UPSTREAM_FAILED), ctx())
@@ -144,3 +154,47 @@ class TestAxisReceipts:
     def test_a_failed_status_is_only_recorded(self) -> None:
         out = processor().process(self.receipt(ReceiptKind.UPSTREAM_FAILED, "status"), ctx())
         assert types(out) == ["recipient-refused"] and out.records == ()
+
+
+def test_the_documents_store_knows_what_the_axis_took_until_its_recipient_took_it(
+    tmp_path: Path,
+) -> None:
+    trail = Trail()
+    trail.submit(document(recipients=(VP, OTHER)), at_ms=T0, message_id="m-up")
+    trail.receipt(
+        ReceiptKind.SENT_UPSTREAM, at_ms=T0 + 5, recipient="G22", message_id="m-up",
+        axis_doc_id="ax-1",
+    )  # fmt: skip
+    store = DocumentsStore(tmp_path / "documents.sqlite", TOPICS.events)
+    try:
+        store.apply([as_record(r, i) for i, r in enumerate(trail.records)])
+        (copy,) = store.upstream_undelivered("ax-1")
+        assert (copy["recipient"], copy["message_id"], copy["kind"]) == ("G22", "m-up", "document")
+        done = len(trail.records)
+        trail.receipt(ReceiptKind.UPSTREAM_TAKEN, at_ms=T0 + 9, recipient="G22", message_id="m-up")
+        store.apply([as_record(r, done + i) for i, r in enumerate(trail.records[done:])])
+        assert store.upstream_undelivered("ax-1") == []
+        state = store.state(DOC_ID)
+        assert state is not None
+        g22 = next(r for r in state.recipients if r.agency == "G22")
+        assert (g22.route, g22.sent_upstream_at_ms, g22.delivered_at_ms) == (
+            "upstream",
+            T0 + 5,
+            T0 + 9,
+        )
+    finally:
+        store.close()
+
+
+def test_the_mailbox_view_ignores_the_axis_receipts(tmp_path: Path) -> None:
+    store = MailboxStore(tmp_path / "mailbox.sqlite", TOPICS.mailbox, TOPICS.receipts)
+    try:
+        for offset, kind in enumerate(
+            (ReceiptKind.SENT_UPSTREAM, ReceiptKind.UPSTREAM_FAILED, ReceiptKind.UPSTREAM_TAKEN)
+        ):
+            r = Receipt(kind, NOW, f"m-{offset}", "D,1", PROVINCE, "G22")
+            store.apply([as_record(r.to_record(TOPICS.receipts), offset)])
+        early = store._conn.execute("SELECT COUNT(*) FROM early_receipts").fetchone()[0]
+        assert early == 0, "receipts for recipients outside the province are not kept"
+    finally:
+        store.close()
