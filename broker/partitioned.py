@@ -4,8 +4,9 @@ The pipeline and the national axis's upstream sender share this shape: one task
 polls and queues records per partition; one worker task per partition takes
 batches from its queue and handles them (process, then commit outputs with the
 consumed offset). A batch that fails is given up and read again from the
-committed offset. Polling pauses while too much is queued, so memory stays
-bounded. On stop, the batch each worker has in hand is finished.
+committed offset. While too much is queued the partitions are paused (polling
+goes on, fetching nothing), so memory stays bounded and the membership alive.
+On stop, the batch each worker has in hand is finished.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class PartitionWorkers(abc.ABC):
         self._queues: dict[TopicPartition, list[Record]] = {}
         self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
         self._queued = 0
-        self._room = asyncio.Event()
 
     @abc.abstractmethod
     async def _handle_batch(
@@ -56,15 +56,20 @@ class PartitionWorkers(abc.ABC):
     async def _run(self, consumer: GroupConsumer) -> None:
         """Poll, and hand each partition's records to that partition's worker task."""
         backoff = 0.1
+        paused = False
         while not self._stopping.is_set():
             try:
+                timeout = self.poll_timeout
                 if self._queued >= self.queue_limit:
-                    self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.poll_timeout):
-                            await self._room.wait()
-                    continue
-                batches = await consumer.poll(self.poll_timeout, self.batch_size * 4)
+                    # Full: fetch nothing more, but keep polling, so that the group does
+                    # not take this member for dead (Kafka's max.poll.interval) while its
+                    # work waits, e.g. behind an unavailable national axis.
+                    consumer.pause(consumer.assignment())
+                    paused, timeout = True, min(timeout, 0.1)
+                elif paused:
+                    consumer.resume(consumer.assignment())
+                    paused = False
+                batches = await consumer.poll(timeout, self.batch_size * 4)
                 assigned = consumer.assignment()
                 for tp in [tp for tp in self._workers if tp not in assigned]:
                     self._released(tp)
@@ -96,7 +101,6 @@ class PartitionWorkers(abc.ABC):
         batch = queue[:n]
         del queue[:n]
         self._queued -= len(batch)
-        self._room.set()
         return batch
 
     def _drop(self, tp: TopicPartition) -> None:

@@ -589,6 +589,7 @@ class EmbeddedGroupConsumer(GroupConsumer):
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
     _committed: dict[TopicPartition, int] = field(default_factory=dict)
     _inflight: set[TopicPartition] = field(default_factory=set)
+    _paused: set[TopicPartition] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _task: asyncio.Task[None] | None = None
     _closed: bool = False
@@ -716,9 +717,16 @@ class EmbeddedGroupConsumer(GroupConsumer):
         self._positions.pop(tp, None)
         self._committed.pop(tp, None)
         self._inflight.discard(tp)
+        self._paused.discard(tp)
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._owned)
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        self._paused.update(tp for tp in tps if tp in self._owned)
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        self._paused.difference_update(tps)
 
     async def poll(
         self, timeout: float, max_records: int
@@ -727,7 +735,7 @@ class EmbeddedGroupConsumer(GroupConsumer):
         while True:
             async with self._lock:
                 self._turn += 1
-                order = rotated(sorted(self._owned), self._turn)
+                order = rotated(sorted(set(self._owned) - self._paused), self._turn)
                 positions = {tp: self._positions[tp] for tp in order}
                 batches = (
                     await self.log_._read_partitions(positions, max_records, self.max_batch_bytes)

@@ -150,6 +150,16 @@ class GroupConsumer(abc.ABC):
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this member owns now."""
 
+    @abc.abstractmethod
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        """Fetch nothing more of these (owned) partitions until `resume`: `poll` then
+        keeps the membership alive without handing out records, for a member whose
+        work waits (backpressure). A partition assigned anew starts unpaused."""
+
+    @abc.abstractmethod
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        """Fetch these partitions again, from where their records stopped."""
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

@@ -524,6 +524,18 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._producers)
 
+    def _owned_ktps(self, tps: Collection[TopicPartition]) -> list[Any]:
+        assigned = self._consumer.assignment() if self._consumer is not None else set()
+        return [k for k in map(_ktp, tps) if k in assigned]
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        if self._consumer is not None:
+            self._consumer.pause(*self._owned_ktps(tps))
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._owned_ktps(tps))
+
     async def poll(
         self, timeout: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:

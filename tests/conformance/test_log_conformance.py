@@ -217,6 +217,28 @@ class TestConsumerGroups:
             rest = await consume(second, until=6)
         assert [r.value for r in rest] == [str(i).encode() for i in range(4, 10)]
 
+    async def test_a_paused_partition_hands_out_nothing_until_resumed(
+        self, make_log: LogFactory, unique_prefix: str
+    ) -> None:
+        """Backpressure: polling goes on while paused, and resuming continues after the
+        last record handed out, nothing skipped."""
+        log = await make_log()
+        (topic,) = await make_topics(log, unique_prefix, "in", partitions=1)
+        await log.append([NewRecord(topic, str(i).encode()) for i in range(10)])
+        tp = TopicPartition(topic, 0)
+        async with log.group_consumer(f"{unique_prefix}g", [topic]) as member:
+            deadline = time.monotonic() + 30
+            first: Sequence[Record] = []
+            while not first and time.monotonic() < deadline:
+                first = (await member.poll(0.5, 3)).get(tp, [])
+            assert [r.value for r in first] == [b"0", b"1", b"2"]
+            member.pause(member.assignment())
+            for _ in range(3):
+                assert await member.poll(0.3, 100) == {}
+            member.resume(member.assignment())
+            rest = await consume(member, until=7)
+        assert [r.value for r in rest] == [str(i).encode() for i in range(3, 10)]
+
     async def test_rewind_after_a_failed_commit_polls_the_batch_again(
         self, make_log: LogFactory, unique_prefix: str
     ) -> None:
