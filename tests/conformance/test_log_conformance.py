@@ -72,6 +72,17 @@ async def consume(
     return seen
 
 
+async def first_batch(
+    consumer: GroupConsumer, tp: TopicPartition, max_records: int, timeout: float = 30
+) -> Sequence[Record]:
+    """The first records of `tp` a new member is handed (once it owns the partition)."""
+    deadline = time.monotonic() + timeout
+    batch: Sequence[Record] = []
+    while not batch and time.monotonic() < deadline:
+        batch = (await consumer.poll(0.5, max_records)).get(tp, [])
+    return batch
+
+
 class TestAppendAndRead:
     async def test_append_returns_positions_and_records_read_back(
         self, make_log: LogFactory, unique_prefix: str
@@ -207,10 +218,7 @@ class TestConsumerGroups:
         await log.append([NewRecord(topic, str(i).encode()) for i in range(10)])
         group = f"{unique_prefix}g"
         async with log.group_consumer(group, [topic]) as first:
-            deadline = time.monotonic() + 30
-            batch: Sequence[Record] = []
-            while not batch and time.monotonic() < deadline:
-                batch = (await first.poll(0.5, 4)).get(TopicPartition(topic, 0), [])
+            batch = await first_batch(first, TopicPartition(topic, 0), 4)
             assert [r.value for r in batch] == [b"0", b"1", b"2", b"3"]
             await first.commit(TopicPartition(topic, 0), batch[-1].offset + 1)
         async with log.group_consumer(group, [topic]) as second:
@@ -227,10 +235,7 @@ class TestConsumerGroups:
         await log.append([NewRecord(topic, str(i).encode()) for i in range(10)])
         tp = TopicPartition(topic, 0)
         async with log.group_consumer(f"{unique_prefix}g", [topic]) as member:
-            deadline = time.monotonic() + 30
-            first: Sequence[Record] = []
-            while not first and time.monotonic() < deadline:
-                first = (await member.poll(0.5, 3)).get(tp, [])
+            first = await first_batch(member, tp, 3)
             assert [r.value for r in first] == [b"0", b"1", b"2"]
             member.pause(member.assignment())
             for _ in range(3):
@@ -250,10 +255,7 @@ class TestConsumerGroups:
         await log.append([NewRecord(src, b"a"), NewRecord(src, b"b")])
         tp = TopicPartition(src, 0)
         async with log.group_consumer(f"{unique_prefix}g", [src]) as consumer:
-            deadline = time.monotonic() + 30
-            batch: Sequence[Record] = []
-            while not batch and time.monotonic() < deadline:
-                batch = (await consumer.poll(0.5, 10)).get(tp, [])
+            batch = await first_batch(consumer, tp, 10)
             with pytest.raises(RecordTooLarge):
                 await consumer.commit(
                     tp, batch[-1].offset + 1, [NewRecord(dst, b"ok"), NewRecord(dst, b"x" * MiB)]
