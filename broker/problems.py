@@ -57,6 +57,7 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("duplicate-document", "The sender already sent this DocumentId", 409),
     ProblemType("unknown-recipient", "The recipient is not in the agency directory", 422),
     ProblemType("recipient-suspended", "The recipient is suspended", 422),
+    ProblemType("upstream-failed", "The national axis refused the envelope", 502),
     ProblemType("recipient-is-sender", "A document cannot be sent to its own sender", 422),
     # Signatures (per the sender's policy).
     ProblemType("signature-missing", "The sender's policy requires a signature", 422),

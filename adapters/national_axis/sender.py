@@ -217,7 +217,7 @@ class UpstreamSender(PartitionWorkers):
             ),
         )
         receipts = self._receipts(
-            record, ReceiptKind.UPSTREAM_FAILED, error_code=exc.code, reason=exc.message or str(exc)
+            record, ReceiptKind.UPSTREAM_FAILED, error_code=exc.code, reason=str(exc)
         )
         return [dead, *receipts]
 

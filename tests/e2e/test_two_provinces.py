@@ -28,7 +28,7 @@ from adapters.national_axis.protocol import AxisError
 from broker.client import DocbrokerClient
 from tests.conftest import backend_env
 from tests.e2e.daemon import Daemon, TokenBook, free_port
-from tests.e2e.test_province import V, receive, statuses
+from tests.e2e.test_province import V, inbox, read_topic, receive, statuses
 from tests.edxml_samples import document, status
 from tests.pki import install_keys
 
@@ -100,6 +100,17 @@ class Simulator:
         with urllib.request.urlopen(f"{self.url}/_sim/state", timeout=5) as resp:
             return json.load(resp)
 
+    def faults(self, **settings: object) -> None:
+        """Set the fault injection (no arguments: clear it)."""
+        body = json.dumps(settings).encode() if settings else None
+        method = "POST" if settings else "DELETE"
+        req = urllib.request.Request(
+            f"{self.url}/_sim/faults", data=body, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
 
 @dataclass
 class Province:
@@ -148,6 +159,9 @@ def provinces(
             "DOCBROKER_NATIONAL_AXIS_POLL_INTERVAL": "0.5",
             "DOCBROKER_NATIONAL_AXIS_DELIVERY_CHECK_INTERVAL": "0.5",
             "DOCBROKER_NATIONAL_AXIS_BREAKER_RESET": "2",
+            "DOCBROKER_NATIONAL_AXIS_RETRY_ATTEMPTS": "3",
+            "DOCBROKER_NATIONAL_AXIS_RETRY_BASE": "0.05",
+            "DOCBROKER_NATIONAL_AXIS_RETRY_MAX": "0.2",
             "DOCBROKER_AXIS_SECRET": SECRETS[system],
         }
         tokens = TokenBook(env)
@@ -191,6 +205,52 @@ def test_a_document_crosses_provinces_and_its_statuses_return(
     assert recipient["latest_status"]["code"] in ("01", "03")
     # each province knows the other's agencies from the axis's list
     assert any(x["code"] == "H36.00001" for x in a.client(COMMUNE_A).agencies()["agencies"])
+
+
+def test_an_envelope_the_axis_refuses_is_dead_lettered_and_the_sender_hears(
+    provinces: tuple[Province, Province],
+) -> None:
+    """G22 is in Lai Châu's directory as external, but no province on this axis serves
+    it: the axis answers AgencyNotFound; after the retry budget (3 here) the envelope
+    goes to `rejected` and the sender gets a status 02."""
+    a, _ = provinces
+    doc = f"{COMMUNE_A},2026/11/20,16/UBND"
+    a.client(COMMUNE_A).submit(
+        document(sender=COMMUNE_A, recipients=("000.00.00.G22",), document_id=doc)
+    )
+    ((_, data),) = receive(a.client(COMMUNE_A), COMMUNE_A)
+    env = V.check(data)
+    assert env.status_code is not None and env.status_code.value == "02"
+    assert "AgencyNotFound" in (env.status_description or "")
+    (dead,) = [
+        r for r in read_topic(a.daemon.env, "rejected") if r.header_str("stage") == "upstream"
+    ]
+    assert json.loads(dead.header_str("problems"))[0]["code"] == "upstream-failed"
+    (recipient,) = a.client(COMMUNE_A).document(doc)["recipients"]
+    assert recipient["route"] == "refused" and recipient["refused_code"] == "upstream-failed"
+    assert a.metric('docbroker_upstream_envelopes_total{outcome="dead-lettered"}') == 1
+
+
+def test_a_package_whose_confirmation_failed_is_taken_once(
+    provinces: tuple[Province, Province], axis: Simulator
+) -> None:
+    """updateStatus done fails for a while: the axis lists the package again and again,
+    and the receiving province confirms it without taking it twice."""
+    a, b = provinces
+    axis.faults(fail_rate=1.0, fail_status=500, operations=["updateStatus"])
+    doc = f"{COMMUNE_A},2026/11/20,17/UBND"
+    a.client(COMMUNE_A).submit(document(sender=COMMUNE_A, recipients=(COMMUNE_B,), document_id=doc))
+    inbox(b.client(COMMUNE_B), COMMUNE_B, 1)
+    time.sleep(2)  # several polls list it again while done keeps failing
+    axis.faults()
+    deadline = time.monotonic() + 20
+    while axis.state()["entries"]["edoc"]["initial"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert axis.state()["entries"]["edoc"] == {"initial": 0, "done": 1}
+    taken = [r for r in read_topic(b.daemon.env, "inbound") if r.header_str("axis-doc-id")]
+    assert len(taken) == 1, "appended to inbound once"
+    entries = b.client(COMMUNE_B).inbox(COMMUNE_B, include_acked=True)["envelopes"]
+    assert [e["document_id"] for e in entries] == [doc]
 
 
 @pytest.mark.kafka
