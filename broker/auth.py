@@ -68,6 +68,10 @@ class Refusal:
 
     code: str  # unauthenticated | forbidden | replayed-request
     message: str
+    # Not in this snapshot of the directory, but perhaps in a newer one: a credential
+    # made or rotated a moment ago. The adapter may catch up with the directory and ask
+    # again before it refuses.
+    maybe_newer: bool = False
 
 
 AuthResult = Principal | Refusal
@@ -121,7 +125,7 @@ def check_token(plaintext: str, directory: Directory, *, now_ms: int | None = No
             if not agency.active:
                 return Refusal("forbidden", f"{agency.code} is suspended")
             return Principal(Method.TOKEN, agency)
-    return Refusal("unauthenticated", "the token is not valid")
+    return Refusal("unauthenticated", "the token is not valid", maybe_newer=True)
 
 
 def check_admin_token(plaintext: str, admin_hashes: frozenset[str]) -> Principal | None:
@@ -212,13 +216,17 @@ def check_sdk_request(
         return Refusal("unauthenticated", "XroadVnpt-systemid must be signed")
     found = _system(directory, system_id)
     if found is None:
-        return Refusal("unauthenticated", f"unknown system id {system_id}")
+        return Refusal("unauthenticated", f"unknown system id {system_id}", maybe_newer=True)
     agency, system = found
     for name in () if system.legacy and secure else also_signed:
         if name.lower() not in signed:
             return Refusal("unauthenticated", f"{name} must be signed")
     if not signature_matches(headers, derive_secret(master_key, system)):
-        return Refusal("unauthenticated", "the request signature does not match (wrong secret?)")
+        return Refusal(
+            "unauthenticated",
+            "the request signature does not match (wrong secret?)",
+            maybe_newer=True,  # the system's secret may have been rotated a moment ago
+        )
     if system.revoked:
         return Refusal("unauthenticated", f"system {system_id} was revoked")
     if system.expires_at_ms and system.expires_at_ms <= now:
@@ -318,10 +326,14 @@ def agency_for_certificate(
     elif bind_by_subject_uid and uid:
         found = directory.find(uid)
         if found is None or found.certificates:  # a pin on the agency excludes others
-            return Refusal("unauthenticated", "the client certificate names no agency")
+            return Refusal(
+                "unauthenticated", "the client certificate names no agency", maybe_newer=True
+            )
         agency = found
     else:
-        return Refusal("unauthenticated", "the client certificate is bound to no agency")
+        return Refusal(
+            "unauthenticated", "the client certificate is bound to no agency", maybe_newer=True
+        )
     if not agency.active:
         return Refusal("forbidden", f"{agency.code} is suspended")
     return Principal(Method.MTLS, agency)

@@ -13,6 +13,7 @@ act for an agency (it cannot send, fetch as delivered, or acknowledge).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class Access:
     sdk_master_key: CachedFile[bytes | None]
     nonces: NonceCache
     limiter: RateLimiter
+    _catching: asyncio.Future[bool] | None = None
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> Access:
@@ -77,8 +79,39 @@ class Access:
             RateLimiter(s.http.rate_limit, s.http.rate_burst),
         )
 
-    def caller(self, request: web.Request) -> Principal:
+    async def caller(self, request: web.Request) -> Principal:
         """The principal of a /v1 request, or AccessRefused (401/403)."""
+        return await self._fresh_if_needed(lambda: self._caller(request))
+
+    async def sdk_caller(
+        self, request: web.Request, also_signed: tuple[str, ...] = ()
+    ) -> Principal:
+        """The agency behind an HMAC-signed SDK request, or AccessRefused."""
+        return await self._fresh_if_needed(lambda: self._sdk_caller(request, also_signed))
+
+    async def _fresh_if_needed(self, check: Callable[[], Principal | Refusal]) -> Principal:
+        """A credential made or rotated a moment ago may not be in this instance's copy
+        of the directory yet: catch up with the directory once, then ask again."""
+        result = check()
+        if isinstance(result, Refusal) and result.maybe_newer and await self._catch_up():
+            result = check()
+        return _accepted(result)
+
+    async def _catch_up(self) -> bool:
+        """Read the directory to its end; requests that arrive while a read is under way
+        share it, so a burst of unknown credentials costs one log query, not one each."""
+        if self._catching is None or self._catching.done():
+            self._catching = asyncio.ensure_future(self._read_directory())
+        return await asyncio.shield(self._catching)
+
+    async def _read_directory(self) -> bool:
+        try:
+            await self.runtime.directory.follower.caught_up(timeout=2.0)
+        except BackendUnavailable:
+            return False
+        return True
+
+    def _caller(self, request: web.Request) -> Principal | Refusal:
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
@@ -94,44 +127,41 @@ class Access:
             "or a client certificate over HTTPS",
         )
 
-    def _bearer(self, token: str) -> Principal:
+    def _bearer(self, token: str) -> Principal | Refusal:
         admin = check_admin_token(token, self.admin_hashes.get())
         if admin is not None:
             return admin
-        return _accepted(check_token(token, self.runtime.directory.current))
+        return check_token(token, self.runtime.directory.current)
 
-    def _certificate(self, cert: x509.Certificate) -> Principal:
+    def _certificate(self, cert: x509.Certificate) -> Principal | Refusal:
         checked = self.runtime.trust.store.verify(cert)
         if not checked.ok:
             raise AccessRefused.because(
                 "unauthenticated", f"client certificate {subject_text(cert)}: {checked.reason}"
             )
-        return _accepted(
-            agency_for_certificate(
-                self.runtime.directory.current,
-                fingerprint(cert),
-                subject_uid(cert),
-                self.runtime.settings.trust.bind_by_subject_uid,
-            )
+        return agency_for_certificate(
+            self.runtime.directory.current,
+            fingerprint(cert),
+            subject_uid(cert),
+            self.runtime.settings.trust.bind_by_subject_uid,
         )
 
-    def sdk_caller(self, request: web.Request, also_signed: tuple[str, ...] = ()) -> Principal:
-        """The agency behind an HMAC-signed SDK request, or AccessRefused."""
+    def _sdk_caller(
+        self, request: web.Request, also_signed: tuple[str, ...]
+    ) -> Principal | Refusal:
         key = self.sdk_master_key.get()
         if key is None:
             raise BackendUnavailable(
                 "the SDK surface has no master key (auth.sdk_master_key_file); "
                 "run docbroker keys init"
             )
-        return _accepted(
-            check_sdk_request(
-                request.headers,
-                self.runtime.directory.current,
-                key,
-                self.nonces,
-                also_signed=also_signed,
-                secure=request.secure,
-            )
+        return check_sdk_request(
+            request.headers,
+            self.runtime.directory.current,
+            key,
+            self.nonces,
+            also_signed=also_signed,
+            secure=request.secure,
         )
 
     def limit(self, principal: Principal) -> None:
@@ -167,7 +197,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(GUARDED_PREFIX):
         return await handler(request)
     access = request.app[ACCESS]
-    principal = access.caller(request)
+    principal = await access.caller(request)
     access.limit(principal)
     request[PRINCIPAL] = principal
     with bound_contextvars(caller=principal.name, auth=str(principal.method)):

@@ -177,7 +177,7 @@ async def get_edoc(request: web.Request, runtime: Runtime, caller: Principal) ->
 
 async def download_edoc(request: web.Request) -> web.StreamResponse:
     """downloadEdoc: the same package as bytes."""
-    runtime, caller = _authenticated(request)
+    runtime, caller = await _authenticated(request)
     d = await _own_delivery(request, runtime, caller)
     data = await read_envelope(runtime, d, by_recipient=True)
     return web.Response(body=data, content_type="application/xml")
@@ -266,10 +266,10 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-def _authenticated(request: web.Request) -> tuple[Runtime, Principal]:
+async def _authenticated(request: web.Request) -> tuple[Runtime, Principal]:
     access = request.app[ACCESS]
     also = (HASH_FILE,) if request.match_info.get("operation") == "sendEdoc" else ()
-    principal = access.sdk_caller(request, also_signed=also)
+    principal = await access.sdk_caller(request, also_signed=also)
     access.limit(principal)
     return request.app[RUNTIME], principal
 
@@ -283,7 +283,7 @@ async def operation(request: web.Request) -> web.StreamResponse:
             return await download_edoc(request)
         if handler is None:
             raise NotFound(f"no operation {name}; docbroker offers {', '.join(OPERATIONS)}")
-        runtime, principal = _authenticated(request)
+        runtime, principal = await _authenticated(request)
         return web.json_response(await handler(request, runtime, principal))
     except RateLimited as exc:
         request.app[RUNTIME].metrics.access_refused("sdk", exc.code)
