@@ -111,6 +111,18 @@ class TestAppendAndRead:
             assert back.header("message-id") == rec.headers[0][1]
             assert back.header("bin") == rec.headers[1][1]
 
+    async def test_an_empty_topic_reads_to_its_end(
+        self, make_log: LogFactory, unique_prefix: str
+    ) -> None:
+        """Reading to the end of an empty topic returns at once, cleanly (a tailer
+        stopped right after it started)."""
+        from broker.audit import read_all
+
+        log = await make_log()
+        (topic,) = await make_topics(log, unique_prefix, "empty")
+        for _ in range(3):
+            assert await read_all(log, topic) == []
+
     async def test_same_key_same_partition_in_order(
         self, make_log: LogFactory, unique_prefix: str
     ) -> None:
