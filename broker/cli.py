@@ -991,5 +991,6 @@ def main() -> None:
     cli(prog_name="docbroker")
 
 
-# The credential commands live in their own module and register on the groups above.
-from broker import cli_access  # noqa: E402, F401
+# The credential and dead-letter commands live in their own modules and register on
+# the groups above.
+from broker import cli_access, cli_rejected  # noqa: E402, F401
