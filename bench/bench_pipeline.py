@@ -236,6 +236,20 @@ async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> l
     ]
 
 
+def daemon_env(prefix: str, kafka: Kafka, partitions: int) -> dict[str, str]:
+    """What every benchmarked daemon runs with: Kafka, the example directory, sender
+    signatures required (so that each envelope is verified)."""
+    return {
+        "DOCBROKER_BACKEND_TYPE": "kafka",
+        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
+        "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
+        "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
+        "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
+        "DOCBROKER_LOGGING_LEVEL": "warning",
+    }
+
+
 def throughput(
     n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker, partitions: int
 ) -> tuple[float, float]:
@@ -244,14 +258,8 @@ def throughput(
     # As many worker processes in all as there are CPUs, however many daemons.
     per_daemon = max(1, (os.cpu_count() or 1) // n_daemons)
     env = {
+        **daemon_env(prefix, kafka, partitions),
         "DOCBROKER_PIPELINE_PROCESSES": str(per_daemon),
-        "DOCBROKER_BACKEND_TYPE": "kafka",
-        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
-        "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
-        "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
-        "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
-        "DOCBROKER_LOGGING_LEVEL": "warning",
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
     daemons = start_daemons(n_daemons, workdir, env, ca, broker)
@@ -282,13 +290,7 @@ def latency(
 
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     env = {
-        "DOCBROKER_BACKEND_TYPE": "kafka",
-        "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
-        "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-        "DOCBROKER_BACKEND_PARTITIONS": str(partitions),
-        "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
-        "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
-        "DOCBROKER_LOGGING_LEVEL": "warning",
+        **daemon_env(prefix, kafka, partitions),
         "DOCBROKER_HTTP_RATE_LIMIT": "0",  # one client stands for every sender
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))

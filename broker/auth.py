@@ -111,21 +111,19 @@ def check_token(plaintext: str, directory: Directory, *, now_ms: int | None = No
     token_id = token_id_of(plaintext)
     if token_id is None:
         return Refusal("unauthenticated", "not a docbroker token")
-    digest = sha256_hex(plaintext)
-    for agency in directory:
-        for token in agency.tokens:
-            if token.id != token_id:
-                continue
-            if not hmac.compare_digest(token.sha256, digest):
-                return Refusal("unauthenticated", "the token is not valid")
-            if token.revoked:
-                return Refusal("unauthenticated", f"token {token_id} was revoked")
-            if token.expires_at_ms and token.expires_at_ms <= now:
-                return Refusal("unauthenticated", f"token {token_id} has expired")
-            if not agency.active:
-                return Refusal("forbidden", f"{agency.code} is suspended")
-            return Principal(Method.TOKEN, agency)
-    return Refusal("unauthenticated", "the token is not valid", maybe_newer=True)
+    found = directory.token(token_id)
+    if found is None:
+        return Refusal("unauthenticated", "the token is not valid", maybe_newer=True)
+    agency, token = found
+    if not hmac.compare_digest(token.sha256, sha256_hex(plaintext)):
+        return Refusal("unauthenticated", "the token is not valid")
+    if token.revoked:
+        return Refusal("unauthenticated", f"token {token_id} was revoked")
+    if token.expires_at_ms and token.expires_at_ms <= now:
+        return Refusal("unauthenticated", f"token {token_id} has expired")
+    if not agency.active:
+        return Refusal("forbidden", f"{agency.code} is suspended")
+    return Principal(Method.TOKEN, agency)
 
 
 def check_admin_token(plaintext: str, admin_hashes: frozenset[str]) -> Principal | None:
@@ -214,7 +212,7 @@ def check_sdk_request(
     system_id = signed.get("xroadvnpt-systemid")
     if system_id is None:
         return Refusal("unauthenticated", "XroadVnpt-systemid must be signed")
-    found = _system(directory, system_id)
+    found = directory.system(system_id)
     if found is None:
         return Refusal("unauthenticated", f"unknown system id {system_id}", maybe_newer=True)
     agency, system = found
@@ -302,14 +300,6 @@ def _replay_refusal(
         return Refusal("replayed-request", "the request timestamp is outside the allowed window")
     if not nonces.fresh(f"{system.system_id}:{nonce}", now):
         return Refusal("replayed-request", "this request was already received (nonce reused)")
-    return None
-
-
-def _system(directory: Directory, system_id: str) -> tuple[Agency, SdkSystem] | None:
-    for agency in directory:
-        for system in agency.systems:
-            if system.system_id == system_id:
-                return agency, system
     return None
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from broker.directory.model import Agency
+from broker.directory.model import Agency, SdkSystem, Token
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,30 @@ class Directory:
     def find(self, code: str) -> Agency | None:
         """The agency named by either of its codes."""
         return self.by_code.get(code) or self.by_code102.get(code)
+
+    def token(self, token_id: str) -> tuple[Agency, Token] | None:
+        """The API token with this id and its agency (every request looks one up)."""
+        return self._tokens.get(token_id)
+
+    def system(self, system_id: str) -> tuple[Agency, SdkSystem] | None:
+        """The SDK system with this id and its agency."""
+        return self._systems.get(system_id)
+
+    @cached_property
+    def _tokens(self) -> dict[str, tuple[Agency, Token]]:
+        found: dict[str, tuple[Agency, Token]] = {}
+        for agency in self:  # in code order: the first agency holding an id keeps it
+            for token in agency.tokens:
+                found.setdefault(token.id, (agency, token))
+        return found
+
+    @cached_property
+    def _systems(self) -> dict[str, tuple[Agency, SdkSystem]]:
+        found: dict[str, tuple[Agency, SdkSystem]] = {}
+        for agency in self:
+            for system in agency.systems:
+                found.setdefault(system.system_id, (agency, system))
+        return found
 
     def __len__(self) -> int:
         return len(self.by_code)

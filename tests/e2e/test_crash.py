@@ -11,14 +11,13 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 
 import pytest
 
 from broker.client import ApiProblem, DocbrokerClient, Unreachable
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_province import read_topic
+from tests.e2e.test_province import mailbox_deliveries
 from tests.edxml_samples import document
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -116,16 +115,7 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(
     assert kills >= 3, "the test must actually crash the daemon"
     # Everything accepted reaches every recipient's mailbox exactly once.
     expected = {(doc, r) for doc in submitters.accepted for r in ("H35.S01", "H35.S02")}
-    deadline = time.monotonic() + 300
-    while True:
-        deliveries = Counter(
-            (rec.header_str("document-id"), rec.header_str("recipient"))
-            for rec in read_topic(daemon_env, "mailbox")
-            if rec.header_str("kind") == "document"
-        )
-        if set(deliveries) >= expected or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    deliveries = mailbox_deliveries(daemon_env, expected, timeout=300)
     missing = expected - set(deliveries)
     twice = {k: n for k, n in deliveries.items() if n > 1}
     print(

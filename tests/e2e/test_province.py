@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,23 @@ def read_topic(daemon_env: dict[str, str], name: str) -> list:
             await log.close()
 
     return asyncio.run(read())
+
+
+def mailbox_deliveries(
+    daemon_env: dict[str, str], expected: set[tuple[str, str]], timeout: float
+) -> Counter[tuple[str, str]]:
+    """(document id, recipient) of every document record in `mailbox`, counted, once all
+    of `expected` are there or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        deliveries = Counter(
+            (rec.header_str("document-id"), rec.header_str("recipient"))
+            for rec in read_topic(daemon_env, "mailbox")
+            if rec.header_str("kind") == "document"
+        )
+        if set(deliveries) >= expected or time.monotonic() > deadline:
+            return deliveries
+        time.sleep(2)
 
 
 def cli(daemon_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

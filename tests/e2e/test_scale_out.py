@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from broker.client import ApiProblem, DocbrokerClient, Unreachable
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_province import read_topic
+from tests.e2e.test_province import mailbox_deliveries
 from tests.edxml_samples import document
 from tests.pki import install_keys
 
@@ -97,16 +96,7 @@ def test_two_daemons_share_the_work_and_survive_the_loss_of_one(
     second.join(300)
     assert len(accepted) == 2000
     expected = {(doc, r) for doc in accepted for r in ("H35.S01", "H35.S02")}
-    deadline = time.monotonic() + 180
-    while True:
-        deliveries = Counter(
-            (rec.header_str("document-id"), rec.header_str("recipient"))
-            for rec in read_topic(daemon_env, "mailbox")
-            if rec.header_str("kind") == "document"
-        )
-        if set(deliveries) >= expected or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    deliveries = mailbox_deliveries(daemon_env, expected, timeout=180)
     assert expected - set(deliveries) == set(), "lost deliveries"
     assert [k for k, n in deliveries.items() if n > 1] == [], "duplicated deliveries"
     # The survivor's own mailbox view shows every delivery too.

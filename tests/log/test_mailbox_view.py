@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -64,16 +64,6 @@ async def topics(log: DurableLog, unique_prefix: str) -> Topics:
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "view" / "mailbox.sqlite"
-
-
-@pytest.fixture
-async def views() -> AsyncIterator[list[MailboxView]]:
-    """Views made by a test; any still running is stopped at teardown."""
-    made: list[MailboxView] = []
-    yield made
-    for view in made:
-        if view.ready:
-            await view.stop()
 
 
 async def started(
