@@ -404,3 +404,123 @@ def parse_to_parameter(text: str) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     return None
+
+
+# -- list items, with the meaning docbroker gives each field ----------------------
+
+# Transport state of one copy of a package (getReceivedEdocList `status`,
+# getSentEdocList `sendStatus`), with the text sent beside it.
+TRANSPORT = {
+    "initial": "Chờ nhận (waiting for the recipient)",
+    "processing": "Đang nhận (fetched, not yet confirmed)",
+    TRANSPORT_DONE: "Đã nhận (the recipient confirmed it)",
+    TRANSPORT_FAIL: "Không chuyển được (could not be delivered)",
+}
+# Business statuses (StatusCode) as getSentEdocList's receiveStatusDesc names them.
+STATUS_NAMES = {
+    "01": "Đã đến",
+    "02": "Từ chối tiếp nhận",
+    "03": "Đã tiếp nhận",
+    "04": "Phân công",
+    "05": "Đang xử lý",
+    "06": "Hoàn thành",
+    "13": "Lấy lại",
+    "15": "Đồng ý lấy lại/cập nhật",
+    "16": "Từ chối lấy lại/cập nhật",
+}
+
+
+def received_item(
+    doc_id: str,
+    sender: str,
+    recipient: str,
+    message_type: str,
+    created: str,
+    updated: str,
+    transport: str,
+) -> dict[str, str]:
+    """One getReceivedEdocList entry: `docId` is what getEdoc and updateStatus take,
+    `from`/`to` the agency codes, the times edXML timestamps (Vietnam time), `status`
+    the transport state of this copy (TRANSPORT)."""
+    return {
+        "docId": doc_id,
+        "from": sender,
+        "to": recipient,
+        "serviceType": "eDoc",
+        "messageType": message_type,
+        "created_time": created,
+        "updated_time": updated,
+        "status": transport,
+        "status_desc": TRANSPORT.get(transport, ""),
+    }
+
+
+def sent_item(
+    *,
+    sender_doc_id: str,
+    receiver_doc_id: str,
+    from_code: str,
+    to_code: str,
+    message_type: str,
+    transport: str,
+    status_code: str,
+    title: str,
+    notation: str,
+    sent_time: str,
+    received_time: str,
+) -> dict[str, str]:
+    """One getSentEdocList entry: one recipient's copy of a package the caller sent.
+    `senderDocId` is the DocId sendEdoc answered, `receiverDocId` the docId the
+    recipient takes it under; `sendStatus` the copy's transport state (TRANSPORT),
+    `receiveStatus` the latest business status the recipient sent about it (a
+    StatusCode such as "03", "" while none), `title` its Subject, `notation` its
+    number/notation, the times edXML timestamps ("" while not yet)."""
+    return {
+        "serviceType": "eDoc",
+        "messageType": message_type,
+        "senderDocId": sender_doc_id,
+        "receiverDocId": receiver_doc_id,
+        "fromCode": from_code,
+        "toCode": to_code,
+        "sendStatus": transport,
+        "sendStatusDesc": TRANSPORT.get(transport, ""),
+        "receiveStatus": status_code,
+        "receiveStatusDesc": STATUS_NAMES.get(status_code, ""),
+        "title": title,
+        "notation": notation,
+        "sentTime": sent_time,
+        "receivedTime": received_time,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAgency:
+    """An agency as the directory operations list it. `id` is its QĐ 20 code (stable,
+    unique), `pid` its parent's id ("" at the top)."""
+
+    code: str  # QĐ 20/2020 form
+    code102: str  # QCVN 102 form ("" when it has none)
+    name: str
+    pid: str = ""
+    mail: str = ""
+    version: int = 0  # grows with every change of the agency
+    modified: str = ""  # when it last changed (edXML timestamp)
+    deleted: bool = False
+
+    def qcvn102(self) -> dict[str, str]:
+        """getAgenciesList: `code` in the QCVN 102 form (its QĐ 20 code when it has
+        none); `oldCode` is not tracked by docbroker and is sent empty."""
+        return {"id": self.code, "pid": self.pid, "code": self.code102 or self.code,
+                "name": self.name, "mail": self.mail, "oldCode": ""}  # fmt: skip
+
+    def qd20(self) -> dict[str, str]:
+        """getAgenciesListQD20: `code` in the QĐ 20 form, `code102` its QCVN 102 code."""
+        return {"id": self.code, "pid": self.pid, "code": self.code, "name": self.name,
+                "mail": self.mail, "code102": self.code102}  # fmt: skip
+
+    def unit(self, center_code: str) -> dict[str, object]:
+        """getSynchronizeUnit: every field of the SDK's UnitSynchronize."""
+        return {"id": self.code, "pid": self.pid, "code": self.code, "name": self.name,
+                "mail": self.mail, "centerCode": center_code, "version": self.version,
+                "deleted": self.deleted, "modifyDate": self.modified,
+                "isAgency": True}  # fmt: skip
