@@ -6,7 +6,8 @@ gathers the values and asks. Nothing secret is stored in the clear:
 - an API token `dbk_<id>_<secret>` is kept as its SHA-256 (it has 192 bits of
   randomness: a fast hash is enough) with its id, expiry and revocation;
 - an SDK system's shared secret is derived from the broker's SDK master key and
-  a per-system salt (HMAC-SHA256), so the directory holds only the salt;
+  a per-system salt (HMAC-SHA256), so the directory holds only the salt; its
+  requests are checked as the unchanged SDK signs them (broker.vdxp);
 - a client certificate is bound to an agency like a signing certificate: by a
   pinned fingerprint, or by its subject UID equal to one of the agency's codes.
 """
@@ -16,23 +17,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from enum import StrEnum
 
+from broker import vdxp
 from broker.directory.book import Directory
 from broker.directory.model import Agency, SdkSystem, Token
 
 TOKEN_PREFIX = "dbk"  # noqa: S105 - a prefix, not a secret
-SDK_PREFIX = "XroadVnpt-"
-SIGNED_KEYS_HEADER = "XroadVnpt-sign-header-key"
-SIGNED_HEADER = "XroadVnpt-sign-header"
-HASH_HEADER = "XroadVnpt-hash-header"
-REPLAY_SIGNED = ("XroadVnpt-timestamp", "XroadVnpt-nonce")
 
 
 class Method(StrEnum):
@@ -144,31 +141,33 @@ def derive_secret(master_key: bytes, system: SdkSystem) -> str:
 
 
 def new_system(
-    system_id: str, *, now_ms: int | None = None, expires_days: float = 0, legacy: bool = False
+    system_id: str,
+    *,
+    now_ms: int | None = None,
+    expires_days: float = 0,
+    plain_http: bool = False,
+    networks: tuple[str, ...] = (),
+    manage_agencies: bool = False,
 ) -> SdkSystem:
     """A system id with a fresh salt: its secret is `derive_secret(master, system)`."""
     now = _now_ms() if now_ms is None else now_ms
     expires = int(now + expires_days * 86400_000) if expires_days else 0
-    return SdkSystem(system_id, secrets.token_hex(16), now, expires, False, legacy)
-
-
-def sign_sdk_headers(params: Mapping[str, str], secret: str) -> dict[str, str]:
-    """The headers an SDK client sends: `XroadVnpt-<k>` for each parameter, and the
-    signature over them. (docbroker's tests and its national-axis client use it.)"""
-    prefixed = {f"{SDK_PREFIX}{k}": v for k, v in params.items()}
-    body = json.dumps(prefixed, separators=(",", ":"))  # ASCII: it travels as a header
-    mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
-    return {
-        **prefixed,
-        SIGNED_KEYS_HEADER: ";".join(prefixed),
-        SIGNED_HEADER: body,
-        HASH_HEADER: mac,
-    }
+    return SdkSystem(
+        system_id,
+        secrets.token_hex(16),
+        now,
+        expires,
+        False,
+        plain_http=plain_http,
+        networks=networks,
+        manage_agencies=manage_agencies,
+    )
 
 
 @dataclass
 class NonceCache:
-    """Nonces seen within the replay window (per instance; bounded)."""
+    """Nonces seen within the replay window (per instance; bounded). The unchanged SDK
+    sends none; a client that signs a `nonce` gets its replays refused."""
 
     window_ms: int = 300_000
     capacity: int = 100_000
@@ -186,40 +185,67 @@ class NonceCache:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class SdkCall:
+    """An SDK request that passed: the calling system, the agencies it acts for (its
+    own first), and the parameters it signed, the only ones an operation may use."""
+
+    principal: Principal
+    system: SdkSystem
+    agencies: tuple[Agency, ...]
+    params: vdxp.SignedParameters
+    secure: bool
+
+    @property
+    def agency(self) -> Agency:
+        return self.agencies[0]
+
+    def acts_for(self, code: str) -> Agency | None:
+        """The agency `code` names (either form), when this system acts for it."""
+        return next((a for a in self.agencies if code in a.codes()), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SdkRequest:
+    """What the HTTP edge knows of an SDK request: its headers (first value by
+    case-insensitive name, and every value by lower-cased name), whether it came over
+    TLS, and the peer's address."""
+
+    headers: Mapping[str, str]
+    all_values: Mapping[str, list[str]]
+    secure: bool
+    peer: str | None
+
+
 def check_sdk_request(
-    headers: Mapping[str, str],
+    request: SdkRequest,
     directory: Directory,
     master_key: bytes,
     nonces: NonceCache,
     *,
     now_ms: int | None = None,
-    also_signed: tuple[str, ...] = (),
-    secure: bool = False,
-) -> AuthResult:
-    """Verify an SDK request's signature headers; returns the calling agency.
+) -> SdkCall | Refusal:
+    """Verify an SDK request as the unchanged SDK signs it (broker.vdxp.read_signed:
+    every parameter signed, HMAC over the signed set with the system's secret).
 
-    `headers` must be case-insensitive (aiohttp's are). Every header named in the
-    signed set must carry the value that was signed. The system id must be
-    signed, and so must `also_signed` (e.g. the hash of an uploaded file). A
-    timestamp within the window and a fresh nonce must be signed too, unless the
-    system was registered as a legacy SDK client that sends neither and the request
-    came over TLS (`secure`): without them, only the channel keeps a captured
-    request from being replayed."""
+    The SDK signs a timestamp fixed for days and no nonce, so nothing in the request
+    itself stops a replay: the channel does. A system is therefore served over HTTPS,
+    or over plain HTTP only when an administrator allowed it and only from the
+    networks named for it. A request that also signs a `nonce` (a client that can) is
+    held to the replay window and refused when its nonce comes again."""
     now = _now_ms() if now_ms is None else now_ms
-    signed = signed_values(headers)
-    if isinstance(signed, Refusal):
-        return signed
-    system_id = signed.get("xroadvnpt-systemid")
-    if system_id is None:
-        return Refusal("unauthenticated", "XroadVnpt-systemid must be signed")
+    try:
+        params = vdxp.read_signed(request.headers, request.all_values)
+    except vdxp.SignatureError as exc:
+        return Refusal("unauthenticated", str(exc))
+    system_id = params.get("systemid")
+    if not system_id:
+        return Refusal("unauthenticated", f"{vdxp.PREFIX}systemid must be signed")
     found = directory.system(system_id)
     if found is None:
         return Refusal("unauthenticated", f"unknown system id {system_id}", maybe_newer=True)
     agency, system = found
-    for name in () if system.legacy and secure else also_signed:
-        if name.lower() not in signed:
-            return Refusal("unauthenticated", f"{name} must be signed")
-    if not signature_matches(headers, derive_secret(master_key, system)):
+    if not params.matches(derive_secret(master_key, system)):
         return Refusal(
             "unauthenticated",
             "the request signature does not match (wrong secret?)",
@@ -229,78 +255,63 @@ def check_sdk_request(
         return Refusal("unauthenticated", f"system {system_id} was revoked")
     if system.expires_at_ms and system.expires_at_ms <= now:
         return Refusal("unauthenticated", f"the secret of system {system_id} has expired")
-    stale = _replay_refusal(signed, system, nonces, now, secure=secure)
-    if stale is not None:
-        return stale
+    refused = transport_refusal(system, request.secure, request.peer) or _replay_refusal(
+        params, system, nonces, now
+    )
+    if refused is not None:
+        return refused
     if not agency.active:
         return Refusal("forbidden", f"{agency.code} is suspended")
-    return Principal(Method.HMAC, agency)
+    owned = tuple(a for a in directory.owned_by(agency, system_id) if a.active)
+    return SdkCall(Principal(Method.HMAC, agency), system, owned, params, request.secure)
 
 
-def signature_matches(headers: Mapping[str, str], secret: str) -> bool:
-    """Whether XroadVnpt-hash-header is the HMAC of XroadVnpt-sign-header with
-    `secret` (constant-time). Check `signed_values` first."""
-    body = headers.get(SIGNED_HEADER, "").encode()
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, headers.get(HASH_HEADER, "").strip().lower())
-
-
-def signed_values(headers: Mapping[str, str]) -> dict[str, str] | Refusal:
-    """The signed header values (lower-case names), checked against the headers sent."""
-    raw = headers.get(SIGNED_HEADER)
-    keys = headers.get(SIGNED_KEYS_HEADER)
-    if not raw or not keys or not headers.get(HASH_HEADER):
+def transport_refusal(system: SdkSystem, secure: bool, peer: str | None) -> Refusal | None:
+    """Whether the system may call from `peer` over this channel."""
+    if not system.allows_address(peer):
         return Refusal(
-            "unauthenticated",
-            f"the request is not signed ({SIGNED_HEADER}, {SIGNED_KEYS_HEADER} "
-            f"and {HASH_HEADER} are required)",
+            "insecure-transport",
+            f"system {system.system_id} may not call from {peer or 'an unknown address'}",
         )
-    try:
-        signed = json.loads(raw)
-    except ValueError:
-        return Refusal("unauthenticated", f"{SIGNED_HEADER} is not JSON")
-    names = [k for k in keys.split(";") if k]
-    if (
-        not isinstance(signed, dict)
-        or sorted(signed) != sorted(names)
-        or not all(isinstance(v, str) for v in signed.values())
-    ):
+    if secure:
+        return None
+    if not system.plain_http or not system.networks:
         return Refusal(
-            "unauthenticated",
-            f"{SIGNED_HEADER} must hold exactly the headers named in {SIGNED_KEYS_HEADER}",
+            "insecure-transport",
+            f"system {system.system_id} is served over HTTPS only (an administrator may "
+            "allow plain HTTP from given networks: docbroker agencies system set "
+            "--plain-http --network CIDR)",
         )
-    for name, value in signed.items():
-        if headers.get(name) != value:
-            return Refusal("unauthenticated", f"{name} differs from its signed value")
-    return {k.lower(): v for k, v in signed.items()}
+    return None
 
 
 def _replay_refusal(
-    signed: Mapping[str, str], system: SdkSystem, nonces: NonceCache, now: int, *, secure: bool
+    params: vdxp.SignedParameters, system: SdkSystem, nonces: NonceCache, now: int
 ) -> Refusal | None:
-    stamp_text = signed.get("xroadvnpt-timestamp")
-    nonce = signed.get("xroadvnpt-nonce")
-    if stamp_text is None or nonce is None:
-        if system.legacy and secure:
-            return None
-        if system.legacy:
-            return Refusal(
-                "unauthenticated",
-                f"system {system.system_id} signs no timestamp or nonce: "
-                "accepted only over HTTPS (http.tls)",
-            )
+    nonce = params.get("nonce")
+    if nonce is None:
+        return None  # the unchanged SDK: the channel keeps replays out
+    stamp = _timestamp_ms(params.get("timestamp") or "")
+    if stamp is None:
         return Refusal(
-            "unauthenticated", f"{' and '.join(REPLAY_SIGNED)} must be signed (replay protection)"
+            "unauthenticated", "a request that signs a nonce must sign its timestamp too"
         )
-    try:
-        stamp = int(stamp_text)
-    except ValueError:
-        return Refusal("unauthenticated", "XroadVnpt-timestamp must be epoch milliseconds")
     if abs(now - stamp) > nonces.window_ms:
         return Refusal("replayed-request", "the request timestamp is outside the allowed window")
     if not nonces.fresh(f"{system.system_id}:{nonce}", now):
         return Refusal("replayed-request", "this request was already received (nonce reused)")
     return None
+
+
+VIETNAM = timezone(timedelta(hours=7))
+
+
+def _timestamp_ms(text: str) -> int | None:
+    """Epoch milliseconds, or the SDK's form read as Vietnam time."""
+    if text.isdigit():
+        return int(text)
+    at = vdxp.parse_sdk_timestamp(text)
+    return int(at.replace(tzinfo=VIETNAM).timestamp() * 1000) if at else None
 
 
 # -- client certificates -----------------------------------------------------------

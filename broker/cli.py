@@ -12,13 +12,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from broker import __version__
 from broker.config import Settings, load_settings, render_toml, to_mapping
 from broker.errors import EXIT_OK, EXIT_REFUSED, DocbrokerError
+
+if TYPE_CHECKING:
+    from broker.directory.model import Agency
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON_KEY = "docbroker.json"
@@ -578,12 +581,23 @@ def agencies_show(ctx: click.Context, code: str, as_json: bool) -> None:
                 if v not in ("", []) and k not in ("tokens", "systems")
             ),
             f"{'api tokens':<17}{len(agency.tokens)} (docbroker agencies token list)",
-            f"{'sdk systems':<17}{', '.join(s.system_id for s in agency.systems) or '-'}",
+            f"{'sdk systems':<17}{_systems_text(agency) or '-'}",
             f"{'within':<17}{path or '-'}",
             f"{'children':<17}{len(children)}",
         ]
     )
     emit(data, as_json, text)
+
+
+def _systems_text(agency: Agency) -> str:
+    """Each SDK system with how it may call: plain HTTP is shown loudly."""
+    out = []
+    for s in agency.systems:
+        where = f" from {', '.join(s.networks)}" if s.networks else ""
+        how = f"PLAIN HTTP allowed{where}" if s.plain_http else f"HTTPS only{where}"
+        extra = ", manages sub-agencies" if s.manage_agencies else ""
+        out.append(f"{s.system_id} ({how}{extra}{', revoked' if s.revoked else ''})")
+    return "; ".join(out)
 
 
 _FIELD_OPTIONS = [

@@ -9,6 +9,7 @@ command groups of broker.cli (which imports this module at its end).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -198,21 +199,61 @@ def system() -> None:
     """SDK systems of an agency: system id + shared secret, for the national-axis surface."""
 
 
+def _system_flags(sys_: Any) -> dict[str, Any]:
+    return {
+        "plain_http": sys_.plain_http,
+        "networks": list(sys_.networks),
+        "manage_agencies": sys_.manage_agencies,
+    }
+
+
 def _system_out(agency: Agency, sys_: Any, secret: str, as_json: bool, verb: str) -> None:
     data = {
         "agency": agency.code,
         "systemid": sys_.system_id,
         "secret": secret,
         "expires_at": _when(sys_.expires_at_ms),
-        "legacy": sys_.legacy,
+        **_system_flags(sys_),
     }
     _secret_out(
         secret,
         data,
         as_json,
         f"{verb} SDK system {sys_.system_id} for {agency.code}; "
-        f"expires {_when(sys_.expires_at_ms) or 'never'}; its secret, shown once:",
+        f"expires {_when(sys_.expires_at_ms) or 'never'}; {_transport_text(sys_)}; "
+        "its secret, shown once:",
     )
+
+
+def _transport_text(sys_: Any) -> str:
+    where = f" from {', '.join(sys_.networks)}" if sys_.networks else ""
+    if sys_.plain_http:
+        return f"HTTPS or plain HTTP{where}"
+    return f"HTTPS only{where}"
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--network") from None
+    return tuple(out)
+
+
+def _checked_transport(plain_http: bool, networks: tuple[str, ...]) -> None:
+    if plain_http and not networks:
+        raise click.UsageError(
+            "--plain-http needs at least one --network: over plain HTTP a captured request "
+            "can be replayed, so the system's own networks must be the only way in"
+        )
+
+
+_NETWORK_HELP = (
+    "a source network (CIDR) the system may call from (repeatable); with --plain-http "
+    "at least one is required"
+)
 
 
 @system.command("create")
@@ -220,10 +261,17 @@ def _system_out(agency: Agency, sys_: Any, secret: str, as_json: bool, verb: str
 @click.option("--system-id", help="the XroadVnpt-systemid (default: the agency's QCVN 102 code)")
 @expires_option
 @click.option(
-    "--legacy",
+    "--plain-http",
     is_flag=True,
-    help="accept requests without a signed timestamp and nonce (an unchanged SDK "
-    "client); only over HTTPS: replays are then stopped by idempotence alone",
+    help="also serve this system over plain HTTP (only from its --network): the unchanged "
+    "SDK signs no nonce and a timestamp fixed for days, so on plain HTTP anyone who "
+    "sees a request can replay it",
+)
+@click.option("--network", "networks", multiple=True, help=_NETWORK_HELP)
+@click.option(
+    "--manage-agencies",
+    is_flag=True,
+    help="may register and delete its own sub-agencies (registerAgency, deleteAgency)",
 )
 @json_option
 @click.pass_context
@@ -232,21 +280,78 @@ def system_create(
     code: str,
     system_id: str | None,
     expires_days: float,
-    legacy: bool,
+    plain_http: bool,
+    networks: tuple[str, ...],
+    manage_agencies: bool,
     as_json: bool,
 ) -> None:
     """Register an SDK system for agency CODE and print its secret."""
     key = _master_key(ctx)
+    nets = _networks(networks)
+    _checked_transport(plain_http, nets)
     made: list[Any] = []
 
     def add(d: Directory, a: Agency) -> Agency:
         made.append(
-            new_system(system_id or a.code102 or a.code, expires_days=expires_days, legacy=legacy)
+            new_system(
+                system_id or a.code102 or a.code,
+                expires_days=expires_days,
+                plain_http=plain_http,
+                networks=nets,
+                manage_agencies=manage_agencies,
+            )
         )
         return creds.add_system(d, a, made[0])
 
     agency = _change_one(ctx, code, add)
     _system_out(agency, made[0], derive_secret(key, made[0]), as_json, "registered")
+
+
+@system.command("set")
+@click.argument("code")
+@click.argument("system_id")
+@click.option("--plain-http/--https-only", "plain_http", default=None, help="see create")
+@click.option("--network", "networks", multiple=True, help=_NETWORK_HELP + " (replaces the list)")
+@click.option("--any-network", is_flag=True, help="drop the network restriction (HTTPS only)")
+@click.option("--manage-agencies/--no-manage-agencies", default=None, help="see create")
+@json_option
+@click.pass_context
+def system_set(
+    ctx: click.Context,
+    code: str,
+    system_id: str,
+    plain_http: bool | None,
+    networks: tuple[str, ...],
+    any_network: bool,
+    manage_agencies: bool | None,
+    as_json: bool,
+) -> None:
+    """Change how SDK system SYSTEM_ID of agency CODE may call (its secret stays)."""
+    nets = _networks(networks)
+    made: list[Any] = []
+
+    def change(_d: Directory, a: Agency) -> Agency:
+        old = next((s for s in a.systems if s.system_id == system_id), None)
+        if old is None:
+            raise NotFound(f"{a.code} has no SDK system {system_id}")
+        new = dataclasses.replace(
+            old,
+            plain_http=old.plain_http if plain_http is None else plain_http,
+            networks=() if any_network else (nets or old.networks),
+            manage_agencies=old.manage_agencies if manage_agencies is None else manage_agencies,
+        )
+        _checked_transport(new.plain_http, new.networks)
+        made.append(new)
+        return creds.replace_system(a, new)
+
+    agency = _change_one(ctx, code, change)
+    sys_ = made[0]
+    emit(
+        {"agency": agency.code, "systemid": sys_.system_id, **_system_flags(sys_)},
+        as_json,
+        f"SDK system {sys_.system_id} of {agency.code}: {_transport_text(sys_)}"
+        + ("; manages its sub-agencies" if sys_.manage_agencies else ""),
+    )
 
 
 @system.command("rotate")
@@ -265,7 +370,9 @@ def system_rotate(
 
     def rotate(_d: Directory, a: Agency) -> Agency:
         old = next((s for s in a.systems if s.system_id == system_id), None)
-        made.append(dataclasses.replace(fresh, legacy=bool(old and old.legacy)))
+        flags = _system_flags(old) if old else {}
+        flags["networks"] = tuple(flags.get("networks", ()))
+        made.append(dataclasses.replace(fresh, **flags))
         return creds.replace_system(a, made[0])
 
     agency = _change_one(ctx, code, rotate)
@@ -285,14 +392,16 @@ def system_list(ctx: click.Context, code: str, as_json: bool) -> None:
             "created_at": _when(s.created_at_ms),
             "expires_at": _when(s.expires_at_ms),
             "revoked": s.revoked,
-            "legacy": s.legacy,
+            **_system_flags(s),
+            "transport": _transport_text(s),
         }
         for s in agency.systems
     ]
     text = "\n".join(
         f"{r['systemid']}  created {r['created_at']}  expires {r['expires_at'] or 'never'}"
+        f"  {r['transport']}"
+        + ("  manages sub-agencies" if r["manage_agencies"] else "")
         + ("  REVOKED" if r["revoked"] else "")
-        + ("  legacy" if r["legacy"] else "")
         for r in rows
     )
     emit(rows, as_json, text or f"{agency.code} has no SDK system")

@@ -166,6 +166,9 @@ class DocumentState:
     accepted_at_ms: when docbroker accepted its first submission; None if never.
     refused: the sender's submissions refused as a whole.
     recipients: every recipient its accepted submissions named, in routing order.
+    subject, code: its Subject and number/notation (CodeNumber/CodeNotation), as its
+        first accepted submission gave them ("" when unknown, e.g. events written
+        before the audit trail carried them).
     """
 
     document_id: str
@@ -175,10 +178,14 @@ class DocumentState:
     accepted_at_ms: int | None
     refused: tuple[Refusal, ...]
     recipients: tuple[RecipientState, ...]
+    subject: str = ""
+    code: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "document_id": self.document_id,
+            "subject": self.subject,
+            "code": self.code,
             "sender": self.sender,
             "kind": self.kind,
             "message_ids": list(self.message_ids),
@@ -284,6 +291,8 @@ class _Fold:
             accepted_at_ms=self.origin["at_ms"] if self.origin else None,
             refused=tuple(_refusal(e) for e in self.own if e["type"] == EventType.REFUSED),
             recipients=tuple(r.state for r in self.recipients.found),
+            subject=str(_details(self.origin).get("subject") or ""),
+            code=str(_details(self.origin).get("code") or ""),
         )
 
     def _kind(self) -> str | None:

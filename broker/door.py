@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -44,13 +44,21 @@ class Taken:
         return bool(self.problems)
 
 
-def sender_problem(caller: Agency, env: Envelope) -> Problem | None:
-    """An agency sends only as itself: From/OrganId must be one of its codes."""
-    if env.sender_id in caller.codes():
+def sender_problem(
+    caller: Agency, env: Envelope, acts_for: Sequence[Agency] = ()
+) -> Problem | None:
+    """An agency sends only as itself (or, for an SDK system, as an agency it acts
+    for): From/OrganId must be one of their codes."""
+    if acting_agency(caller, env, acts_for) is not None:
         return None
     return Problem(
         "sender-mismatch", f"From/OrganId is {env.sender_id} but the caller is {caller.code}"
     )
+
+
+def acting_agency(caller: Agency, env: Envelope, acts_for: Sequence[Agency] = ()) -> Agency | None:
+    """The agency the caller sends this envelope as: itself or one it acts for."""
+    return next((a for a in (caller, *acts_for) if env.sender_id in a.codes()), None)
 
 
 async def take_in(
@@ -62,10 +70,12 @@ async def take_in(
     traceparent: str | None = None,
     also: Callable[[Envelope], list[Problem]] | None = None,
     axis_doc_id: str | None = None,
+    acts_for: Sequence[Agency] = (),
 ) -> Taken:
     """Take one envelope in from `caller` (None: a trusted adapter, e.g. the national
     axis, which names its own id for the package in `axis_doc_id`); `also` adds an
-    adapter's own checks (e.g. the SDK's message type)."""
+    adapter's own checks (e.g. the SDK's message type); `acts_for`, the agencies the
+    caller may send as besides itself (an SDK system's registered sub-agencies)."""
     received = now_ms()
     sub = Submission(
         data,
@@ -81,10 +91,13 @@ async def take_in(
             env = await asyncio.to_thread(runtime.processor.validator.check, data)
         except InputRefused as exc:
             return await _refused(runtime, sub, exc.problems)
-        problems = [p for p in [sender_problem(caller, env) if caller else None] if p]
+        problems = [p for p in [sender_problem(caller, env, acts_for) if caller else None] if p]
         problems += also(env) if also else []
         if problems:
             return await _refused(runtime, sub, problems, env)
+        if caller is not None:
+            caller = acting_agency(caller, env, acts_for) or caller
+            sub = replace(sub, authenticated=caller.code)
         first = _already_taken(runtime, env, caller, received)
         if first is not None:
             log.info("resent document", document_id=env.document_id, original=first)

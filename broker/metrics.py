@@ -166,6 +166,17 @@ class Metrics:
             ["role", "subject"],
             registry=r,
         )
+        self._sdk_requests = Counter(
+            "docbroker_sdk_requests_total",
+            "SDK-surface (/vdxp) requests by operation, transport (tls|plain) and outcome",
+            ["operation", "transport", "outcome"],
+            registry=r,
+        )
+        self._sdk_plain = Gauge(
+            "docbroker_sdk_plain_http_systems",
+            "SDK systems an administrator allowed to call over plain HTTP",
+            registry=r,
+        )
         self._signatures = Counter(
             "docbroker_sender_signatures_total",
             "Sender signatures checked, by outcome",
@@ -245,6 +256,13 @@ class Metrics:
 
     def axis_received(self, messagetype: str, outcome: str) -> None:
         self._axis_received.labels(messagetype, outcome).inc()
+
+    def sdk_request(self, operation: str, *, secure: bool, outcome: str) -> None:
+        transport = "tls" if secure else "plain"
+        self._sdk_requests.labels(operation, transport, outcome).inc()
+
+    def sdk_plain_http_systems(self, count: int) -> None:
+        self._sdk_plain.set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

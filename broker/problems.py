@@ -69,6 +69,12 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("unauthenticated", "No valid credential was presented", 401),
     ProblemType("replayed-request", "The signed request is stale or was already received", 401),
     ProblemType("forbidden", "The credential does not allow this", 403),
+    ProblemType(
+        "insecure-transport",
+        "This credential is accepted only over HTTPS or from its networks",
+        403,
+    ),
+    ProblemType("not-fetched", "The document must be fetched before it is confirmed", 409),
     ProblemType("rate-limited", "Too many requests; retry after the given delay", 429),
     ProblemType("idempotency-key-reused", "The Idempotency-Key was used for another request", 422),
     ProblemType("request-timeout", "The request was not received in time", 408),

@@ -278,6 +278,8 @@ class InboundProcessor:
                     "targets": list(env.business.targets) if env.business else [],
                     "recipients": list(env.recipient_ids),
                     "size": len(data),
+                    "subject": env.subject,
+                    "code": str(env.code) if env.code else "",
                     "received_at_ms": ids.received_at,
                     "sender_signature": check.audit(),
                 },

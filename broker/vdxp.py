@@ -503,7 +503,7 @@ class ListedAgency:
     name: str
     pid: str = ""
     mail: str = ""
-    version: int = 0  # grows with every change of the agency
+    version: int = 0  # grows with every change of the agency (a Java int)
     modified: str = ""  # when it last changed (edXML timestamp)
     deleted: bool = False
 

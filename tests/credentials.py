@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from broker.auth import derive_secret, new_system, new_token
 from broker.cli import one_off_instance
@@ -47,9 +48,10 @@ async def runtime_tokens(runtime: Runtime, codes: Iterable[str]) -> dict[str, st
 
 
 async def runtime_system(
-    runtime: Runtime, code: str, *, legacy: bool = False, system_id: str | None = None
+    runtime: Runtime, code: str, *, system_id: str | None = None, **flags: Any
 ) -> tuple[str, str]:
-    """An SDK system for agency `code` (default id `sys-<code>`): (system id, secret)."""
+    """An SDK system for agency `code` (default id `sys-<code>`): (system id, secret);
+    `flags` as broker.auth.new_system takes them (plain_http, networks, ...)."""
     key_path = runtime.settings.key_file(runtime.settings.auth.sdk_master_key_file, SDK_MASTER_KEY)
     key = parse_sdk_master_key(key_path.read_text())
     made = []
@@ -57,7 +59,7 @@ async def runtime_system(
     def change(directory: Directory) -> list[Agency]:
         agency = directory.find(code)
         assert agency is not None
-        made.append(new_system(system_id or f"sys-{agency.code}", legacy=legacy))
+        made.append(new_system(system_id or f"sys-{agency.code}", **flags))
         return [creds.add_system(directory, agency, made[0])]
 
     await change_agencies(runtime.log, runtime.topics.directory, change, "tests")

@@ -1,30 +1,28 @@
-"""A client of the national axis's SDK protocol, written from the notes (EDXML.md,
-"National axis (VDXP) protocol"), independently of docbroker's own code: it is
-what an agency system built on SDKVXP sends, so that the tests check docbroker
-against the protocol and not against itself.
+"""An agency system that speaks as VNPT's unchanged SDK (SDKVXP 2.0.1) does, in Python.
 
-- base URL + `/<operation>`;
-- every parameter `k` travels as the header `XroadVnpt-k`;
-- `XroadVnpt-sign-header-key`: the `;`-joined names of the signed headers,
-  `XroadVnpt-sign-header`: a JSON object of those headers and their values,
-  `XroadVnpt-hash-header`: hex HMAC-SHA256(secret, that JSON);
-- identity = `systemid` + shared secret; docbroker also wants a signed
-  `timestamp` (epoch ms) and `nonce` against replays (unless the system is
-  registered as legacy, which `fresh=False` imitates);
-- answers: `{status: OK|FAIL, ErrorCode ("0" = success), ErrorDesc, ...}`.
+It keeps the SDK's one parameter map (broker.vdxp.ParameterMap: the timestamp fixed
+when the client is made, parameters left over from earlier calls, HashMap header
+order) and sends each operation with the SDK's method and body. That this is what the
+jars send is checked against the jars themselves (tests/interop/); the scenarios
+that need the real SDK run it (tests/interop/test_sdk_daemon.py). This client serves
+the tests that need many fast calls (the access matrix, refusal details).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import ssl
-import time
-import uuid
+from datetime import datetime
 from typing import Any
 
 import aiohttp
+
+from broker import vdxp
+
+# The methods and bodies the SDK's HTTP code sends (HttpConnection, MultipartUtility).
+EMPTY_FORM = ("getReceivedEdocList", "getSentEdocList", "getAgenciesList",
+              "getAgenciesListQD20", "getSynchronizeUnit")  # fmt: skip
+BRACES = ("getEdoc", "updateStatus", "countReceiveEdoc", "countReceiveStatus", "deleteAgency")
 
 
 class SdkClient:
@@ -35,53 +33,61 @@ class SdkClient:
         system_id: str,
         secret: str,
         *,
-        fresh: bool = True,
         ssl: ssl.SSLContext | bool = True,
+        timestamp: str | None = None,
     ) -> None:
         self.session = session
         self.base = base_url.rstrip("/")
         self.system_id = system_id
         self.secret = secret
-        self.fresh = fresh
         self.ssl = ssl
+        self.entries = vdxp.ParameterMap()
+        self.entries.put("timestamp", timestamp or vdxp.sdk_timestamp(datetime.now()))
+        self.entries.put("systemid", system_id)
 
-    def headers(self, **params: str) -> dict[str, str]:
-        values = {"systemid": self.system_id, **params}
-        if self.fresh:
-            values |= {"timestamp": str(int(time.time() * 1000)), "nonce": uuid.uuid4().hex}
-        signed = {f"XroadVnpt-{k}": v for k, v in values.items()}
-        text = json.dumps(signed)
-        digest = hmac.new(self.secret.encode(), text.encode(), hashlib.sha256).hexdigest()
-        return {
-            **signed,
-            "XroadVnpt-sign-header-key": ";".join(signed),
-            "XroadVnpt-sign-header": text,
-            "XroadVnpt-hash-header": digest,
-        }
+    def headers(self, content_type: str = vdxp.JSON, **params: str) -> list[tuple[str, str]]:
+        """Put the call's parameters into the map (they stay there) and sign it all."""
+        self.entries.put("Content-Type", content_type)
+        self.entries.update(params)
+        return self.entries.headers(self.secret)
 
     async def call(
-        self, operation: str, *, data: Any = None, method: str = "POST", **params: str
+        self, operation: str, *, body: bytes | None = None, **params: str
     ) -> tuple[int, dict[str, Any]]:
+        method = "GET" if operation == "downloadEdoc" else "POST"
+        if body is None:
+            body = b"{}" if operation in BRACES else b""
+        headers = self.headers(**params)
+        status, data = await self.raw(method, operation, headers, body)
+        return status, json.loads(data) if data else {}
+
+    async def raw(
+        self, method: str, operation: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, bytes]:
         async with self.session.request(
-            method,
-            f"{self.base}/{operation}",
-            data=data,
-            headers=self.headers(**params),
-            ssl=self.ssl,
+            method, f"{self.base}/{operation}", data=body, headers=headers, ssl=self.ssl
         ) as resp:
-            return resp.status, await resp.json()
+            return resp.status, await resp.read()
 
     async def send_edoc(
         self, package: bytes, sender: str, recipients: list[str], messagetype: str = "edoc"
     ) -> tuple[int, dict[str, Any]]:
-        form, params = send_edoc_request(package, sender, recipients, messagetype)
-        return await self.call("sendEdoc", data=form, **params)
+        """sendEdoc: the file then CRLF as the body, its lossy SHA-256 as hash-file."""
+        params = {"from": sender, "to": vdxp.to_parameter(recipients), "servicetype": "eDoc",
+                  "messagetype": messagetype, "hash-file": vdxp.sdk_hash_file(package)}  # fmt: skip
+        headers = self.headers(vdxp.OCTET_STREAM, **params)
+        status, data = await self.raw("POST", "sendEdoc", headers, vdxp.send_edoc_body(package))
+        return status, json.loads(data)
 
     async def received(self, messagetype: str = "edoc") -> tuple[int, dict[str, Any]]:
         return await self.call("getReceivedEdocList", messagetype=messagetype, servicetype="eDoc")
 
     async def get_edoc(self, doc_id: str) -> tuple[int, dict[str, Any]]:
         return await self.call("getEdoc", docId=doc_id)
+
+    async def download(self, doc_id: str) -> tuple[int, bytes]:
+        headers = self.headers(docId=doc_id)
+        return await self.raw("GET", "downloadEdoc", headers, b"")
 
     async def update_status(self, doc_id: str, status: str = "done") -> tuple[int, dict[str, Any]]:
         return await self.call("updateStatus", docId=doc_id, status=status)
@@ -91,23 +97,3 @@ class SdkClient:
 
     async def count(self, operation: str = "countReceiveEdoc") -> tuple[int, dict[str, Any]]:
         return await self.call(operation)
-
-
-def send_edoc_request(
-    package: bytes,
-    sender: str,
-    recipients: list[str],
-    messagetype: str = "edoc",
-    hash_file: str | None = None,
-) -> tuple[aiohttp.FormData, dict[str, str]]:
-    """sendEdoc's body (the multipart part file_doc) and parameters."""
-    form = aiohttp.FormData()
-    form.add_field("file_doc", package, filename="edoc.edxml", content_type="application/xml")
-    params = {
-        "from": sender,
-        "to": json.dumps(recipients),
-        "servicetype": "eDoc",
-        "messagetype": messagetype,
-        "hash-file": hash_file or hashlib.sha256(package).hexdigest(),
-    }
-    return form, params

@@ -14,19 +14,24 @@ act for an agency (it cannot send, fetch as delivered, or acknowledge).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
 from cryptography import x509
 from structlog.contextvars import bound_contextvars
 
+from adapters.http_api.keys import RUNTIME
 from broker.auth import (
     NonceCache,
     Principal,
     Refusal,
+    SdkCall,
+    SdkRequest,
     agency_for_certificate,
     check_admin_token,
     check_sdk_request,
@@ -47,10 +52,12 @@ from broker.trust.certs import fingerprint, subject_text, subject_uid
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+A = TypeVar("A", Principal, SdkCall)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 GUARDED_PREFIX = "/v1/"
 BEARER_CHALLENGE = 'Bearer realm="docbroker"'
+PLAIN_HTTP_CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -83,13 +90,12 @@ class Access:
         """The principal of a /v1 request, or AccessRefused (401/403)."""
         return await self._fresh_if_needed(lambda: self._caller(request))
 
-    async def sdk_caller(
-        self, request: web.Request, also_signed: tuple[str, ...] = ()
-    ) -> Principal:
-        """The agency behind an HMAC-signed SDK request, or AccessRefused."""
-        return await self._fresh_if_needed(lambda: self._sdk_caller(request, also_signed))
+    async def sdk_caller(self, request: web.Request) -> SdkCall:
+        """The system behind an HMAC-signed SDK request and what it signed, or
+        AccessRefused."""
+        return await self._fresh_if_needed(lambda: self._sdk_caller(request))
 
-    async def _fresh_if_needed(self, check: Callable[[], Principal | Refusal]) -> Principal:
+    async def _fresh_if_needed(self, check: Callable[[], A | Refusal]) -> A:
         """A credential made or rotated a moment ago may not be in this instance's copy
         of the directory yet: catch up with the directory once, then ask again."""
         result = check()
@@ -146,22 +152,21 @@ class Access:
             self.runtime.settings.trust.bind_by_subject_uid,
         )
 
-    def _sdk_caller(
-        self, request: web.Request, also_signed: tuple[str, ...]
-    ) -> Principal | Refusal:
+    def _sdk_caller(self, request: web.Request) -> SdkCall | Refusal:
         key = self.sdk_master_key.get()
         if key is None:
             raise BackendUnavailable(
                 "the SDK surface has no master key (auth.sdk_master_key_file); "
                 "run docbroker keys init"
             )
+        every: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            every.setdefault(name.lower(), []).append(value)
         return check_sdk_request(
-            request.headers,
+            SdkRequest(request.headers, every, request.secure, request.remote),
             self.runtime.directory.current,
             key,
             self.nonces,
-            also_signed=also_signed,
-            secure=request.secure,
         )
 
     def limit(self, principal: Principal) -> None:
@@ -175,7 +180,7 @@ class Access:
 ACCESS = web.AppKey("access", Access)
 
 
-def _accepted(result: Principal | Refusal) -> Principal:
+def _accepted(result: A | Refusal) -> A:
     if isinstance(result, Refusal):
         raise AccessRefused.because(result.code, result.message)
     return result
@@ -218,3 +223,43 @@ def require_agency(request: web.Request, code: str, *, admin_may_read: bool = Fa
             "forbidden", "an admin credential may read but not act for an agency"
         )
     raise AccessRefused.because("forbidden", f"{principal.name} may not act for {code}")
+
+
+def plain_http_systems(runtime: Runtime) -> list[str]:
+    """`system id (agency) from networks` of every SDK system allowed plain HTTP."""
+    return [
+        f"{s.system_id} ({a.code}) from {', '.join(s.networks) or 'nowhere'}"
+        for a in runtime.directory.current
+        for s in a.systems
+        if s.plain_http and not s.revoked
+    ]
+
+
+async def watch_plain_http(app: web.Application) -> AsyncIterator[None]:
+    """Say at start, and whenever it changes, which SDK systems an administrator allowed
+    to use plain HTTP (a warning in the log, and the docbroker_sdk_plain_http_systems
+    gauge): on plain HTTP their requests can be read and replayed by anyone on the path."""
+    runtime = app[RUNTIME]
+
+    async def watch() -> None:
+        seen: list[str] | None = None
+        while True:
+            current = plain_http_systems(runtime)
+            runtime.metrics.sdk_plain_http_systems(len(current))
+            if current != seen:
+                if current:
+                    log.warning(
+                        "SDK systems allowed over plain HTTP: their requests can be read and "
+                        "replayed on the path (restricted to their networks)",
+                        systems=current,
+                    )
+                elif seen:
+                    log.info("no SDK system is allowed over plain HTTP any more")
+                seen = current
+            await asyncio.sleep(PLAIN_HTTP_CHECK_SECONDS)
+
+    task = asyncio.create_task(watch(), name="plain-http-watch")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -17,7 +17,7 @@ from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
 from adapters.http_api import documents, envelopes, mailbox, ops, sdk
-from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard
+from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, watch_plain_http
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
@@ -106,14 +106,16 @@ def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(
         middlewares=[observe, guard],
-        # The body limit is the envelope limit: aiohttp refuses larger bodies itself.
-        client_max_size=int(settings.limits.max_envelope_bytes),
+        # The body limit is the envelope limit (and the CRLF the SDK adds to sendEdoc's
+        # body): aiohttp refuses larger bodies itself.
+        client_max_size=int(settings.limits.max_envelope_bytes) + 2,
     )
     app[RUNTIME] = runtime
     app[ACCESS] = Access.from_runtime(runtime)
     app[IDEMPOTENCY] = IdempotencyCache(settings.auth.idempotency_hours * 3600)
     for step in runtime.lifecycle():
         app.cleanup_ctx.append(_as_cleanup_ctx(step))
+    app.cleanup_ctx.append(watch_plain_http)
     app.on_shutdown.append(_release_long_polls)
     app.router.add_post("/v1/envelopes", envelopes.submit)
     app.router.add_get("/v1/mailboxes/{agency}/envelopes", mailbox.list_envelopes)

@@ -35,11 +35,12 @@ ACCEPTED_TYPES = frozenset(
 )
 
 
-async def read_body(request: web.Request, read: Callable[[], Awaitable[T]]) -> T:
-    """The request body through `read`, within the envelope size limit and the
-    request timeout (a slow sender cannot hold a connection forever)."""
+async def read_body(request: web.Request, read: Callable[[], Awaitable[T]], *, slack: int = 0) -> T:
+    """The request body through `read`, within the envelope size limit (plus `slack`
+    bytes of framing, e.g. the SDK's trailing CRLF) and the request timeout (a slow
+    sender cannot hold a connection forever)."""
     runtime = request.app[RUNTIME]
-    limit = int(runtime.settings.limits.max_envelope_bytes)
+    limit = int(runtime.settings.limits.max_envelope_bytes) + slack
     timeout = runtime.settings.http.request_timeout
     too_large = None
     if request.content_length is not None and request.content_length > limit:

@@ -9,12 +9,24 @@ from functools import cached_property
 from broker.directory.model import Agency, SdkSystem, Token
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The last change of one agency's directory record: `at_ms` is when it was made,
+    `removed` holds the agency as it was when its record was removed (None: it is
+    there)."""
+
+    at_ms: int
+    removed: Agency | None = None
+
+
 @dataclass(frozen=True)
 class Directory:
-    """Agencies by code (QĐ 20/2020) with an index by QCVN 102 code."""
+    """Agencies by code (QĐ 20/2020) with an index by QCVN 102 code, and when each
+    last changed (for the SDK's getSynchronizeUnit)."""
 
     by_code: Mapping[str, Agency] = field(default_factory=dict)
     by_code102: Mapping[str, Agency] = field(default_factory=dict)
+    changes: Mapping[str, Change] = field(default_factory=dict)
 
     @classmethod
     def of(cls, agencies: Iterable[Agency]) -> Directory:
@@ -50,6 +62,18 @@ class Directory:
                 found.setdefault(system.system_id, (agency, system))
         return found
 
+    def owned_by(self, agency: Agency, system_id: str) -> list[Agency]:
+        """The agencies SDK system `system_id` of `agency` acts for: its own agency,
+        then those it registered (registerAgency), in code order."""
+        return [agency, *(a for a in self if a.registered_by == system_id and a is not agency)]
+
+    def noted(
+        self, code: str, version: int, at_ms: int, removed: Agency | None = None
+    ) -> Directory:
+        """The same directory, knowing that `code` last changed at `version`."""
+        changes = {**self.changes, code: Change(version, at_ms, removed)}
+        return Directory(self.by_code, self.by_code102, changes)
+
     def __len__(self) -> int:
         return len(self.by_code)
 
@@ -82,7 +106,7 @@ class Directory:
             del by_102[old.code102]
         if agency.code102:
             by_102[agency.code102] = agency
-        return Directory(by_code, by_102)
+        return Directory(by_code, by_102, self.changes)
 
     def without(self, code: str) -> Directory:
         old = self.by_code.get(code)
@@ -90,7 +114,7 @@ class Directory:
             return self
         by_code = {k: v for k, v in self.by_code.items() if k != code}
         by_102 = {k: v for k, v in self.by_code102.items() if v is not old}
-        return Directory(by_code, by_102)
+        return Directory(by_code, by_102, self.changes)
 
     def conflicts(self, agency: Agency) -> list[str]:
         """Why adding `agency` would make lookups ambiguous, if it would."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from broker.problems import Problem
@@ -52,20 +53,44 @@ class Token:
 @dataclass(frozen=True, slots=True)
 class SdkSystem:
     """A system id of the national-axis SDK surface. Its secret is derived from the
-    broker's SDK master key and this salt, never stored."""
+    broker's SDK master key and this salt, never stored.
+
+    The unchanged SDK signs a timestamp fixed for the life of its client object and no
+    nonce, so a captured request can be replayed: by default a system is served over
+    HTTPS only. An administrator may allow plain HTTP for one system, and only from
+    the networks named for it (`networks`, CIDR): then the network, not only the
+    secret, stands between an eavesdropper and a forged request."""
 
     system_id: str
     salt: str
     created_at_ms: int = 0
     expires_at_ms: int = 0
     revoked: bool = False
-    # An unchanged national-axis SDK client signs no timestamp and nonce: accepted only
-    # for a system registered as legacy (over HTTPS), its replays stopped only by the
-    # idempotence of the operations (documents deduplicated on DocumentId).
-    legacy: bool = False
+    plain_http: bool = False  # served over plain HTTP too (from `networks` only)
+    networks: tuple[str, ...] = ()  # source networks it may call from; () = anywhere
+    manage_agencies: bool = False  # may registerAgency / deleteAgency its sub-agencies
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SdkSystem:
+        """From a directory record; `legacy` (docbroker before the SDK's real protocol
+        was known: "signs no nonce, HTTPS only") is what every system is now."""
+        values = {k: v for k, v in data.items() if k != "legacy"}
+        if "networks" in values:
+            values["networks"] = tuple(str(ip_network(n, strict=False)) for n in values["networks"])
+        return cls(**values)
+
+    def allows_address(self, address: str | None) -> bool:
+        """Whether a request from `address` may use this system (any, without networks)."""
+        if not self.networks:
+            return True
+        try:
+            ip = ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in ip_network(n) for n in self.networks)
 
 
-_CREDENTIALS = {"tokens": Token, "systems": SdkSystem}
+_CREDENTIALS: dict[str, Any] = {"tokens": Token, "systems": SdkSystem.from_mapping}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +112,9 @@ class Agency:
     telephone: str = ""
     address: str = ""
     website: str = ""
+    # The SDK system that registered it (registerAgency): that system may send and
+    # fetch for it, and delete it. "" for agencies an administrator made.
+    registered_by: str = ""
 
     @property
     def active(self) -> bool:
@@ -100,7 +128,9 @@ class Agency:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _CREDENTIALS:
-                out[f.name] = [{g.name: getattr(c, g.name) for g in fields(c)} for c in value]
+                out[f.name] = [
+                    {g.name: _plain(getattr(c, g.name)) for g in fields(c)} for c in value
+                ]
             elif isinstance(value, tuple):
                 out[f.name] = list(value)
             elif isinstance(value, StrEnum):
@@ -108,6 +138,10 @@ class Agency:
             else:
                 out[f.name] = value
         return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 FIELDS = tuple(f.name for f in fields(Agency))
@@ -140,8 +174,10 @@ def agency_from_mapping(
         if name in _CREDENTIALS:
             kind = _CREDENTIALS[name]
             try:
-                values[name] = tuple(kind(**item) for item in raw)
-            except TypeError as exc:
+                values[name] = tuple(
+                    kind(**item) if isinstance(kind, type) else kind(item) for item in raw
+                )
+            except (TypeError, ValueError) as exc:
                 bad(f"{name}: {exc}")
             continue
         if name in _TUPLES:

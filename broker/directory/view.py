@@ -45,19 +45,20 @@ def removal_record(topic: str, code: str, actor: str) -> NewRecord:
 def apply_record(directory: Directory, record: Record) -> Directory:
     code = (record.key or b"").decode()
     if not record.value:
-        return directory.without(code)
+        gone = directory.by_code.get(code)
+        return directory.without(code).noted(code, record.timestamp_ms, gone)
     try:
         data: dict[str, Any] = json.loads(record.value)
     except ValueError:
         log.warning("directory record is not JSON", code=code, offset=record.offset)
         return directory
-    data.pop("updated_at_ms", None)
+    at_ms = int(data.pop("updated_at_ms", None) or record.timestamp_ms)
     data.pop("updated_by", None)
     agency, problems = agency_from_mapping(data, f"directory record {code}")
     if agency is None:
         log.warning("directory record refused", code=code, problems=[str(p) for p in problems])
         return directory
-    return directory.with_agency(agency)
+    return directory.with_agency(agency).noted(code, at_ms)
 
 
 async def read_directory(log_: DurableLog, topic: str) -> Directory:

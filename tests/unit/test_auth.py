@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from broker import vdxp
 from broker.auth import (
     Method,
     NonceCache,
     Principal,
     Refusal,
+    SdkCall,
+    SdkRequest,
     agency_for_certificate,
     check_admin_token,
     check_sdk_request,
@@ -21,7 +24,6 @@ from broker.auth import (
     derive_secret,
     new_system,
     new_token,
-    sign_sdk_headers,
 )
 from broker.credential_files import (
     CachedFile,
@@ -133,24 +135,40 @@ class TestTokens:
                 parse_sdk_master_key(bad)
 
 
+def sdk_request(
+    pairs: list[tuple[str, str]], *, secure: bool = True, peer: str = "10.1.2.3"
+) -> SdkRequest:
+    first: dict[str, str] = {}
+    every: dict[str, list[str]] = {}
+    for k, v in pairs:
+        first.setdefault(k, v)
+        every.setdefault(k.lower(), []).append(v)
+    return SdkRequest(Headers(first), every, secure, peer)
+
+
 class TestSdkSignatures:
+    """Requests signed as the unchanged SDK signs them (broker.vdxp.ParameterMap)."""
+
     def setup_method(self) -> None:
         self.system = new_system("qlvb-h35", now_ms=NOW)
         self.agency = creds.add_system(Directory(), A, self.system)
         self.directory = directory_with(self.agency, B)
         self.secret = derive_secret(MASTER, self.system)
 
-    def params(self, nonce: str = "n1", at: int = NOW, **more: str) -> dict[str, str]:
-        return {"systemid": "qlvb-h35", "timestamp": str(at), "nonce": nonce, **more}
+    def signed(self, secret: str | None = None, **params: str) -> list[tuple[str, str]]:
+        entries = vdxp.request_map("qlvb-h35", "01122026T091234+0609", vdxp.JSON, params)
+        return entries.headers(secret or self.secret)
 
-    def check(self, headers: dict[str, str], nonces: NonceCache | None = None, **kw):  # type: ignore[no-untyped-def]
+    def check(self, pairs: list[tuple[str, str]], nonces: NonceCache | None = None, **kw):  # type: ignore[no-untyped-def]
         return check_sdk_request(
-            Headers(headers), self.directory, MASTER, nonces or NonceCache(), now_ms=NOW, **kw
+            sdk_request(pairs, **kw), self.directory, MASTER, nonces or NonceCache(), now_ms=NOW
         )
 
-    def test_a_signed_request_authenticates_the_system_agency(self) -> None:
-        headers = sign_sdk_headers(self.params(messagetype="edoc"), self.secret)
-        assert self.check(headers) == Principal(Method.HMAC, self.agency)
+    def test_a_signed_request_authenticates_the_system_and_gives_its_parameters(self) -> None:
+        call = self.check(self.signed(messagetype="edoc"))
+        assert isinstance(call, SdkCall), call
+        assert call.principal == Principal(Method.HMAC, self.agency)
+        assert call.agencies == (self.agency,) and call.params.get("messagetype") == "edoc"
 
     def test_secrets_differ_per_system_and_per_master_key(self) -> None:
         other = new_system("qlvb-h35", now_ms=NOW)
@@ -158,68 +176,89 @@ class TestSdkSignatures:
         assert derive_secret(bytes(32), self.system) != self.secret
 
     def test_wrong_secret(self) -> None:
-        result = self.check(sign_sdk_headers(self.params(), "not the secret"))
+        result = self.check(self.signed("not the secret"))
         assert isinstance(result, Refusal) and "wrong secret" in result.message
 
     def test_a_changed_parameter_breaks_the_signature(self) -> None:
-        headers = sign_sdk_headers(self.params(docId="m1"), self.secret)
-        headers["XroadVnpt-docId"] = "m2"
-        result = self.check(headers)
+        pairs = [(k, "m2" if k == "XroadVnpt-docId" else v) for k, v in self.signed(docId="m1")]
+        result = self.check(pairs)
         assert isinstance(result, Refusal) and "differs from its signed value" in result.message
 
-    def test_a_replayed_request_is_refused(self) -> None:
+    def test_the_sdks_fixed_timestamp_is_no_replay(self) -> None:
+        """The SDK signs the timestamp its client object was built with, days ago, and
+        no nonce: the same request twice is accepted (the channel stops replays)."""
         nonces = NonceCache()
-        headers = sign_sdk_headers(self.params(), self.secret)
-        assert isinstance(self.check(headers, nonces), Principal)
-        again = self.check(headers, nonces)
-        assert isinstance(again, Refusal) and again.code == "replayed-request"
+        pairs = self.signed(docId="m1")
+        assert isinstance(self.check(pairs, nonces), SdkCall)
+        assert isinstance(self.check(pairs, nonces), SdkCall)
 
-    def test_a_stale_timestamp_is_refused(self) -> None:
-        headers = sign_sdk_headers(self.params(at=NOW - 301_000), self.secret)
-        result = self.check(headers)
+    def test_a_signed_nonce_is_held_to_the_window(self) -> None:
+        nonces = NonceCache()
+        entries = vdxp.request_map("qlvb-h35", str(NOW), vdxp.JSON, {"nonce": "n1"})
+        pairs = entries.headers(self.secret)
+        assert isinstance(self.check(pairs, nonces), SdkCall)
+        again = self.check(pairs, nonces)
+        assert isinstance(again, Refusal) and again.code == "replayed-request"
+        stale = vdxp.request_map("qlvb-h35", str(NOW - 301_000), vdxp.JSON, {"nonce": "n2"})
+        result = self.check(stale.headers(self.secret), nonces)
         assert isinstance(result, Refusal) and result.code == "replayed-request"
 
-    def test_timestamp_and_nonce_are_required_unless_a_legacy_system_uses_https(self) -> None:
-        headers = sign_sdk_headers({"systemid": "qlvb-h35", "from": "000.00.00.H35"}, self.secret)
-        result = self.check(headers, secure=True)
-        assert isinstance(result, Refusal) and "replay protection" in result.message
-        legacy = dataclasses.replace(self.system, legacy=True)
-        self.directory = directory_with(creds.replace_system(self.agency, legacy))
-        assert isinstance(self.check(headers, secure=True), Principal)
-        over_http = self.check(headers)
-        assert isinstance(over_http, Refusal) and "only over HTTPS" in over_http.message
+    def test_plain_http_only_where_allowed_and_only_from_its_networks(self) -> None:
+        pairs = self.signed()
+        refused = self.check(pairs, secure=False)
+        assert isinstance(refused, Refusal) and refused.code == "insecure-transport"
+        assert "HTTPS only" in refused.message
+        plain = dataclasses.replace(self.system, plain_http=True, networks=("10.1.0.0/16",))
+        self.directory = directory_with(creds.replace_system(self.agency, plain))
+        assert isinstance(self.check(pairs, secure=False, peer="10.1.2.3"), SdkCall)
+        outside = self.check(pairs, secure=False, peer="192.0.2.7")
+        assert isinstance(outside, Refusal) and outside.code == "insecure-transport"
+        assert isinstance(self.check(pairs, secure=True, peer="192.0.2.7"), Refusal)
+        assert isinstance(self.check(pairs, secure=True, peer="10.1.9.9"), SdkCall)
 
-    def test_also_signed_headers_must_be_signed(self) -> None:
-        headers = sign_sdk_headers(self.params(), self.secret)
-        headers["XroadVnpt-hash-file"] = "ab" * 32
-        result = self.check(headers, also_signed=("XroadVnpt-hash-file",))
-        assert isinstance(result, Refusal) and "must be signed" in result.message
+    def test_a_system_acts_for_the_agencies_it_registered(self) -> None:
+        sub = Agency("H35.X1", "Tổ công tác", parent="H35", registered_by="qlvb-h35")
+        self.directory = directory_with(self.agency, B, sub)
+        call = self.check(self.signed())
+        assert isinstance(call, SdkCall)
+        assert [a.code for a in call.agencies] == ["H35", "H35.X1"]
+        assert call.acts_for("H35.X1") == sub and call.acts_for(B.code) is None
 
     def test_revoked_expired_and_unknown_systems(self) -> None:
-        headers = sign_sdk_headers(self.params(), self.secret)
+        pairs = self.signed()
         self.directory = directory_with(creds.revoke_system(self.agency, "qlvb-h35"))
-        assert "revoked" in self.check(headers).message
+        assert "revoked" in self.check(pairs).message
         expiring = dataclasses.replace(self.system, expires_at_ms=NOW)
         self.directory = directory_with(creds.replace_system(self.agency, expiring))
-        assert "expired" in self.check(headers).message
+        assert "expired" in self.check(pairs).message
         self.directory = directory_with(B)
-        assert "unknown system" in self.check(headers).message
+        assert "unknown system" in self.check(pairs).message
 
     def test_malformed_signature_headers(self) -> None:
-        good = sign_sdk_headers(self.params(), self.secret)
+        good = self.signed()
+
+        def with_(name: str, value: str) -> list[tuple[str, str]]:
+            return [(k, value if k == name else v) for k, v in good]
+
         cases = [
-            {},
-            {**good, "XroadVnpt-sign-header": "not json"},
-            {**good, "XroadVnpt-sign-header-key": "XroadVnpt-systemid"},
-            {**good, "XroadVnpt-sign-header": json.dumps({"XroadVnpt-systemid": 1})},
+            [],
+            with_("XroadVnpt-sign-header", "not json"),
+            with_("XroadVnpt-sign-header-key", "systemid"),
+            with_("XroadVnpt-sign-header", json.dumps({"XroadVnpt-systemid": 1})),
         ]
-        for headers in cases:
-            result = self.check(headers)
-            assert isinstance(result, Refusal) and result.code == "unauthenticated", headers
+        for pairs in cases:
+            result = self.check(pairs)
+            assert isinstance(result, Refusal) and result.code == "unauthenticated", pairs
 
     def test_system_ids_are_unique_across_the_directory(self) -> None:
         with pytest.raises(InputRefused):
             creds.add_system(self.directory, B, new_system("qlvb-h35"))
+
+    def test_old_records_with_legacy_still_load(self) -> None:
+        data = {**A.to_dict(), "systems": [{"system_id": "s", "salt": "ab", "legacy": True}]}
+        agency, problems = agency_from_mapping(data)
+        assert agency is not None and not problems
+        assert agency.systems[0].system_id == "s" and not agency.systems[0].plain_http
 
     def test_the_nonce_cache_is_bounded(self) -> None:
         cache = NonceCache(window_ms=1000, capacity=3)
