@@ -67,11 +67,9 @@ class Directory:
         then those it registered (registerAgency), in code order."""
         return [agency, *(a for a in self if a.registered_by == system_id and a is not agency)]
 
-    def noted(
-        self, code: str, version: int, at_ms: int, removed: Agency | None = None
-    ) -> Directory:
-        """The same directory, knowing that `code` last changed at `version`."""
-        changes = {**self.changes, code: Change(version, at_ms, removed)}
+    def noted(self, code: str, at_ms: int, removed: Agency | None = None) -> Directory:
+        """The same directory, knowing that `code` last changed at `at_ms`."""
+        changes = {**self.changes, code: Change(at_ms, removed)}
         return Directory(self.by_code, self.by_code102, changes)
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@
 
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
@@ -184,7 +185,7 @@ public class SdkHarness {
     }
 
     private static void traces(JsonObject out, Header header) {
-        List<JsonObject> traces = new ArrayList<>();
+        JsonArray traces = new JsonArray();
         TraceHeaderList list = header.getTraceHeaderList();
         if (list != null && list.getTraceHeaders() != null) {
             for (TraceHeader t : list.getTraceHeaders()) {
@@ -194,7 +195,7 @@ public class SdkHarness {
                 traces.add(item);
             }
         }
-        out.add("TraceHeaders", GSON.toJsonTree(traces));
+        out.add("TraceHeaders", traces);
         out.addProperty("signature", header.getSignature() != null);
     }
 
@@ -203,13 +204,13 @@ public class SdkHarness {
         JsonObject out = new JsonObject();
         MessageHeader mh = (MessageHeader) ed.getHeader().getMessageHeader();
         out.add("From", organization(mh.getFrom()));
-        List<JsonObject> to = new ArrayList<>();
+        JsonArray to = new JsonArray();
         if (mh.getToes() != null) {
             for (Organization o : mh.getToes()) {
                 to.add(organization(o));
             }
         }
-        out.add("To", GSON.toJsonTree(to));
+        out.add("To", to);
         out.addProperty("DocumentId", mh.getDocumentId());
         if (mh.getCode() != null) {
             out.addProperty("CodeNumber", mh.getCode().getCodeNumber());
@@ -217,7 +218,7 @@ public class SdkHarness {
         }
         out.addProperty("Subject", mh.getSubject());
         traces(out, ed.getHeader());
-        List<JsonObject> attachments = new ArrayList<>();
+        JsonArray attachments = new JsonArray();
         if (ed.getAttachments() != null) {
             for (Attachment a : ed.getAttachments()) {
                 JsonObject item = new JsonObject();
@@ -232,7 +233,7 @@ public class SdkHarness {
                 attachments.add(item);
             }
         }
-        out.add("attachments", GSON.toJsonTree(attachments));
+        out.add("attachments", attachments);
         JsonObject wrapped = new JsonObject();
         wrapped.add("result", out);
         return wrapped;

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.java_sdk import JavaSdk, compile_harness, unavailable_reason
+from tests.interop.java_sdk import (
+    JavaSdk,
+    compile_harness,
+    trust_store_args,
+    unavailable_reason,
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,12 +26,14 @@ def java_sdk_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def java_sdk(java_sdk_build: Path, tmp_path: Path) -> Iterator[Callable[[], JavaSdk]]:
+def java_sdk(java_sdk_build: Path, tmp_path: Path) -> Iterator[Callable[..., JavaSdk]]:
     """Start agency systems running the real SDK; all are stopped after the test."""
     started: list[JavaSdk] = []
 
-    def start() -> JavaSdk:
-        sdk = JavaSdk(java_sdk_build, tmp_path / f"sdk-{len(started)}.log")
+    def start(trust: Path | None = None) -> JavaSdk:
+        """An agency system; `trust`: the CA (PEM) its HTTPS trusts."""
+        jvm = trust_store_args(trust, tmp_path) if trust else ()
+        sdk = JavaSdk(java_sdk_build, tmp_path / f"sdk-{len(started)}.log", jvm)
         started.append(sdk)
         return sdk
 

@@ -39,6 +39,26 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def trust_store_args(ca_pem: Path, workdir: Path) -> tuple[str, ...]:
+    """JVM options that make `ca_pem` the one CA the SDK's HTTPS trusts (as an agency
+    system would be set up with `-Djavax.net.ssl.trustStore`)."""
+    store = workdir / "truststore.p12"
+    if not store.exists():
+        subprocess.run(
+            ["keytool", "-importcert", "-noprompt", "-alias", "docbroker-ca", "-file",
+             str(ca_pem), "-keystore", str(store), "-storetype", "PKCS12", "-storepass",
+             "changeit"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )  # fmt: skip
+    return (
+        f"-Djavax.net.ssl.trustStore={store}",
+        "-Djavax.net.ssl.trustStorePassword=changeit",
+        "-Djavax.net.ssl.trustStoreType=PKCS12",
+    )
+
+
 def classpath(build: Path) -> str:
     return f"{sdk_lib()}/*{os.pathsep}{build}"
 
@@ -74,14 +94,15 @@ class JavaSdk:
     """One agency system running the real SDK: `call(op, ...)` returns the SDK's own
     result object as JSON (None where the SDK returned null)."""
 
-    def __init__(self, build: Path, log_file: Path) -> None:
+    def __init__(self, build: Path, log_file: Path, jvm_args: tuple[str, ...] = ()) -> None:
         self._log = log_file.open("ab")
         self._proc = subprocess.Popen(
             [
                 "java",
-                "-Xmx256m",
+                "-Xmx512m",
                 "-XX:+UseSerialGC",
                 "-Dfile.encoding=UTF-8",
+                *jvm_args,
                 "-cp",
                 classpath(build),
                 "SdkHarness",
@@ -126,6 +147,8 @@ class JavaSdk:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
         self._log.close()
 
     def __enter__(self) -> JavaSdk:
