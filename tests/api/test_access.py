@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -301,7 +302,7 @@ async def test_a_valid_credential_acts_for_its_agency_only(world: World, method:
         # send as: A as A is taken in; A as B is refused, and so is B as A
         status, body = await a.send(A102, B102, doc)
         assert status in (200, 202), body
-        message_id = body.get("message_id") or body["docId"]
+        message_id = body.get("message_id") or body["DocId"]
         assert code_of(await a.send(B102, A102, f"{B102},2026/11/24,1/FORGED")) == "sender-mismatch"
         assert code_of(await b.send(A102, B102, f"{A102},2026/11/24,2/FORGED")) == "sender-mismatch"
         await delivered(world, B, message_id)
@@ -331,7 +332,7 @@ async def test_a_valid_credential_acts_for_its_agency_only(world: World, method:
         status, body = await a.state(doc)
         assert status == 200, body
         if method == "hmac":
-            assert [d["documentId"] for d in body["data"]] == [doc]
+            assert [d["senderDocId"] for d in body["data"]] == [message_id]
         else:
             (recipient,) = body["recipients"]
             assert recipient["agency"] == B and recipient["route"] == "mailbox"
@@ -400,29 +401,49 @@ async def test_an_admin_token_reads_any_mailbox_but_acts_for_none(world: World) 
         assert (await boss.state(doc))[0] == 200
 
 
-async def test_a_legacy_sdk_system_is_accepted_over_https_without_timestamp_or_nonce(
+async def test_an_sdk_system_is_served_over_https_and_may_register_its_sub_agencies(
     world: World,
 ) -> None:
-    """An unchanged SDK client signs neither; over TLS nobody can capture it to replay."""
+    """The unchanged SDK signs no nonce: over TLS nobody can capture a request to replay
+    it, and registerAgency's unsigned body cannot be swapped. A system allowed to manage
+    agencies registers one, sends as it and reads its mailbox; others are refused."""
     system_id, secret = await runtime_system(
-        world.runtime, A, legacy=True, system_id="qlvb-unchanged"
+        world.runtime, A, system_id="qlvb-manager", manage_agencies=True
     )
     async with aiohttp.ClientSession() as session:
-        legacy = SdkClient(
-            session,
-            f"{world.url}/vdxp",
-            system_id,
-            secret,
-            fresh=False,
-            ssl=client_tls(world.ca_file),
+        sdk = SdkClient(
+            session, f"{world.url}/vdxp", system_id, secret, ssl=client_tls(world.ca_file)
         )
-        code, body = await legacy.received()
+        code, body = await sdk.received()
         assert code == 200 and body["status"] == "OK", body
-        # a system that is not legacy still has to sign them
-        plain = world.creds[(A, "hmac", "valid")].sdk
-        assert plain is not None
-        stale = SdkClient(
-            session, f"{world.url}/vdxp", *plain, fresh=False, ssl=client_tls(world.ca_file)
+        sub = {"code": "H35.S01.T1", "name": "Tổ liên thông", "pid": A}
+        code, body = await sdk.call("registerAgency", body=json.dumps(sub).encode())
+        assert code == 200 and body["status"] == "OK" and body["id"] == "H35.S01.T1", body
+        # the system now sends as the sub-agency, and lists the sub-agency's mailbox
+        package = document(
+            sender="H35.S01.T1", recipients=(B102,), document_id="H35.S01.T1,2026/12/01,1/T"
         )
-        code, body = await stale.received()
-        assert code == 401 and "replay protection" in body["ErrorDesc"], body
+        code, sent = await sdk.send_edoc(package, "H35.S01.T1", [B102])
+        assert code == 200 and sent["status"] == "OK", sent
+        to_sub = document(
+            sender=A102, recipients=("H35.S01.T1",), document_id=f"{A102},2026/12/01,2/T"
+        )
+        code, sent = await sdk.send_edoc(to_sub, A102, ["H35.S01.T1"])
+        assert code == 200, sent
+        for _ in range(200):
+            code, listed = await sdk.received()
+            if listed["data"]:
+                break
+            await asyncio.sleep(0.05)
+        (entry,) = listed["data"]
+        assert entry["docId"] == f"{sent['DocId']}_H35.S01.T1" and entry["to"] == "H35.S01.T1"
+        assert (await sdk.get_edoc(entry["docId"]))[1]["status"] == "OK"
+        assert (await sdk.update_status(entry["docId"]))[1]["status"] == "OK"
+        # a system that was not allowed to manage agencies is refused
+        other = world.creds[(B, "hmac", "valid")].sdk
+        assert other is not None
+        plain = SdkClient(session, f"{world.url}/vdxp", *other, ssl=client_tls(world.ca_file))
+        code, body = await plain.call("deleteAgency", code="H35.S01.T1")
+        assert code == 403 and body["ErrorCode"] == "forbidden", body
+        code, body = await sdk.call("deleteAgency", code="H35.S01.T1")
+        assert code == 200 and body["status"] == "OK", body

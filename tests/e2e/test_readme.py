@@ -101,7 +101,7 @@ def test_the_readme_examples_work_as_written(tmp_path: Path) -> None:
     assert sdk and all(a["status"] == "OK" for a in sdk), sdk
     listed = next(a for a in sdk if "data" in a and isinstance(a["data"], list))
     assert len(listed["data"]) == 2  # the 01 on acknowledgement and the office's 03
-    assert sdk[-1]["total"] == 1  # one taken, one waiting
+    assert sdk[-1]["count"] == 1  # one taken, one waiting
 
 
 def test_the_readme_https_example_works_as_written(tmp_path: Path) -> None:
