@@ -87,3 +87,31 @@ def test_audit_verify_on_an_empty_trail_and_trace_of_nothing(tmp_path: Path) -> 
     result = run(tmp_path, "audit", "verify")
     assert result.exit_code == 0 and "0 events in 0 chains" in result.output
     assert run(tmp_path, "trace", "D,1").exit_code == 1
+
+
+def test_sdk_systems_are_https_only_unless_allowed_from_their_networks(tmp_path: Path) -> None:
+    """`system create --plain-http` needs the networks it may call from; plain HTTP is
+    shown loudly in `agencies show`, and `system set` changes it without a new secret."""
+    run(tmp_path, "keys", "init")
+    run(tmp_path, "agencies", "import", str(CURRENT))
+    refused = CliRunner().invoke(
+        cli,
+        ["agencies", "system", "create", "000.00.01.H35", "--plain-http"],
+        env={"DOCBROKER_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert refused.exit_code == 2 and "--network" in refused.output
+    made = json.loads(
+        run(tmp_path, "agencies", "system", "create", "000.00.01.H35", "--system-id", "qlvb-vp",
+            "--plain-http", "--network", "10.20.0.7", "--json").output
+    )  # fmt: skip
+    assert made["plain_http"] and made["networks"] == ["10.20.0.7/32"] and made["secret"]
+    shown = run(tmp_path, "agencies", "show", "000.00.01.H35").output
+    assert "qlvb-vp (PLAIN HTTP allowed from 10.20.0.7/32)" in shown
+    changed = json.loads(
+        run(tmp_path, "agencies", "system", "set", "000.00.01.H35", "qlvb-vp", "--https-only",
+            "--any-network", "--manage-agencies", "--json").output
+    )  # fmt: skip
+    assert changed == {"agency": "H35.S01", "systemid": "qlvb-vp", "plain_http": False,
+                       "networks": [], "manage_agencies": True}  # fmt: skip
+    listed = run(tmp_path, "agencies", "system", "list", "000.00.01.H35").output
+    assert "HTTPS only" in listed and "manages sub-agencies" in listed

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests import pki
 from tests.conftest import backend_env
 from tests.e2e.daemon import ROOT, Daemon
 from tests.interop.java_sdk import JavaSdk
@@ -183,8 +185,7 @@ def test_the_unchanged_sdk_against_docbroker(
     assert parsed["DocumentId"] == document_id and parsed["From"]["OrganId"] == PROVINCE
     # docbroker's hop is the last TraceHeader (its XML-DSig signature, at the root, is
     # not where EdXML102 looks for the edXML-profile one, and does not disturb it)
-    assert [t["OrganId"] for t in parsed["TraceHeaders"]][0] == PROVINCE
-    assert len(parsed["TraceHeaders"]) == 2
+    assert [t["OrganId"] for t in parsed["TraceHeaders"]] == [PROVINCE, pki.BROKER_ID]
     (pdf,) = parsed["attachments"]
     assert pdf["sha256"] == sha256_file(attachment) and pdf["length"] > 5 * 1024 * 1024
     download = office.params(
@@ -233,6 +234,22 @@ def test_the_unchanged_sdk_against_docbroker(
 
     directory_operations(province, world)
     refusals(java_sdk, world, province, province_system, office_system)
+    if not world.secure:
+        plain_http_is_visible(world, [province_system[0], office_system[0]])
+
+
+def plain_http_is_visible(world: World, systems: list[str]) -> None:
+    """Systems allowed plain HTTP are counted in a gauge and named in a log warning."""
+    for _ in range(150):
+        metrics = urllib.request.urlopen(f"{world.daemon.url}/metrics", timeout=5).read()
+        warned = [
+            e for e in world.daemon.log_events() if "allowed over plain HTTP" in e.get("event", "")
+        ]
+        if b"docbroker_sdk_plain_http_systems 2.0" in metrics and warned:
+            break
+        time.sleep(0.1)
+    assert b"docbroker_sdk_plain_http_systems 2.0" in metrics
+    assert warned and all(any(s in line for line in warned[-1]["systems"]) for s in systems)
 
 
 def directory_operations(province: JavaSdk, world: World) -> None:
