@@ -126,6 +126,8 @@ class JavaSdk:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
         self._log.close()
 
     def __enter__(self) -> JavaSdk:
