@@ -256,9 +256,6 @@ class NationalAxisSettings:
         "", "CA bundle to check the axis's HTTPS certificate; empty = system CAs"
     )
     request_timeout: float = setting(30.0, "seconds one request to the axis may take", min=1)
-    replay_headers: bool = setting(
-        True, "sign XroadVnpt-timestamp and XroadVnpt-nonce into each request"
-    )
     retry_attempts: int = setting(
         8, "attempts to send one envelope before it is dead-lettered (axis refusals)", min=1
     )
