@@ -38,6 +38,7 @@ ENV_NOT_SETTINGS = (
     "DOCBROKER_CLIENT_KEY",
     "DOCBROKER_AXIS_SECRET",
     "DOCBROKER_KEY_PASSPHRASE",
+    "DOCBROKER_VENV",  # bin/_venv.sh: which virtualenv the bin/ scripts use
 )
 ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
 
@@ -256,9 +257,6 @@ class NationalAxisSettings:
         "", "CA bundle to check the axis's HTTPS certificate; empty = system CAs"
     )
     request_timeout: float = setting(30.0, "seconds one request to the axis may take", min=1)
-    replay_headers: bool = setting(
-        True, "sign XroadVnpt-timestamp and XroadVnpt-nonce into each request"
-    )
     retry_attempts: int = setting(
         8, "attempts to send one envelope before it is dead-lettered (axis refusals)", min=1
     )

@@ -55,7 +55,6 @@ class AxisLink:
             axis_secret(settings),
             timeout=axis.request_timeout,
             ca_file=axis.ca_file,
-            replay_headers=axis.replay_headers,
         )
         self.sender = UpstreamSender(
             runtime.log,

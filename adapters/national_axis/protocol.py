@@ -70,6 +70,18 @@ def read_answer(http_status: int, body: Any) -> Answer:
     raise AxisError(Failure.REFUSED, code, desc, http_status)
 
 
+def items(answer: Answer, operation: str) -> list[Mapping[str, Any]]:
+    """The `data` list of a list answer. The SDK reads each item as a JSON object;
+    anything else is an answer the axis should not have given (UNAVAILABLE, as for
+    an answer that is not JSON)."""
+    data = answer.fields.get("data")
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(i, Mapping) for i in data):
+        raise AxisError(Failure.UNAVAILABLE, "bad-answer", f"{operation}: data is not a list")
+    return list(data)
+
+
 def _error(body: Any, fallback: str) -> tuple[str, str]:
     if isinstance(body, Mapping):
         code = str(body.get("ErrorCode") or "")

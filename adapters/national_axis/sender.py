@@ -157,7 +157,7 @@ class UpstreamSender(PartitionWorkers):
                 await self._pause(delay)
                 continue
             self._answered()
-            doc_id = str(answer.fields.get("docId") or "")
+            doc_id = str(answer.fields.get("DocId") or "")  # the SDK's spelling
             outcome = "already-there" if answer.already_there else "sent"
             self.metrics.upstream_done(outcome, (now_ms() - _routed_at(record)) / 1000)
             log.info(
