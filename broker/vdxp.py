@@ -347,6 +347,26 @@ OPERATIONS = (
     "deleteAgency",
 )
 MESSAGE_TYPES = ("edoc", "status")
+# The HTTP method and body of each operation as the SDK's HttpConnection sends it:
+# `execute(url, method, null, headers)` is a POST of an empty form (or a GET);
+# `execute(..., InputStream)` posts the text `{}`, even where the SDK names the method
+# GET (countReceiveEdoc, countReceiveStatus); downloadEdoc is a real GET. (sendEdoc
+# posts the file, registerAgency its JSON.)
+_EMPTY_FORM = ("POST", b"")
+_BRACES = ("POST", b"{}")
+METHOD_AND_BODY: dict[str, tuple[str, bytes]] = {
+    "getReceivedEdocList": _EMPTY_FORM,
+    "getSentEdocList": _EMPTY_FORM,
+    "getAgenciesList": _EMPTY_FORM,
+    "getAgenciesListQD20": _EMPTY_FORM,
+    "getSynchronizeUnit": _EMPTY_FORM,
+    "getEdoc": _BRACES,
+    "updateStatus": _BRACES,
+    "countReceiveEdoc": _BRACES,
+    "countReceiveStatus": _BRACES,
+    "deleteAgency": _BRACES,
+    "downloadEdoc": ("GET", b""),
+}
 TRANSPORT_DONE = "done"
 TRANSPORT_FAIL = "fail"
 

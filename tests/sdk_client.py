@@ -19,11 +19,6 @@ import aiohttp
 
 from broker import vdxp
 
-# The methods and bodies the SDK's HTTP code sends (HttpConnection, MultipartUtility).
-EMPTY_FORM = ("getReceivedEdocList", "getSentEdocList", "getAgenciesList",
-              "getAgenciesListQD20", "getSynchronizeUnit")  # fmt: skip
-BRACES = ("getEdoc", "updateStatus", "countReceiveEdoc", "countReceiveStatus", "deleteAgency")
-
 
 class SdkClient:
     def __init__(
@@ -54,9 +49,9 @@ class SdkClient:
     async def call(
         self, operation: str, *, body: bytes | None = None, **params: str
     ) -> tuple[int, dict[str, Any]]:
-        method = "GET" if operation == "downloadEdoc" else "POST"
+        method, default_body = vdxp.METHOD_AND_BODY.get(operation, ("POST", b""))
         if body is None:
-            body = b"{}" if operation in BRACES else b""
+            body = default_body
         headers = self.headers(**params)
         status, data = await self.raw(method, operation, headers, body)
         return status, json.loads(data) if data else {}

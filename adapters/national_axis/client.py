@@ -5,7 +5,7 @@ request (tests/interop compares the two on the wire), as `broker.vdxp` reads it
 from the jars:
 
 - `<base_url>/<operation>`, with the HTTP method and body the SDK's transport
-  uses for it (`TRANSPORT`): the list and directory operations POST an empty form,
+  uses for it (`vdxp.METHOD_AND_BODY`): the list and directory operations POST an empty form,
   getEdoc, updateStatus and the counts POST `{}`, sendEdoc POSTs the file's bytes
   and CRLF as `application/octet-stream`;
 - the headers of a fresh SDK parameter map (`vdxp.request_map`): each parameter
@@ -40,26 +40,6 @@ from broker import vdxp
 MESSAGE_TYPES = vdxp.MESSAGE_TYPES
 SERVICE_TYPE = "eDoc"
 
-# The HTTP method and body of each operation, as the SDK's HttpConnection sends it:
-# `execute(url, method, null, headers)` is a POST of an empty form (or a GET);
-# `execute(..., InputStream)` posts the text `{}`, even where the SDK names the
-# method GET (countReceiveEdoc, countReceiveStatus); downloadEdoc is a real GET.
-_EMPTY_FORM = ("POST", b"")
-_BRACES = ("POST", b"{}")
-TRANSPORT: dict[str, tuple[str, bytes]] = {
-    "getReceivedEdocList": _EMPTY_FORM,
-    "getSentEdocList": _EMPTY_FORM,
-    "getAgenciesList": _EMPTY_FORM,
-    "getAgenciesListQD20": _EMPTY_FORM,
-    "getSynchronizeUnit": _EMPTY_FORM,
-    "getEdoc": _BRACES,
-    "updateStatus": _BRACES,
-    "countReceiveEdoc": _BRACES,
-    "countReceiveStatus": _BRACES,
-    "deleteAgency": _BRACES,
-    "downloadEdoc": ("GET", b""),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class SdkRequest:
@@ -75,7 +55,7 @@ def sdk_request(
     operation: str, system_id: str, secret: str, timestamp: str, params: Mapping[str, str]
 ) -> SdkRequest:
     """Any operation but sendEdoc, as a fresh SDK service object makes it. Pure."""
-    method, body = TRANSPORT[operation]
+    method, body = vdxp.METHOD_AND_BODY[operation]
     entries = vdxp.request_map(system_id, timestamp, vdxp.JSON, params)
     return SdkRequest(method, operation, entries.headers(secret), body)
 
