@@ -575,8 +575,9 @@ def agencies_show(ctx: click.Context, code: str, as_json: bool) -> None:
             *(
                 f"{k:<17}{v}"
                 for k, v in agency.to_dict().items()
-                if v not in ("", []) and k not in ("tokens", "systems")
+                if v not in ("", [], None) and k not in ("tokens", "systems")
             ),
+            *([f"{'strict':<17}default (validation.strict)"] if agency.strict is None else []),
             f"{'api tokens':<17}{len(agency.tokens)} (docbroker agencies token list)",
             f"{'sdk systems':<17}{', '.join(s.system_id for s in agency.systems) or '-'}",
             f"{'within':<17}{path or '-'}",
@@ -594,6 +595,12 @@ _FIELD_OPTIONS = [
     click.option("--kind", type=click.Choice(["state", "association", "socio-political", "other"])),
     click.option("--local/--external", "local", default=None, help="inside the province or not"),
     click.option("--signature-policy", type=click.Choice(["", "required", "optional", "ignored"])),
+    click.option(
+        "--strict",
+        type=click.Choice(["true", "false", "default"]),
+        help="warnings refuse its packages (true), are recorded only (false), "
+        "or as validation.strict says (default)",
+    ),
     click.option(
         "--certificate",
         "certificates",
@@ -617,6 +624,8 @@ def _changes(fields: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in fields.items() if v is not None and k != "certificates"}
     if fields.get("certificates"):
         out["certificates"] = list(fields["certificates"])
+    if out.get("strict") == "default":
+        out["strict"] = ""  # empty: back to the configured default
     return out
 
 

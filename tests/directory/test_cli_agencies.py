@@ -87,3 +87,25 @@ def test_audit_verify_on_an_empty_trail_and_trace_of_nothing(tmp_path: Path) -> 
     result = run(tmp_path, "audit", "verify")
     assert result.exit_code == 0 and "0 events in 0 chains" in result.output
     assert run(tmp_path, "trace", "D,1").exit_code == 1
+
+
+def test_strict_policy_is_shown_updated_and_exported(tmp_path: Path) -> None:
+    """`--strict true|false|default`; the TOML and CSV exports carry it."""
+    run(tmp_path, "agencies", "import", str(CURRENT))
+    shown = json.loads(run(tmp_path, "agencies", "show", "H35.S01", "--json").output)
+    assert shown["strict"] is None
+    assert "default (validation.strict)" in run(tmp_path, "agencies", "show", "H35.S01").output
+    updated = run(tmp_path, "agencies", "update", "H35.S01", "--strict", "true", "--json")
+    assert json.loads(updated.output)["strict"] is True
+    assert "strict           True" in run(tmp_path, "agencies", "show", "H35.S01").output
+    run(tmp_path, "agencies", "update", "H35.S02", "--strict", "false")
+    for fmt in ("toml", "csv"):
+        exported = tmp_path / f"out.{fmt}"
+        run(tmp_path, "agencies", "export", "--format", fmt, "-o", str(exported))
+        other = {"DOCBROKER_DATA_DIR": str(tmp_path / fmt)}
+        CliRunner().invoke(cli, ["agencies", "import", str(exported)], env=other)
+        listed = CliRunner().invoke(cli, ["agencies", "list", "--json"], env=other).output
+        strict = {a["code"]: a["strict"] for a in json.loads(listed)}
+        assert (strict["H35.S01"], strict["H35.S02"], strict["H35"]) == (True, False, None)
+    reset = run(tmp_path, "agencies", "update", "H35.S01", "--strict", "default", "--json")
+    assert json.loads(reset.output)["strict"] is None
