@@ -7,13 +7,16 @@ the TraceHeaders); a strict sender gets each warning as a problem instead."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from broker.edxml.model import TraceHeader
 from broker.edxml.validator import EnvelopeValidator, Verdict, schema_index
-from broker.problems import Irregularity
+from broker.problems import PROBLEM_TYPES, WARNING_TYPES, Irregularity
 from tests.edxml_samples import document, full_document, hop, status
 
 TODAY = date(2026, 11, 24)
@@ -319,3 +322,22 @@ class TestVerdict:
     def test_a_regular_package_is_its_own_strict_verdict(self) -> None:
         v = verdict(full_document())
         assert v.warnings == () and v.strict() is v
+
+
+class TestCatalogue:
+    """Every warning code is documented where agency systems read the contract."""
+
+    def test_readme_and_openapi_name_every_warning_code(self) -> None:
+        root = Path(__file__).resolve().parents[2]
+        readme = (root / "README.md").read_text(encoding="utf-8")
+        section = readme.split("### Warnings", 1)[1].split("\n\n", 3)[2]  # the table
+        documented = re.findall(r"^\| `([a-z-]+)` \|", section, re.M)
+        assert documented == list(WARNING_TYPES)
+        spec = yaml.safe_load((root / "schemas" / "openapi.yaml").read_text(encoding="utf-8"))
+        enum = spec["components"]["schemas"]["Warning"]["properties"]["code"]["enum"]
+        assert enum == list(WARNING_TYPES)
+
+    def test_a_strict_sender_is_refused_under_each_warning_code(self) -> None:
+        for code, warning in WARNING_TYPES.items():
+            assert PROBLEM_TYPES[code].http_status == 422
+            assert PROBLEM_TYPES[code].title == warning.title
