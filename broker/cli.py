@@ -182,13 +182,15 @@ def validate_file(validator: Any, path: Path) -> Any:
 
 
 def problem_lines(name: str, problems: Any, label: str = "") -> list[str]:
-    """`FILE:LINE:COL: [label] code: message [path]`, one line each."""
+    """`FILE:LINE:COL: [label] code: message [path]`, one line each; problems and
+    warnings as values or as the JSON of an answer (whatever its codes)."""
     out = []
     for p in problems:
-        loc = p.location
-        where = f"{name}:{loc.line}:{loc.column or 0}" if loc and loc.line else name
-        path = f" [{loc.path}]" if loc and loc.path else ""
-        out.append(f"{where}: {label}{p.code}: {p.message}{path}")
+        d = p if isinstance(p, dict) else p.to_dict()
+        loc = d.get("location") or {}
+        where = f"{name}:{loc['line']}:{loc.get('column') or 0}" if loc.get("line") else name
+        path = f" [{loc['path']}]" if loc.get("path") else ""
+        out.append(f"{where}: {label}{d['code']}: {d['message']}{path}")
     return out
 
 
@@ -920,7 +922,6 @@ agency_option = click.option("--agency", required=True, help="the agency code of
 def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: bool) -> None:
     """Submit edXML files; print each message id (and the warnings of each)."""
     from broker.client import ApiProblem
-    from broker.problems import Irregularity
 
     client = client_of(ctx, url)
     results: list[dict[str, Any]] = []
@@ -934,9 +935,7 @@ def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: 
                     f"{path}: accepted as {answer['message_id']} "
                     f"(to {', '.join(answer['recipients'])})"
                 )
-                for line in problem_lines(
-                    str(path), map(Irregularity.from_dict, answer.get("warnings", [])), "warning: "
-                ):
+                for line in problem_lines(str(path), answer.get("warnings", []), "warning: "):
                     click.echo(line, err=True)
         except ApiProblem as exc:
             worst = max(worst, exc.exit_code)

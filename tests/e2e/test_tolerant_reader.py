@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +27,18 @@ IRREGULAR = full_document(
     trace=hop("null"), extra_header="<edXML:VendorRef>QLVB-42</edXML:VendorRef>"
 )
 CODES = ["unknown-element", "trace-organ-id-missing"]
+SENDER = "000.00.00.H35"
 
 
-def admin(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as the broker's administrator runs it: the daemon's configuration."""
+def docbroker(daemon: Daemon, *args: str, agency: str = "") -> subprocess.CompletedProcess[str]:
+    """The CLI as an agency's operator runs it (the URL and its token), or as the
+    broker's administrator (the daemon's configuration)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-    env.update(daemon.env)
+    if agency:
+        daemon.client_for(agency)  # its token works
+        env.update(DOCBROKER_URL=daemon.url, DOCBROKER_TOKEN=daemon.tokens.token(agency))
+    else:
+        env.update(daemon.env)
     return subprocess.run(
         [sys.executable, "-m", "broker", *args], env=env, capture_output=True, text=True, timeout=60
     )
@@ -51,13 +58,21 @@ def until(check, what: str, timeout: float = 20):  # type: ignore[no-untyped-def
 
 
 @pytest.mark.parametrize("backend", ["embedded"])
-def test_irregular_package_from_send_to_mailbox_trail_and_metric(daemons: DaemonFactory) -> None:
+def test_irregular_package_from_send_to_mailbox_trail_and_metric(
+    daemons: DaemonFactory, tmp_path: Path
+) -> None:
     daemon = daemons()
     client = daemon.client()
-    accepted = client.submit(IRREGULAR)
+    package = tmp_path / "from-the-axis.edxml"
+    package.write_bytes(IRREGULAR)
+    sent = docbroker(daemon, "send", "--json", str(package), agency=SENDER)
+    assert sent.returncode == 0, sent.stderr
+    (accepted,) = json.loads(sent.stdout)  # the 202 answer
+    assert accepted["duplicate"] is False
     assert [w["code"] for w in accepted["warnings"]] == CODES
+    line = IRREGULAR[: IRREGULAR.index(b"<edXML:VendorRef>")].count(b"\n") + 1
     assert accepted["warnings"][0]["location"] == {
-        "line": IRREGULAR[: IRREGULAR.index(b"<edXML:VendorRef>")].count(b"\n") + 1,
+        "line": line,
         "path": "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/VendorRef",
     }
     for agency in ("000.00.01.H35", "000.00.02.H35"):
@@ -66,24 +81,28 @@ def test_irregular_package_from_send_to_mailbox_trail_and_metric(daemons: Daemon
         fetched = client.fetch(agency, entry["message_id"])
         assert_forwarded(IRREGULAR, fetched.body, sha256=entry["sha256"])  # vendor data kept
 
+    resent = docbroker(daemon, "send", str(package), agency=SENDER)  # answered, not taken
+    assert f"accepted as {accepted['message_id']}" in resent.stdout
+    assert f"{package}:{line}:0: warning: unknown-element: edXML:VendorRef" in resent.stderr
+
     document_id = accepted["document_id"]
     trail = until(
-        lambda: (r := admin(daemon, "trace", "--json", document_id)).returncode == 0 and r,
+        lambda: (r := docbroker(daemon, "trace", "--json", document_id)).returncode == 0 and r,
         "no audit trail",
     )
     (event,) = [e for e in json.loads(trail.stdout) if e["type"] == "accepted"]
     assert event["details"]["warnings"] == accepted["warnings"]
-    text = admin(daemon, "trace", document_id).stdout
+    text = docbroker(daemon, "trace", document_id).stdout
     assert "warnings: unknown-element, trace-organ-id-missing" in text
 
     shown = until(
         lambda: 'docbroker_envelope_warnings_total{code="unknown-element"} 1.0' in metrics(daemon),
         "the warning was not counted",
     )
-    assert shown
+    assert shown  # once: the resend was not taken again
     assert 'docbroker_envelope_warnings_total{code="trace-organ-id-missing"} 1.0' in metrics(daemon)
 
-    made = admin(daemon, "agencies", "update", "H35", "--strict", "true")
+    made = docbroker(daemon, "agencies", "update", "H35", "--strict", "true")
     assert made.returncode == 0, made.stderr
     again = IRREGULAR.replace(b",12/UBND-VP<", b",13/UBND-VP<")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.directory.model import Agency
 from broker.edxml.model import Kind, StatusCode
 from broker.events import EventType
 from broker.intake import Submission, door_refusal_record, inbound_record
@@ -25,6 +26,7 @@ from tests.processing_kit import (
     as_record,
     consumed,
     ctx,
+    directory,
     headers,
     on,
     problems_of,
@@ -277,15 +279,38 @@ class TestWarnings:
         out = processor(strict=True).process(consumed(document()), ctx())
         assert out.outcome == "routed"
 
-    def test_from_the_national_axis(self) -> None:
-        """What the axis brings down: accepted for this province's agencies, warned."""
-        data = full_document(trace=hop("null")).replace(b"000.00.00.H35", b"000.00.00.G22", 2)
-        sub = Submission(data, "m-axis", "t" * 32, NOW - 5, "axis", axis_doc_id="ax-1")
-        out = processor().process(
-            as_record(inbound_record(sub, VALIDATOR.check(data), TOPICS)), ctx()
+    def test_real_traffic_from_the_national_axis(self) -> None:
+        """What the axis brings down: an odd sender id, a UUID DocumentId, no signature,
+        Bussiness first and hops naming nobody. Delivered to this province's agencies."""
+        business = (
+            "<edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness>"
         )
+        data = (
+            full_document(trace=business + hop("null") + hop(None))
+            .replace(
+                b"<edXML:OrganId>000.00.00.H35</edXML:OrganId>",
+                b"<edXML:OrganId>vxp.saas.03</edXML:OrganId>",
+                1,
+            )
+            .replace(
+                b"000.00.00.H35,2026/11/20,12/UBND-VP", b"6f1c2e9a-3b7d-4f0e-9a51-0c8e2d7b4a13"
+            )
+        )
+        saas = Agency("VXP03", "Hệ thống SaaS", code102="vxp.saas.03", local=False)
+        env = VALIDATOR.check(data)
+        assert (env.sender_id, env.signatures) == ("vxp.saas.03", ())
+        sub = Submission(data, "m-axis", "t" * 32, NOW - 5, "axis", axis_doc_id="ax-1")
+        record = as_record(inbound_record(sub, env, TOPICS))
+        out = processor().process(record, ctx(d=directory().with_agency(saas)))
         assert out.outcome == "routed", out.codes
-        assert [w["code"] for w in out.events[0].details["warnings"]] == ["trace-organ-id-missing"]
+        assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35.S01", b"H35.S02"]
+        accepted = out.events[0]
+        assert accepted.details["sender_signature"]["outcome"] == "absent"
+        assert sorted(w["code"] for w in accepted.details["warnings"]) == [
+            "element-order",
+            "trace-organ-id-missing",
+            "trace-organ-id-missing",
+        ]
 
 
 class TestReceipts:
