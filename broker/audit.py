@@ -58,6 +58,9 @@ def trace_lines(events: Sequence[dict[str, Any]]) -> list[str]:
             sig = d.get("sender_signature") or {}
             if sig:
                 what += f", sender signature {sig.get('outcome')}"
+            warnings = d.get("warnings") or []
+            if warnings:
+                what += ", warnings: " + ", ".join(w["code"] for w in warnings)
         elif what == "routed":
             what += f" to {e['recipient']} ({d.get('to')})"
         elif what == "recipient-refused":

@@ -184,29 +184,54 @@ def validate_file(validator: Any, path: Path) -> Any:
     return validator.validate(path.read_bytes())
 
 
-def problem_lines(name: str, problems: Any) -> list[str]:
+def problem_lines(name: str, problems: Any, label: str = "") -> list[str]:
+    """`FILE:LINE:COL: [label] code: message [path]`, one line each; problems and
+    warnings as values or as the JSON of an answer (whatever its codes)."""
     out = []
     for p in problems:
-        loc = p.location
-        where = f"{name}:{loc.line}:{loc.column or 0}" if loc and loc.line else name
-        path = f" [{loc.path}]" if loc and loc.path else ""
-        out.append(f"{where}: {p.code}: {p.message}{path}")
+        d = p if isinstance(p, dict) else p.to_dict()
+        loc = d.get("location") or {}
+        where = f"{name}:{loc['line']}:{loc.get('column') or 0}" if loc.get("line") else name
+        path = f" [{loc['path']}]" if loc.get("path") else ""
+        out.append(f"{where}: {label}{d['code']}: {d['message']}{path}")
     return out
+
+
+def finding_lines(name: str, verdict: Any) -> list[str]:
+    """A verdict's problems, then its warnings (marked as such)."""
+    return problem_lines(name, verdict.problems) + problem_lines(
+        name, verdict.warnings, "warning: "
+    )
+
+
+def findings(verdict: Any) -> dict[str, Any]:
+    return {
+        "problems": [p.to_dict() for p in verdict.problems],
+        "warnings": [w.to_dict() for w in verdict.warnings],
+    }
+
+
+strict_option = click.option(
+    "--strict", is_flag=True, help="warnings refuse, as for a sender whose policy is strict"
+)
 
 
 @cli.command()
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@strict_option
 @json_option
 @click.pass_context
-def validate(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
-    """Check edXML packages: exit 0 when all are valid, 1 when any is refused."""
+def validate(ctx: click.Context, files: tuple[Path, ...], strict: bool, as_json: bool) -> None:
+    """Check edXML packages: exit 0 when all are valid (warnings or not), 1 when any
+    is refused."""
     validator = validator_of(ctx)
     results = []
     refused = False
     for path in files:
         verdict = validate_file(validator, path)
+        verdict = verdict.strict() if strict else verdict
         refused |= not verdict.ok
         env = verdict.envelope
         results.append(
@@ -216,32 +241,35 @@ def validate(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None
                 "kind": str(env.kind) if env else None,
                 "sender": env.sender_id if env else None,
                 "recipients": list(env.recipient_ids) if env else [],
-                "problems": [p.to_dict() for p in verdict.problems],
+                **findings(verdict),
             }
         )
         if as_json:
             continue
         if verdict.ok and env is not None:
+            warned = f" ({len(verdict.warnings)} warnings)" if verdict.warnings else ""
             click.echo(
-                f"{path}: valid {env.kind} from {env.sender_id} to {', '.join(env.recipient_ids)}"
+                f"{path}: valid {env.kind} from {env.sender_id} to "
+                f"{', '.join(env.recipient_ids)}{warned}"
             )
-        else:
-            for line in problem_lines(str(path), verdict.problems):
-                click.echo(line, err=True)
+        for line in finding_lines(str(path), verdict):
+            click.echo(line, err=True)
     emit(results, as_json)
     ctx.exit(EXIT_REFUSED if refused else EXIT_OK)
 
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@strict_option
 @json_option
 @click.pass_context
-def inspect(ctx: click.Context, file: Path, as_json: bool) -> None:
+def inspect(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None:
     """Show what an edXML package says: parties, document, business, attachments."""
     from broker.edxml.describe import describe
 
     validator = validator_of(ctx)
     verdict = validate_file(validator, file)
+    verdict = verdict.strict() if strict else verdict
     env = verdict.envelope
     if as_json:
         emit(
@@ -249,14 +277,14 @@ def inspect(ctx: click.Context, file: Path, as_json: bool) -> None:
                 "file": str(file),
                 "valid": verdict.ok,
                 "envelope": env.to_dict() if env else None,
-                "problems": [p.to_dict() for p in verdict.problems],
+                **findings(verdict),
             },
             True,
         )
     else:
         if env is not None:
             click.echo(describe(env))
-        for line in problem_lines(str(file), verdict.problems):
+        for line in finding_lines(str(file), verdict):
             click.echo(line, err=True)
     ctx.exit(EXIT_OK if verdict.ok else EXIT_REFUSED)
 
@@ -578,8 +606,9 @@ def agencies_show(ctx: click.Context, code: str, as_json: bool) -> None:
             *(
                 f"{k:<17}{v}"
                 for k, v in agency.to_dict().items()
-                if v not in ("", []) and k not in ("tokens", "systems")
+                if v not in ("", [], None) and k not in ("tokens", "systems")
             ),
+            *([f"{'strict':<17}default (validation.strict)"] if agency.strict is None else []),
             f"{'api tokens':<17}{len(agency.tokens)} (docbroker agencies token list)",
             f"{'sdk systems':<17}{_systems_text(agency) or '-'}",
             f"{'within':<17}{path or '-'}",
@@ -609,6 +638,12 @@ _FIELD_OPTIONS = [
     click.option("--local/--external", "local", default=None, help="inside the province or not"),
     click.option("--signature-policy", type=click.Choice(["", "required", "optional", "ignored"])),
     click.option(
+        "--strict",
+        type=click.Choice(["true", "false", "default"]),
+        help="warnings refuse its packages (true), are recorded only (false), "
+        "or as validation.strict says (default)",
+    ),
+    click.option(
         "--certificate",
         "certificates",
         multiple=True,
@@ -631,6 +666,8 @@ def _changes(fields: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in fields.items() if v is not None and k != "certificates"}
     if fields.get("certificates"):
         out["certificates"] = list(fields["certificates"])
+    if out.get("strict") == "default":
+        out["strict"] = ""  # empty: back to the configured default
     return out
 
 
@@ -897,7 +934,7 @@ agency_option = click.option("--agency", required=True, help="the agency code of
 @json_option
 @click.pass_context
 def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: bool) -> None:
-    """Submit edXML files; print each message id."""
+    """Submit edXML files; print each message id (and the warnings of each)."""
     from broker.client import ApiProblem
 
     client = client_of(ctx, url)
@@ -912,6 +949,8 @@ def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: 
                     f"{path}: accepted as {answer['message_id']} "
                     f"(to {', '.join(answer['recipients'])})"
                 )
+                for line in problem_lines(str(path), answer.get("warnings", []), "warning: "):
+                    click.echo(line, err=True)
         except ApiProblem as exc:
             worst = max(worst, exc.exit_code)
             results.append(

@@ -214,6 +214,17 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """What an irregular package (warnings, no problem) does by default."""
+
+    strict: bool = setting(
+        False,
+        "warnings refuse the packages of senders whose directory record does not say "
+        "(an agency's `strict` decides for it)",
+    )
+
+
+@dataclass(frozen=True)
 class DirectorySettings:
     """The agency directory (a compacted topic; `docbroker agencies` edits it)."""
 
@@ -310,6 +321,7 @@ class Settings:
     limits: LimitsSettings = setting(factory=LimitsSettings)
     keys: KeysSettings = setting(factory=KeysSettings)
     trust: TrustSettings = setting(factory=TrustSettings)
+    validation: ValidationSettings = setting(factory=ValidationSettings)
     auth: AuthSettings = setting(factory=AuthSettings)
     directory: DirectorySettings = setting(factory=DirectorySettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)

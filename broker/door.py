@@ -1,7 +1,8 @@
 """The door every adapter takes envelopes in through: check, record, answer.
 
-`take_in` validates the bytes (so the caller gets the problem codes at once),
-checks that an authenticated caller sends only as itself, answers a resent new
+`take_in` validates the bytes (so the caller gets the problem codes and the
+warnings at once; a strict sender's warnings refuse), checks that an
+authenticated caller sends only as itself, answers a resent new
 document with the message id it was first taken in under (idempotence on
 (sender, DocumentId) within the dedup window), and appends the submission to
 `inbound`, or the refusal with its problems (the pipeline records it in the
@@ -22,7 +23,7 @@ from broker.directory.model import Agency
 from broker.edxml.model import BusinessKind, Envelope, Kind
 from broker.errors import DocbrokerError, InputRefused
 from broker.intake import Submission, door_refusal_record, inbound_record
-from broker.problems import Problem
+from broker.problems import Irregularity, Problem
 from broker.records import new_message_id, now_ms, trace_id_from
 from broker.runtime import Runtime
 
@@ -38,6 +39,7 @@ class Taken:
     envelope: Envelope | None = None
     duplicate: bool = False
     problems: tuple[Problem, ...] = ()
+    warnings: tuple[Irregularity, ...] = ()  # of an accepted package (or a resend)
 
     @property
     def refused(self) -> bool:
@@ -87,21 +89,24 @@ async def take_in(
         axis_doc_id=axis_doc_id,
     )
     with bound_contextvars(message_id=sub.message_id, trace_id=sub.trace_id):
+        verdict = await asyncio.to_thread(runtime.processor.validator.validate, data)
         try:
-            env = await asyncio.to_thread(runtime.processor.validator.check, data)
+            env = verdict.envelope_or_raise()
         except InputRefused as exc:
             return await _refused(runtime, sub, exc.problems)
         problems = [p for p in [sender_problem(caller, env, acts_for) if caller else None] if p]
         problems += also(env) if also else []
-        if problems:
-            return await _refused(runtime, sub, problems, env)
-        if caller is not None:
+        if caller is not None and not problems:
             caller = acting_agency(caller, env, acts_for) or caller
             sub = replace(sub, authenticated=caller.code)
-        first = _already_taken(runtime, env, caller, received)
+        sender = caller or runtime.directory.current.find(env.sender_id)
+        problems += runtime.processor.for_sender(verdict, sender).problems
+        if problems:
+            return await _refused(runtime, sub, problems, env)
+        first = _already_taken(runtime, env, sender, received)
         if first is not None:
             log.info("resent document", document_id=env.document_id, original=first)
-            return Taken(first, sub, env, duplicate=True)
+            return Taken(first, sub, env, duplicate=True, warnings=verdict.warnings)
         started = time.monotonic()
         await runtime.log.append([inbound_record(sub, env, runtime.topics)])
         runtime.metrics.envelope_accepted(len(data), time.monotonic() - started)
@@ -112,16 +117,16 @@ async def take_in(
             recipients=list(env.recipient_ids),
             size=len(data),
             source=source,
+            warnings=[w.code for w in verdict.warnings],
         )
-        return Taken(sub.message_id, sub, env)
+        return Taken(sub.message_id, sub, env, warnings=verdict.warnings)
 
 
-def _already_taken(runtime: Runtime, env: Envelope, caller: Agency | None, now: int) -> str | None:
+def _already_taken(runtime: Runtime, env: Envelope, sender: Agency | None, now: int) -> str | None:
     """The message id this sender's new document was taken in under within the dedup
     window, if it was: a resend is answered, not taken twice."""
     if env.kind is not Kind.DOCUMENT or env.business_kind is not BusinessKind.NEW:
         return None
-    sender = caller or runtime.directory.current.find(env.sender_id)
     if sender is None:
         return None
     key = (sender.code, env.document_id)

@@ -69,6 +69,13 @@ class Metrics:
             ["stage", "code"],
             registry=r,
         )
+        self._warnings = Counter(
+            "docbroker_envelope_warnings_total",
+            "Envelopes the pipeline accepted with a warning, by warning code (an envelope "
+            "counts once per code)",
+            ["code"],
+            registry=r,
+        )
         self._records = Counter(
             "docbroker_pipeline_records_total",
             "Inbound records handled by the pipeline, by outcome",
@@ -216,6 +223,9 @@ class Metrics:
         self._batch_seconds.observe(seconds)
         for outcome, n in outcomes.items():
             self._records.labels(outcome).inc(n)
+
+    def envelope_warned(self, code: str) -> None:
+        self._warnings.labels(code).inc()
 
     def pipeline_commit_failed(self, reason: str) -> None:
         self._commit_failures.labels(reason).inc()

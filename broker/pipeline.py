@@ -236,5 +236,10 @@ class Pipeline(PartitionWorkers):
                 self.metrics.delivered(latency)
             for code in outcome.codes:
                 self.metrics.envelope_refused("pipeline", code)
+            # Here, not at the door: the pipeline is where an envelope is finally
+            # accepted (the door's may still be refused, or be a resend), once per
+            # committed record, whichever adapter brought it.
+            for code in outcome.warnings:
+                self.metrics.envelope_warned(code)
             if outcome.signature is not None:
                 self.metrics.sender_signature(*outcome.signature)

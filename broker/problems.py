@@ -1,4 +1,10 @@
-"""Problems: what is wrong with an input, as values with stable codes.
+"""Problems and warnings: what is wrong with an input, as values with stable codes.
+
+A package's defects come in two tiers. A **problem** refuses it: it cannot be
+routed or trusted. A **warning** (`Irregularity`) accepts it while recording the
+irregularity: real senders, and the national axis itself, emit irregular
+packages, and refusing those refuses real mail. A strict sender's warnings
+become problems with the same code and location (`Irregularity.as_problem`).
 
 A refusal is not an exception in the core: checks return `Problem` values, and
 the edges turn them into HTTP problem+json answers, CLI exit status 1 and
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +26,51 @@ class ProblemType:
     code: str
     title: str
     http_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class WarningType:
+    """One stable warning code: what is irregular, and why the package is still taken."""
+
+    code: str
+    title: str
+    accepted_because: str
+
+
+# Each is a deviation seen in real traffic (or its exact sibling) that neither routing
+# nor trust reads; what routing and trust read stays a problem wherever it is broken.
+WARNING_TYPES: Mapping[str, WarningType] = {
+    t.code: t
+    for t in (
+        WarningType(
+            "trace-organ-id-missing",
+            "A TraceHeader has no usable OrganId: missing, empty or the text null",
+            "a TraceHeader records a past hop for people; routing reads From, To and "
+            "ResponseFor, and docbroker appends its own hop (the national axis sends such "
+            "hops)",
+        ),
+        WarningType(
+            "trace-timestamp-invalid",
+            "A TraceHeader has no usable Timestamp: missing, empty, malformed or impossible",
+            "as for its OrganId: nothing is routed, ordered or trusted by a past hop's time",
+        ),
+        WarningType(
+            "unknown-element",
+            "An edXML element the schema does not know, or not where it is, was ignored",
+            "vendors add their own elements; one outside From, To, ResponseFor and "
+            "Bussiness that holds no field routing or trust reads (OrganId, DocumentId, "
+            "StatusCode, BussinessDocType, Signature, ...) cannot change where the package "
+            "goes or who sent it; it is forwarded unchanged",
+        ),
+        WarningType(
+            "element-order",
+            "The package's blocks are not in the standard's order (e.g. Bussiness before "
+            "the TraceHeaders)",
+            "docbroker, like the readers it forwards to, finds elements by name, not by "
+            "position (the national axis sends Bussiness first)",
+        ),
+    )
+}
 
 
 def _catalogue(*types: ProblemType) -> Mapping[str, ProblemType]:
@@ -86,6 +137,8 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
     ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),
     ProblemType("internal-error", "An unexpected error inside the broker", 500),
+    # A strict sender's warnings refuse its packages, each under its own code.
+    *(ProblemType(w.code, w.title, 422) for w in WARNING_TYPES.values()),
 )
 
 
@@ -122,19 +175,12 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with an input: a stable code, a message for a person, where."""
+class _Finding:
+    """A stable code, a message for a person, and where in the input."""
 
     code: str
     message: str
     location: Location | None = None
-
-    def __post_init__(self) -> None:
-        problem_type(self.code)  # refuse unregistered codes at construction
-
-    @property
-    def http_status(self) -> int:
-        return problem_type(self.code).http_status
 
     def __str__(self) -> str:
         where = f" ({self.location})" if self.location and str(self.location) else ""
@@ -147,13 +193,43 @@ class Problem:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Problem:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         loc = data.get("location")
         return cls(
             code=str(data["code"]),
             message=str(data["message"]),
             location=Location(**loc) if loc else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Problem(_Finding):
+    """One thing wrong with an input: it refuses the input."""
+
+    def __post_init__(self) -> None:
+        problem_type(self.code)  # refuse unregistered codes at construction
+
+    @property
+    def http_status(self) -> int:
+        return problem_type(self.code).http_status
+
+
+@dataclass(frozen=True, slots=True)
+class Irregularity(_Finding):
+    """A warning: something irregular in a package that is accepted all the same.
+
+    Always located (warnings come from the parsed package), so that the sender can
+    find and fix it."""
+
+    def __post_init__(self) -> None:
+        if self.code not in WARNING_TYPES:
+            raise ValueError(f"unregistered warning code: {self.code!r}")
+        if self.location is None:
+            raise ValueError(f"warning {self.code} without a location")
+
+    def as_problem(self) -> Problem:
+        """The refusal a strict sender gets instead: same code, message and location."""
+        return Problem(self.code, self.message, self.location)
 
 
 def http_status_for(problems: Iterable[Problem]) -> int:

@@ -2,7 +2,8 @@
 
 A submission (topic `inbound`):
   check -> edXML validation; the sender is a known, active agency and, when an
-           adapter authenticated the caller, that agency; the sender's signature
+           adapter authenticated the caller, that agency; a strict sender's
+           warnings refuse (others are recorded); the sender's signature
            per its policy (acting on the signed part when one verifies); a new
            document not already received from that sender within the window;
   route -> each recipient: a local mailbox, upstream (the national axis), or
@@ -32,12 +33,12 @@ from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.edxml.builder import build_status, build_status_for
 from broker.edxml.model import BusinessKind, Envelope, Kind, Organization, ResponseFor, StatusCode
-from broker.edxml.validator import EnvelopeValidator
+from broker.edxml.validator import EnvelopeValidator, Verdict
 from broker.errors import InputRefused
 from broker.events import Event, EventType
 from broker.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
 from broker.log.interface import NewRecord, Record
-from broker.problems import Problem
+from broker.problems import Irregularity, Problem
 from broker.receipts import Receipt, ReceiptKind
 from broker.records import H, make_headers, received_at_ms
 from broker.routing import Decision, Route, route_envelope
@@ -75,6 +76,18 @@ class Outcome:
     codes: tuple[str, ...] = ()  # problem codes of a refusal
     signature: tuple[str, str] | None = None  # (outcome, policy) of the sender's signature
     dedup: tuple[tuple[str, str], ...] = ()  # (sender, document id) to remember
+    warnings: tuple[str, ...] = ()  # the warning codes of an accepted submission, each once
+
+
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    """A submission the checks let through: its view, its sender, the sender's
+    signature verdict and the package's warnings."""
+
+    env: Envelope
+    sender: Agency
+    check: SenderCheck
+    warnings: tuple[Irregularity, ...]
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,12 @@ class InboundProcessor:
     bind_by_subject_uid: bool = True
     dedup_window_ms: int = 30 * 86400 * 1000
     broker_name: str = "Trục liên thông văn bản"
+    strict_default: bool = False  # for senders whose directory record does not say
+
+    def for_sender(self, verdict: Verdict, sender: Agency | None) -> Verdict:
+        """The verdict under the sender's policy: a strict sender's warnings refuse."""
+        strict = self.strict_default if sender is None or sender.strict is None else sender.strict
+        return verdict.strict() if strict else verdict
 
     @property
     def broker_org(self) -> Organization:
@@ -156,8 +175,9 @@ class InboundProcessor:
             return self.refuse(
                 record, problems or [Problem("internal-error", "no problems")], ctx, stage="accept"
             )
+        validated = self.validator.validate(data)
         try:
-            env = self.validator.check(data)
+            env = validated.envelope_or_raise()
         except InputRefused as exc:
             return self.refuse(record, exc.problems, ctx)
         sender = ctx.directory.find(env.sender_id)
@@ -195,6 +215,9 @@ class InboundProcessor:
                 ctx,
                 env,
             )
+        judged = self.for_sender(validated, sender)
+        if not judged.ok:
+            return self.refuse(record, judged.problems, ctx, env, sender)
         check = self._signature(data, env, sender)
         verdict = (check.outcome, check.policy)
         if check.problems:
@@ -221,10 +244,10 @@ class InboundProcessor:
                 )
                 return _with(self.refuse(record, [problem], ctx, env, sender), signature=verdict)
             dedup = (key,)
+        passed = _Passed(env, sender, check, validated.warnings)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
-            return _with(self._route_down(record, env, sender, ctx, check), dedup=dedup)
-        outcome = self._route(record, env, sender, ctx, check)
-        return _with(outcome, signature=verdict, dedup=dedup)
+            return _with(self._route_down(record, passed, ctx), dedup=dedup)
+        return _with(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
 
     def _signature(self, data: bytes, env: Envelope, sender: Agency) -> SenderCheck:
         policy = SenderPolicy(
@@ -243,12 +266,13 @@ class InboundProcessor:
     def _route(
         self,
         record: Record,
-        env: Envelope,
-        sender: Agency,
+        passed: _Passed,
         ctx: BatchContext,
-        check: SenderCheck,
         decisions: Sequence[Decision] | None = None,
     ) -> Outcome:
+        """Accepted: the audit event (with the sender's signature verdict and the
+        package's warnings), then each recipient's route (`decisions`, or all)."""
+        env, sender, check, warnings = passed.env, passed.sender, passed.check, passed.warnings
         if decisions is None:
             decisions = route_envelope(env, ctx.directory)
         data = record.value or b""
@@ -282,6 +306,7 @@ class InboundProcessor:
                     "code": str(env.code) if env.code else "",
                     "received_at_ms": ids.received_at,
                     "sender_signature": check.audit(),
+                    "warnings": [w.to_dict() for w in warnings],
                 },
                 **common,
             )
@@ -343,14 +368,14 @@ class InboundProcessor:
             )
         if upstream:
             records.append(self._upstream(forwarded, forwarded_sha, upstream, env, ids, ctx.now_ms))
-        return Outcome("routed", tuple(records), tuple(events), deliveries)
+        codes = tuple(dict.fromkeys(w.code for w in warnings))
+        return Outcome("routed", tuple(records), tuple(events), deliveries, warnings=codes)
 
-    def _route_down(
-        self, record: Record, env: Envelope, sender: Agency, ctx: BatchContext, check: SenderCheck
-    ) -> Outcome:
+    def _route_down(self, record: Record, passed: _Passed, ctx: BatchContext) -> Outcome:
         """A package the national axis brought down is for this province's agencies among
         its recipients; the others are served by their own provinces, so they are neither
         sent back up nor refused. None of ours: refused, and the sender hears."""
+        env = passed.env
         decisions = route_envelope(env, ctx.directory)
         ours = [d for d in decisions if d.route is Route.MAILBOX or d.code == "recipient-suspended"]
         if not ours:
@@ -358,8 +383,8 @@ class InboundProcessor:
                 "unknown-recipient",
                 f"none of {', '.join(env.recipient_ids)} is an agency of this province",
             )
-            return self.refuse(record, [problem], ctx, env, sender)
-        return self._route(record, env, sender, ctx, check, ours)
+            return self.refuse(record, [problem], ctx, env, passed.sender)
+        return self._route(record, passed, ctx, ours)
 
     def _upstream(
         self,

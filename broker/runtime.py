@@ -62,6 +62,7 @@ def build_processor(settings: Settings) -> InboundProcessor:
         bind_by_subject_uid=settings.trust.bind_by_subject_uid,
         dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
         broker_name=settings.organ_name,
+        strict_default=settings.validation.strict,
     )
 
 
@@ -94,19 +95,8 @@ class Runtime:
         topics = Topics.with_prefix(settings.backend.topic_prefix)
         metrics = metrics or Metrics()
         durable = open_log(settings)
-        validator = EnvelopeValidator(envelope_limits(settings))
-        trust = load_trust(settings)  # keys are loaded once, here
-        processor = InboundProcessor(
-            topics,
-            validator,
-            trust,
-            default_policy=SenderPolicy(
-                settings.trust.default_policy, settings.trust.allow_legacy_sha1
-            ),
-            bind_by_subject_uid=settings.trust.bind_by_subject_uid,
-            dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
-            broker_name=settings.organ_name,
-        )
+        processor = build_processor(settings)
+        trust = processor.trust  # keys are loaded once, here
         view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
         directory = DirectoryState(durable, topics.directory)
         heads = ChainHeads(durable, topics.chains)

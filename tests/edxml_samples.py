@@ -71,6 +71,18 @@ def status(
 """.encode()
 
 
+def hop(
+    organ_id: str | None = "000.00.00.H35", timestamp: str | None = "2026/11/20 08:00:00"
+) -> str:
+    """A TraceHeader; None leaves the element out, as some real hops do."""
+    parts = [
+        f"<edXML:{name}>{escape(value)}</edXML:{name}>"
+        for name, value in (("OrganId", organ_id), ("Timestamp", timestamp))
+        if value is not None
+    ]
+    return f"<edXML:TraceHeader>{''.join(parts)}</edXML:TraceHeader>"
+
+
 def full_document(
     *,
     attachments: dict[str, bytes] | None = None,
@@ -79,8 +91,10 @@ def full_document(
     priority: str = "0",
     extra_header: str = "",
     extra_root: str = "",
+    trace: str | None = None,
 ) -> bytes:
-    """A document package with every common part, attachments included."""
+    """A document package with every common part, attachments included; `trace` is
+    what its TraceHeaderList holds (default: one hop, then `business`)."""
     import base64
 
     attachments = {"cid:1": b"%PDF-1.7 test"} if attachments is None else attachments
@@ -128,11 +142,7 @@ def full_document(
         {extra_header}
       </edXML:MessageHeader>
       <edXML:TraceHeaderList>
-        <edXML:TraceHeader>
-          <edXML:OrganId>000.00.00.H35</edXML:OrganId>
-          <edXML:Timestamp>2026/11/20 08:00:00</edXML:Timestamp>
-        </edXML:TraceHeader>
-        {business}
+        {hop() + business if trace is None else trace}
       </edXML:TraceHeaderList>
     </edXML:edXMLHeader>
     <edXML:edXMLBody>

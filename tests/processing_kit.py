@@ -40,11 +40,21 @@ def with_suspended(code: str) -> Directory:
     return directory().with_agency(replace(agency, status=AgencyStatus.SUSPENDED))
 
 
-def processor(policy: str = "optional") -> InboundProcessor:
+def processor(policy: str = "optional", *, strict: bool = False) -> InboundProcessor:
+    """`strict`: the configured default for senders whose record does not say."""
     trust = TrustContext(
         pki.broker(), TrustStore([pki.ca().certificate]), PolicyBook(), pki.BROKER_ID, 30 * 86400.0
     )
-    return InboundProcessor(TOPICS, VALIDATOR, trust, default_policy=SenderPolicy(policy))
+    return InboundProcessor(
+        TOPICS, VALIDATOR, trust, default_policy=SenderPolicy(policy), strict_default=strict
+    )
+
+
+def with_strict(code: str, strict: bool | None) -> Directory:
+    """The example directory with `code`'s strict policy set."""
+    agency = directory().find(code)
+    assert agency is not None
+    return directory().with_agency(replace(agency, strict=strict))
 
 
 def ctx(seen: dict[tuple[str, str], int] | None = None, d: Directory | None = None) -> BatchContext:

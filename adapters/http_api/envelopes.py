@@ -122,4 +122,5 @@ def accepted_json(taken: Taken) -> dict[str, object]:
         "received_at": iso_ms(sub.received_at_ms),
         "trace_id": sub.trace_id,
         "duplicate": taken.duplicate,
+        "warnings": [w.to_dict() for w in taken.warnings],
     }

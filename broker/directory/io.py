@@ -76,7 +76,10 @@ def to_toml(agencies: Iterable[Agency]) -> str:
     blocks = []
     for a in agencies:
         data = a.to_dict()
-        blocks.append("[[agency]]\n" + "".join(f"{k} = {_toml_value(data[k])}\n" for k in FIELDS))
+        blocks.append(
+            "[[agency]]\n"
+            + "".join(f"{k} = {_toml_value(data[k])}\n" for k in FIELDS if data[k] is not None)
+        )
     return "\n".join(blocks)
 
 

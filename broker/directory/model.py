@@ -105,6 +105,7 @@ class Agency:
     status: AgencyStatus = AgencyStatus.ACTIVE
     signature_policy: str = ""  # "" = the configured default
     allow_sha1: bool = False
+    strict: bool | None = None  # warnings refuse its packages; None = the configured default
     certificates: tuple[str, ...] = ()  # SHA-256 fingerprints (signatures and mTLS)
     tokens: tuple[Token, ...] = ()
     systems: tuple[SdkSystem, ...] = ()
@@ -149,6 +150,7 @@ _TUPLES = {"certificates"}
 # The fields a CSV row carries: credentials are not for spreadsheets.
 CSV_FIELDS = tuple(f for f in FIELDS if f not in _CREDENTIALS)
 _BOOLS = {"local", "allow_sha1"}
+_OPTIONAL_BOOLS = {"strict"}  # absent or empty: None, the configured default
 
 
 def agency_from_mapping(
@@ -186,7 +188,9 @@ def agency_from_mapping(
                 bad(f"{name} must be a list of strings")
                 continue
             values[name] = tuple(i.strip().lower() for i in items if i.strip())
-        elif name in _BOOLS:
+        elif name in _BOOLS | _OPTIONAL_BOOLS:
+            if name in _OPTIONAL_BOOLS and isinstance(raw, str) and not raw.strip():
+                continue
             if isinstance(raw, str) and raw.strip().lower() in (
                 "true",
                 "1",

@@ -199,7 +199,7 @@ def build_envelope(env: Envelope, payloads: Mapping[str, bytes] | None = None) -
         for hop in env.trace:
             th = _sub(trace, "TraceHeader")
             _sub(th, "OrganId", hop.organ_id)
-            _sub(th, "Timestamp", hop.timestamp.strftime(TIMESTAMP))
+            _opt(th, "Timestamp", hop.timestamp.strftime(TIMESTAMP) if hop.timestamp else "")
         if env.business is not None:
             _business(trace, env.business)
     if env.attachments:

@@ -53,7 +53,7 @@ def describe(env: Envelope) -> str:
         for change in b.receiver_changes:
             row("  recipient", f"{'+' if change.added else '-'} {change.organ_id}")
     for hop in env.trace:
-        row("trace", f"{hop.organ_id} at {hop.timestamp}")
+        row("trace", f"{hop.organ_id or '(nobody)'} at {hop.timestamp or '(no time)'}")
     for a in env.attachments:
         row(
             "attachment",

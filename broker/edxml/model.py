@@ -144,10 +144,11 @@ class StaffInfo:
 
 @dataclass(frozen=True, slots=True)
 class TraceHeader:
-    """One hop: who handled the package, when (Vietnam local time)."""
+    """One hop: who handled the package, when (Vietnam local time). Real hops may
+    name nobody ("" or the text "null") or carry no usable time (None): warnings."""
 
     organ_id: str
-    timestamp: datetime
+    timestamp: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,17 @@ def text(el: etree._Element | None) -> str:
     return "".join(el.itertext()).strip()
 
 
+def parse_timestamp(raw: str) -> tuple[datetime | None, str]:
+    """`raw` as a timestamp, or None and why not."""
+    m = _TIMESTAMP.match(raw)
+    if m is None:
+        return None, f"{raw!r} is not a timestamp (yyyy/MM/dd HH:mm:ss)"
+    try:
+        return datetime(*(int(g) for g in m.groups())), ""  # type: ignore[misc]
+    except ValueError:
+        return None, f"{raw!r} is not a calendar time"
+
+
 @dataclass
 class Parts:
     """Elements of the package that more than one step looks at."""
@@ -122,15 +133,10 @@ class _Reader:
         raw = text(el)
         if not raw or el is None:
             return None
-        m = _TIMESTAMP.match(raw)
-        if m is None:
-            self.problem("invalid-date", f"{raw!r} is not a timestamp (yyyy/MM/dd HH:mm:ss)", el)
-            return None
-        try:
-            return datetime(*(int(g) for g in m.groups()))  # type: ignore[misc]
-        except ValueError:
-            self.problem("invalid-date", f"{raw!r} is not a calendar time", el)
-            return None
+        when, wrong = parse_timestamp(raw)
+        if wrong:
+            self.problem("invalid-date", wrong, el)
+        return when
 
     def integer(self, el: etree._Element | None) -> int | None:
         raw = text(el)
@@ -378,10 +384,9 @@ def read_envelope(parts: Parts) -> tuple[Envelope, list[Problem]]:
         status_description=text(child(m, "Description")),
         status_timestamp=r.timestamp(child(m, "Timestamp")),
         status_form=etree.QName(m).localname if m is not None else "MessageHeader",
-        trace=tuple(
-            TraceHeader(text(child(t, "OrganId")), ts)
+        trace=tuple(  # a hop's defects are warnings of the rules, not problems here
+            TraceHeader(text(child(t, "OrganId")), parse_timestamp(text(child(t, "Timestamp")))[0])
             for t in children(trace_list, "TraceHeader")
-            if (ts := r.timestamp(child(t, "Timestamp"))) is not None
         ),
         business=r.business(child(trace_list, "Bussiness")),
         attachments=r.attachments(parts),

@@ -2,7 +2,9 @@
 
 Cardinalities live here because XSD 1.0 cannot combine them with free element
 order. Rules for what routing and trust depend on (one sender, one document
-id, the recipients, the status's target) are strict; the rest is lenient.
+id, the recipients, the status's target) are strict; the rest is lenient, and
+irregularities real senders emit that neither routing nor trust reads (a hop
+naming nobody, blocks out of order) are warnings.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import date
 from lxml import etree
 
 from broker.edxml.model import BusinessKind, Envelope, Kind
-from broker.edxml.reader import Parts, child, children, location, text
-from broker.problems import Problem
+from broker.edxml.ns import NS, local
+from broker.edxml.reader import Parts, child, children, location, parse_timestamp, text
+from broker.problems import Irregularity, Problem
 
 MiB = 1024 * 1024
 
@@ -35,9 +38,13 @@ class Limits:
 class _Rules:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.warnings: list[Irregularity] = []
 
     def add(self, code: str, message: str, el: etree._Element) -> None:
         self.problems.append(Problem(code, message, location(el)))
+
+    def warn(self, code: str, message: str, el: etree._Element) -> None:
+        self.warnings.append(Irregularity(code, message, location(el)))
 
     def one(
         self, parent: etree._Element | None, name: str, *, required: bool, what: str = ""
@@ -63,8 +70,11 @@ class _Rules:
         return text(el)
 
 
-def check_rules(env: Envelope, parts: Parts, limits: Limits, today: date) -> list[Problem]:
-    """Every rule broken by the package; `today` is the date in Vietnam."""
+def check_rules(
+    env: Envelope, parts: Parts, limits: Limits, today: date
+) -> tuple[list[Problem], list[Irregularity]]:
+    """Every rule broken by the package, and its irregularities; `today` is the date
+    in Vietnam."""
     r = _Rules()
     root = parts.root
     r.one(root, "edXMLEnvelope", required=True)
@@ -88,8 +98,9 @@ def check_rules(env: Envelope, parts: Parts, limits: Limits, today: date) -> lis
         else:
             _document_rules(r, m, env, limits, today)
     _trace_rules(r, header)
+    _order_rules(r, parts)
     _attachment_rules(r, parts, limits)
-    return r.problems
+    return r.problems, r.warnings
 
 
 def _document_rules(
@@ -179,9 +190,67 @@ def _status_rules(r: _Rules, m: etree._Element) -> None:
 
 
 def _trace_rules(r: _Rules, header: etree._Element | None) -> None:
+    """A hop names who handled the package and when; the national axis sends hops
+    whose OrganId is the text "null" or absent. Nothing reads them but people:
+    warnings. Two OrganIds or Timestamps in one hop stay a problem (duplicate-field)."""
     for hop in children(child(header, "TraceHeaderList"), "TraceHeader"):
-        r.filled(hop, "OrganId", "TraceHeader/OrganId")
-        r.filled(hop, "Timestamp", "TraceHeader/Timestamp")
+        organ = r.one(hop, "OrganId", required=False)
+        organ_id = text(organ)
+        if not organ_id or organ_id.lower() == "null":
+            said = "is missing" if organ is None else f"is {organ_id!r}" if organ_id else "is empty"
+            r.warn(
+                "trace-organ-id-missing",
+                f"TraceHeader/OrganId {said}: the hop names nobody",
+                organ if organ is not None else hop,
+            )
+        stamp = r.one(hop, "Timestamp", required=False)
+        raw = text(stamp)
+        wrong = parse_timestamp(raw)[1] if raw else "empty" if stamp is not None else "missing"
+        if wrong:
+            r.warn(
+                "trace-timestamp-invalid",
+                f"TraceHeader/Timestamp: {wrong}",
+                stamp if stamp is not None else hop,
+            )
+
+
+# The order QCVN 102 gives the package's blocks. Within blocks the order varies between
+# the official SDK and production systems (e.g. ResponseFor's children) and is free.
+_BLOCK_ORDER: dict[str, tuple[frozenset[str], ...]] = {
+    "edXML": (frozenset({"edXMLEnvelope"}), frozenset({"AttachmentEncoded"})),
+    "edXMLEnvelope": (frozenset({"edXMLHeader"}), frozenset({"edXMLBody"})),
+    "edXMLHeader": (
+        frozenset({"MessageHeader", "Status"}),
+        frozenset({"TraceHeaderList"}),
+        frozenset({"Signature"}),
+    ),
+    "TraceHeaderList": (frozenset({"TraceHeader"}), frozenset({"Bussiness"})),
+}
+
+
+def _order_rules(r: _Rules, parts: Parts) -> None:
+    """One warning per block whose parts are out of the standard's order, at the
+    first part that comes too late."""
+    header = parts.header
+    for block in (parts.root, parts.envelope, header, child(header, "TraceHeaderList")):
+        if block is None:
+            continue
+        ranks = _BLOCK_ORDER[local(block)]
+        latest: etree._Element | None = None
+        latest_rank = -1
+        for el in block.iterchildren(tag=f"{{{NS}}}*"):
+            rank = next((i for i, names in enumerate(ranks) if local(el) in names), None)
+            if rank is None:
+                continue
+            if latest is not None and rank < latest_rank:
+                r.warn(
+                    "element-order",
+                    f"{local(el)} comes after {local(latest)} in {local(block)}; "
+                    f"the standard puts {local(el)} first",
+                    el,
+                )
+                break
+            latest, latest_rank = el, rank
 
 
 def _content_ids(

@@ -1,8 +1,10 @@
 """Validation of edXML packages: size, hardened parse, schema, reading, rules.
 
 `EnvelopeValidator` is built once (limits, the compiled schema) and then is a
-pure function from bytes to a `Verdict`: the envelope view and every problem
-found, each with a stable code, a location and a message.
+pure function from bytes to a `Verdict`: the envelope view, every problem found
+(it refuses the package) and every warning (it is accepted, and the
+irregularity recorded), each with a stable code, a location and a message.
+Unexpected edXML elements are judged by broker/edxml/tolerance.py.
 
 The schema runs on lxml (libxml2): 0.03 ms for a 370 KB package against 2.4 ms
 with xmlschema, measured on this machine (bench/bench_validate.py prints both).
@@ -17,17 +19,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
+from typing import TypeVar
 
 from lxml import etree
 
 from broker.edxml.model import Envelope
 from broker.edxml.ns import NS, element_path
 from broker.edxml.parser import parse_untrusted
-from broker.edxml.reader import Parts, read_envelope
+from broker.edxml.reader import Parts, location, read_envelope
 from broker.edxml.rules import Limits, check_rules
+from broker.edxml.tolerance import SchemaIndex, strip, unexpected_elements
 from broker.errors import InputRefused
-from broker.problems import Location, Problem
+from broker.problems import Irregularity, Location, Problem
 
+F = TypeVar("F", Problem, Irregularity)
 VIETNAM = timedelta(hours=7)  # Asia/Ho_Chi_Minh: UTC+7, no daylight saving
 
 # Value errors on these elements get their own problem codes.
@@ -50,16 +55,31 @@ def schema_document() -> etree._ElementTree:
         return etree.parse(fh)
 
 
+@lru_cache(maxsize=1)
+def schema_index() -> SchemaIndex:
+    return SchemaIndex.of(schema_document())
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What validation found: the view (when the package could be read) and problems."""
+    """What validation found: the view (when the package could be read), the problems
+    that refuse it and the warnings that do not."""
 
     envelope: Envelope | None
     problems: tuple[Problem, ...]
+    warnings: tuple[Irregularity, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def strict(self) -> Verdict:
+        """The verdict for a strict sender: each warning refuses, as a problem with
+        the same code and location."""
+        if not self.warnings:
+            return self
+        refusals = [*self.problems, *(w.as_problem() for w in self.warnings)]
+        return Verdict(self.envelope, _ordered(refusals))
 
     def envelope_or_raise(self) -> Envelope:
         if self.problems or self.envelope is None:
@@ -108,23 +128,44 @@ class EnvelopeValidator:
                     ),
                 ),
             )
-        problems = self._schema_problems(tree)
+        problems, warnings = self._schema_problems(tree)
         parts = Parts.of(root)
         envelope, read_problems = read_envelope(parts)
         problems += read_problems
-        problems += check_rules(envelope, parts, self.limits, today or today_in_vietnam())
-        return Verdict(envelope, _ordered(problems))
+        rule_problems, rule_warnings = check_rules(
+            envelope, parts, self.limits, today or today_in_vietnam()
+        )
+        return Verdict(
+            envelope, _ordered(problems + rule_problems), _ordered(warnings + rule_warnings)
+        )
 
     def check(self, data: bytes) -> Envelope:
         """The envelope, or InputRefused with every problem."""
         return self.validate(data).envelope_or_raise()
 
-    def _schema_problems(self, tree: etree._ElementTree) -> list[Problem]:
+    def _schema_problems(
+        self, tree: etree._ElementTree
+    ) -> tuple[list[Problem], list[Irregularity]]:
+        """Problems of the schema, and the unexpected elements tolerated. Only a package
+        the schema refuses as it came is searched for them: they are then taken out of
+        this (private) tree and the schema checks what remains, so that a regular
+        package costs one validation."""
         schema = self._schema()
         if schema.validate(tree):
-            return []
+            return [], []
+        found = unexpected_elements(tree.getroot(), schema_index())
+        out: list[Problem] = []
+        warnings: list[Irregularity] = []
+        for u in found:
+            if u.refuses:
+                out.append(Problem("schema-invalid", u.message, location(u.element)))
+            else:
+                warnings.append(Irregularity("unknown-element", u.message, location(u.element)))
+        if found:
+            strip(found)
+            if schema.validate(tree):
+                return out, warnings
         prefixes = _prefixes(tree.getroot())
-        out = []
         for entry in schema.error_log:
             el = _element_at(tree, entry.path, prefixes, entry.line)
             name = etree.QName(el).localname if el is not None else ""
@@ -141,7 +182,7 @@ class EnvelopeValidator:
                     ),
                 )
             )
-        return out
+        return out, warnings
 
 
 def _prefixes(root: etree._Element) -> dict[str, str]:
@@ -175,7 +216,7 @@ def _readable(message: str) -> str:
     return message.replace(f"{{{NS}}}", "edXML:").rstrip(".") + "."
 
 
-def _ordered(problems: list[Problem]) -> tuple[Problem, ...]:
+def _ordered(problems: list[F]) -> tuple[F, ...]:
     """In document order, each (code, place) once."""
     seen: set[tuple[str, int | None, str | None]] = set()
     unique = []

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
+from dataclasses import replace
 
 import pytest
 
 from adapters.http_api import RUNTIME
+from broker.directory.view import put_agencies
 from broker.log.interface import DurableLog, NewRecord, Record
 from tests.api.conftest import AgencyClient
-from tests.edxml_samples import document, status
+from tests.edxml_samples import document, full_document, hop, status
 from tests.forwarded import assert_forwarded
 
 XML = {"Content-Type": "application/xml"}
@@ -106,6 +108,56 @@ class TestSubmitAndDeliver:
         ).json()
         ids = [e["document_id"] for e in page1["envelopes"] + page2["envelopes"]]
         assert sorted(ids) == [f"D,{i}" for i in range(5)]
+
+
+IRREGULAR = full_document(trace=hop("null"), extra_header="<edXML:Vendor>x</edXML:Vendor>")
+
+
+async def wait_for_metric(api: AgencyClient, line: str, timeout: float = 10) -> None:
+    """The pipeline counts after its commit: a moment after the mailbox shows it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while line not in await (await api.get("/metrics")).text():
+        assert asyncio.get_running_loop().time() < deadline, f"no {line!r} in /metrics"
+        await asyncio.sleep(0.05)
+
+
+class TestWarnings:
+    async def test_irregular_package_is_accepted_with_its_warnings(self, api: AgencyClient) -> None:
+        resp = await api.post("/v1/envelopes", data=IRREGULAR, headers=XML)
+        assert resp.status == 202, await resp.text()
+        warnings = (await resp.json())["warnings"]
+        assert [(w["code"], w["location"]["path"]) for w in warnings] == [
+            ("unknown-element", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Vendor"),
+            ("trace-organ-id-missing", "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/"
+             "TraceHeader/OrganId"),
+        ]  # fmt: skip
+        assert all(w["location"]["line"] and w["message"] for w in warnings)
+        for agency in ("000.00.01.H35", "000.00.02.H35"):
+            await wait_for_mailbox(api, agency)
+        await wait_for_metric(api, 'docbroker_envelope_warnings_total{code="unknown-element"} 1.0')
+        metrics = await (await api.get("/metrics")).text()
+        assert 'docbroker_envelope_warnings_total{code="trace-organ-id-missing"} 1.0' in metrics
+        regular = await api.post("/v1/envelopes", data=document(), headers=XML)
+        assert (await regular.json())["warnings"] == []
+
+    async def test_a_strict_sender_is_refused_at_the_door(self, api: AgencyClient) -> None:
+        runtime = api.server.app[RUNTIME]
+        sender = runtime.directory.current.find("000.00.00.H35")
+        assert sender is not None
+        await put_agencies(
+            runtime.log, runtime.topics.directory, [replace(sender, strict=True)], "test"
+        )
+        await runtime.directory.follower.caught_up()
+        resp = await api.post("/v1/envelopes", data=IRREGULAR, headers=XML)
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["code"] == "unknown-element"
+        assert [p["code"] for p in body["problems"]] == [
+            "unknown-element",
+            "trace-organ-id-missing",
+        ]
+        assert body["problems"][1]["location"]["path"].endswith("/TraceHeader/OrganId")
+        assert (await api.post("/v1/envelopes", data=document(), headers=XML)).status == 202
 
 
 class TestRefusals:

@@ -115,3 +115,25 @@ def test_sdk_systems_are_https_only_unless_allowed_from_their_networks(tmp_path:
                        "networks": [], "manage_agencies": True}  # fmt: skip
     listed = run(tmp_path, "agencies", "system", "list", "000.00.01.H35").output
     assert "HTTPS only" in listed and "manages sub-agencies" in listed
+
+
+def test_strict_policy_is_shown_updated_and_exported(tmp_path: Path) -> None:
+    """`--strict true|false|default`; the TOML and CSV exports carry it."""
+    run(tmp_path, "agencies", "import", str(CURRENT))
+    shown = json.loads(run(tmp_path, "agencies", "show", "H35.S01", "--json").output)
+    assert shown["strict"] is None
+    assert "default (validation.strict)" in run(tmp_path, "agencies", "show", "H35.S01").output
+    updated = run(tmp_path, "agencies", "update", "H35.S01", "--strict", "true", "--json")
+    assert json.loads(updated.output)["strict"] is True
+    assert "strict           True" in run(tmp_path, "agencies", "show", "H35.S01").output
+    run(tmp_path, "agencies", "update", "H35.S02", "--strict", "false")
+    for fmt in ("toml", "csv"):
+        exported = tmp_path / f"out.{fmt}"
+        run(tmp_path, "agencies", "export", "--format", fmt, "-o", str(exported))
+        other = {"DOCBROKER_DATA_DIR": str(tmp_path / fmt)}
+        CliRunner().invoke(cli, ["agencies", "import", str(exported)], env=other)
+        listed = CliRunner().invoke(cli, ["agencies", "list", "--json"], env=other).output
+        strict = {a["code"]: a["strict"] for a in json.loads(listed)}
+        assert (strict["H35.S01"], strict["H35.S02"], strict["H35"]) == (True, False, None)
+    reset = run(tmp_path, "agencies", "update", "H35.S01", "--strict", "default", "--json")
+    assert json.loads(reset.output)["strict"] is None

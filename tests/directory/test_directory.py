@@ -110,10 +110,19 @@ class TestFiles:
                 local=False,
                 status=AgencyStatus.SUSPENDED,
                 certificates=("ab" * 32,),
+                strict=True,
             ),
+            agency("H35.S02", "000.00.02.H35", parent="H35", strict=False),
         ]
         assert parse_toml(to_toml(original), "t")[0] == original
         assert parse_csv(to_csv(original), "c")[0] == original
+
+    @pytest.mark.parametrize(("raw", "strict"), [(True, True), ("false", False), ("", None)])
+    def test_strict_is_true_false_or_the_configured_default(self, raw: object, strict) -> None:
+        a, problems = agency_from_mapping({"code": "H35", "name": "x", "strict": raw})
+        assert problems == [] and a is not None and a.strict is strict
+        assert agency_from_mapping(a.to_dict())[0] == a  # JSON, as in the directory topic
+        assert ("strict = " in to_toml([a])) is (strict is not None)
 
     def test_duplicates_in_a_file(self) -> None:
         problems = check_unique([agency("A", "1"), agency("B", "1"), agency("A")])

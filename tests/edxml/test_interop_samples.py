@@ -150,6 +150,7 @@ def test_the_table_covers_every_sample() -> None:
 def test_valid_sample(validator: EnvelopeValidator, name: str) -> None:
     verdict = validator.validate((INTEROP / name).read_bytes())
     assert verdict.problems == ()
+    assert verdict.warnings == ()  # the SDK's own samples and BKAV's are regular
     env = verdict.envelope
     assert env is not None
     kind, sender, recipients, status, business = VALID[name]
@@ -163,7 +164,9 @@ def test_broken_sample_is_refused_with_a_located_error(
     validator: EnvelopeValidator, name: str
 ) -> None:
     code, line, column, words = REFUSED[name]
-    (problem,) = validator.validate((INTEROP / name).read_bytes()).problems
+    verdict = validator.validate((INTEROP / name).read_bytes())
+    (problem,) = verdict.problems
+    assert verdict.warnings == ()
     assert problem.code == code
     assert problem.location is not None
     assert (problem.location.line, problem.location.column) == (line, column)
@@ -202,3 +205,28 @@ def test_replacement_targets(validator: EnvelopeValidator) -> None:
     assert env.business is not None
     assert env.business.targets == ("000.00.00.G22,2014/01/30,7806/VPCP-TTĐT",) * 2
     assert env.business.replacements[0].organ_ids == (H41, "000.00.00.H14")
+
+
+def test_the_sdk_sample_as_the_national_axis_brings_it(validator: EnvelopeValidator) -> None:
+    """The update sample with what real traffic from the axis carries: a hop naming
+    `null`, Bussiness before the TraceHeader, a vendor element. Accepted, warned."""
+    data = (INTEROP / "vnpt-sdk-samples/edoc_update.edxml").read_bytes()
+    trace_list = data[data.index(b"<edXML:TraceHeaderList>") : data.index(b"<Signature>")]
+    hop = trace_list[
+        trace_list.index(b"<edXML:TraceHeader>") : trace_list.index(b"<edXML:Bussiness>")
+    ]
+    axis = trace_list.replace(hop, b"").replace(
+        b"</edXML:TraceHeaderList>",
+        hop.replace(b"000.00.00.G22", b"null") + b"</edXML:TraceHeaderList>",
+    )
+    data = data.replace(trace_list, axis).replace(
+        b"<edXML:SteeringType>", b"<edXML:VxpInfo>saas</edXML:VxpInfo><edXML:SteeringType>"
+    )
+    verdict = validator.validate(data)
+    assert verdict.problems == ()
+    assert sorted(w.code for w in verdict.warnings) == [
+        "element-order",
+        "trace-organ-id-missing",
+        "unknown-element",
+    ]
+    assert verdict.envelope is not None and verdict.envelope.recipient_ids == THREE

@@ -112,3 +112,54 @@ class TestValidateAndInspect:
         assert result.exit_code == 1
         assert "kind            status" in result.output
         assert "unknown-status-code" in result.output
+
+
+class TestWarningsOnTheCommandLine:
+    """An irregular package is valid (exit 0), its warnings printed and in --json;
+    `--strict` refuses it as a strict sender's would be."""
+
+    def irregular(self, tmp_path: Path) -> Path:
+        from tests.edxml_samples import full_document, hop
+
+        path = tmp_path / "axis.edxml"
+        path.write_bytes(
+            full_document(trace=hop("null"), extra_header="<edXML:Vendor>x</edXML:Vendor>")
+        )
+        return path
+
+    def test_validate(self, tmp_path: Path) -> None:
+        path = self.irregular(tmp_path)
+        text = invoke("validate", str(path))
+        assert text.exit_code == 0
+        assert f"{path}: valid document from 000.00.00.H35" in text.output
+        assert "(2 warnings)" in text.output
+        assert (
+            f"{path}:23:0: warning: unknown-element: edXML:Vendor is not an element of the "
+            "schema; ignored (forwarded unchanged) "
+            "[/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Vendor]"
+        ) in text.output
+        assert f"{path}:26:0: warning: trace-organ-id-missing:" in text.output
+        (entry,) = json.loads(invoke("validate", "--json", str(path)).stdout)
+        assert entry["valid"] is True and entry["problems"] == []
+        assert [w["code"] for w in entry["warnings"]] == [
+            "unknown-element",
+            "trace-organ-id-missing",
+        ]
+        strict = invoke("validate", "--strict", "--json", str(path))
+        assert strict.exit_code == 1
+        (entry,) = json.loads(strict.stdout)
+        assert [p["code"] for p in entry["problems"]] == [
+            "unknown-element",
+            "trace-organ-id-missing",
+        ]
+        assert entry["warnings"] == []
+
+    def test_inspect(self, tmp_path: Path) -> None:
+        path = self.irregular(tmp_path)
+        text = invoke("inspect", str(path))
+        assert text.exit_code == 0
+        assert "trace           null at 2026-11-20 08:00:00" in text.output
+        assert "warning: trace-organ-id-missing: TraceHeader/OrganId is 'null'" in text.output
+        data = json.loads(invoke("inspect", "--json", str(path)).stdout)
+        assert data["valid"] is True and len(data["warnings"]) == 2
+        assert invoke("inspect", "--strict", str(path)).exit_code == 1

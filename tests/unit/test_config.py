@@ -79,11 +79,13 @@ class TestLoadSettings:
             load_settings(None, {"DOCBROKER_HTTP_PORTT": "1"})
 
     def test_client_and_test_variables_are_not_settings(self) -> None:
-        """DOCBROKER_URL, DOCBROKER_CONFIG, DOCBROKER_KAFKA_* and DOCBROKER_TEST_* are allowed."""
+        """DOCBROKER_URL, DOCBROKER_CONFIG, DOCBROKER_VENV (bin/), DOCBROKER_KAFKA_* and
+        DOCBROKER_TEST_* are allowed."""
         load_settings(
             None,
             {
                 "DOCBROKER_URL": "http://x",
+                "DOCBROKER_VENV": "/srv/docbroker/.venv",
                 "DOCBROKER_CONFIG": "c.toml",
                 "DOCBROKER_KAFKA_VERSION": "3.9.2",
                 "DOCBROKER_TEST_KAFKA_BOOTSTRAP": "x:1",

@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from broker.directory.model import Agency
 from broker.edxml.model import Kind, StatusCode
 from broker.events import EventType
-from broker.intake import Submission, door_refusal_record
+from broker.intake import Submission, door_refusal_record, inbound_record
 from broker.log.interface import Record
 from broker.mailbox import MailboxStore
 from broker.problems import Problem
 from broker.processing import MESSAGE_ID_MAX, InboundProcessor, status_message_id
 from broker.receipts import Receipt, ReceiptKind
 from broker.records import new_message_id
-from tests.edxml_samples import document, status
+from tests.edxml_samples import document, full_document, hop, status
 from tests.forwarded import assert_forwarded
 from tests.processing_kit import (
     NOW,
@@ -23,10 +26,12 @@ from tests.processing_kit import (
     as_record,
     consumed,
     ctx,
+    directory,
     headers,
     on,
     problems_of,
     processor,
+    with_strict,
     with_suspended,
 )  # fmt: skip
 
@@ -211,9 +216,101 @@ class TestRefusals:
     def test_an_unexpected_failure_is_contained(self, monkeypatch) -> None:
         record = consumed(document())
         broken = processor()
-        monkeypatch.setattr(broken.validator, "check", lambda data: 1 / 0)
+        monkeypatch.setattr(broken.validator, "validate", lambda data: 1 / 0)
         out = broken.process(record, ctx())
         assert out.outcome == "failed" and out.codes == ("internal-error",)
+
+
+class TestWarnings:
+    """An irregular package from a tolerant sender is delivered, its warnings in the
+    audit trail; a strict sender's is refused with the warnings as problems."""
+
+    IRREGULAR = full_document(trace=hop("null"), extra_header="<edXML:Vendor>x</edXML:Vendor>")
+    CODES = ("unknown-element", "trace-organ-id-missing")  # in document order
+
+    def test_accepted_with_its_warnings_in_the_accepted_event(self) -> None:
+        out = processor().process(consumed(self.IRREGULAR), ctx())
+        assert out.outcome == "routed" and out.deliveries == 2
+        accepted = out.events[0]
+        assert accepted.type is EventType.ACCEPTED
+        warnings = accepted.details["warnings"]
+        assert [w["code"] for w in warnings] == list(self.CODES)
+        assert warnings[0]["location"]["path"].endswith("/MessageHeader/Vendor")
+        assert warnings[1]["location"]["line"] > warnings[0]["location"]["line"]
+        assert out.warnings == self.CODES  # for the metric: each code once
+        assert processor().process(consumed(document()), ctx()).events[0].details["warnings"] == []
+
+    def test_each_code_counts_once_per_envelope(self) -> None:
+        twice = full_document(trace=hop("null") + hop(""))
+        out = processor().process(consumed(twice), ctx())
+        assert len(out.events[0].details["warnings"]) == 2
+        assert out.warnings == ("trace-organ-id-missing",)
+
+    @pytest.mark.parametrize(
+        ("default", "agency", "refused"),
+        [
+            (False, True, True),
+            (True, None, True),
+            (True, False, False),
+            (False, None, False),
+        ],
+        ids=["agency-strict", "default-strict", "agency-tolerant", "default-tolerant"],
+    )
+    def test_the_senders_policy_decides(
+        self, default: bool, agency: bool | None, refused: bool
+    ) -> None:
+        out = processor(strict=default).process(
+            consumed(self.IRREGULAR), ctx(d=with_strict(PROVINCE, agency))
+        )
+        if not refused:
+            assert out.outcome == "routed"
+            return
+        assert out.outcome == "rejected" and out.codes == self.CODES
+        (dead,) = on(out.records, TOPICS.rejected)
+        assert problems_of(dead) == list(self.CODES)
+        (status_02,) = on(out.records, TOPICS.mailbox)  # the sender hears why
+        assert "unknown-element" in VALIDATOR.check(status_02.value).status_description
+        refusal = out.events[0]
+        assert refusal.type is EventType.REFUSED
+        located = refusal.details["problems"][0]["location"]
+        assert located["path"].endswith("/MessageHeader/Vendor") and located["line"]
+
+    def test_a_strict_senders_regular_package_goes_through(self) -> None:
+        out = processor(strict=True).process(consumed(document()), ctx())
+        assert out.outcome == "routed"
+
+    def test_real_traffic_from_the_national_axis(self) -> None:
+        """What the axis brings down: an odd sender id, a UUID DocumentId, no signature,
+        Bussiness first and hops naming nobody. Delivered to this province's agencies."""
+        business = (
+            "<edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness>"
+        )
+        data = (
+            full_document(trace=business + hop("null") + hop(None))
+            .replace(
+                b"<edXML:OrganId>000.00.00.H35</edXML:OrganId>",
+                b"<edXML:OrganId>vxp.saas.03</edXML:OrganId>",
+                1,
+            )
+            .replace(
+                b"000.00.00.H35,2026/11/20,12/UBND-VP", b"6f1c2e9a-3b7d-4f0e-9a51-0c8e2d7b4a13"
+            )
+        )
+        saas = Agency("VXP03", "Hệ thống SaaS", code102="vxp.saas.03", local=False)
+        env = VALIDATOR.check(data)
+        assert (env.sender_id, env.signatures) == ("vxp.saas.03", ())
+        sub = Submission(data, "m-axis", "t" * 32, NOW - 5, "axis", axis_doc_id="ax-1")
+        record = as_record(inbound_record(sub, env, TOPICS))
+        out = processor().process(record, ctx(d=directory().with_agency(saas)))
+        assert out.outcome == "routed", out.codes
+        assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35.S01", b"H35.S02"]
+        accepted = out.events[0]
+        assert accepted.details["sender_signature"]["outcome"] == "absent"
+        assert sorted(w["code"] for w in accepted.details["warnings"]) == [
+            "element-order",
+            "trace-organ-id-missing",
+            "trace-organ-id-missing",
+        ]
 
 
 class TestReceipts:
