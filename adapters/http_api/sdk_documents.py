@@ -124,8 +124,17 @@ async def send_edoc(request: web.Request, runtime: Runtime, call: SdkCall) -> Sd
     if taken.refused:
         raise InputRefused(taken.problems)
     described = "Đã nhận trước đó (a resend: its first DocId)" if taken.duplicate else "Thành công"
+    if taken.warnings:  # accepted, irregular: said where the SDK's user reads (ErrorDesc)
+        described += "; " + "; ".join(f"{w.code}: {w.message}" for w in taken.warnings)
+    warnings = [w.to_dict() for w in taken.warnings]
     return SdkAnswer(
-        vdxp.answer_ok("sendEdoc", described, DocId=taken.message_id, duplicate=taken.duplicate)
+        vdxp.answer_ok(
+            "sendEdoc",
+            described,
+            DocId=taken.message_id,
+            duplicate=taken.duplicate,
+            warnings=warnings,
+        )
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 from broker import vdxp
 from tests.api.conftest import AgencyClient
 from tests.credentials import runtime_system
-from tests.edxml_samples import document, status
+from tests.edxml_samples import document, full_document, hop, status
 from tests.forwarded import assert_forwarded
 from tests.sdk_client import SdkClient
 
@@ -298,3 +298,15 @@ async def test_agencies_are_managed_only_by_allowed_systems_and_only_over_https(
     manager = await sdk_for(api, session, OFFICE, manage_agencies=True)
     await assert_fail(await manager.call("registerAgency", body=body), 403, "insecure-transport")
     await assert_fail(await manager.call("deleteAgency", code="H35"), 403, "forbidden")
+
+
+async def test_an_irregular_package_is_accepted_and_its_warnings_reach_the_sdk_user(
+    api: AgencyClient, session: aiohttp.ClientSession
+) -> None:
+    """Warnings travel in `warnings` and, where the SDK's user reads, in ErrorDesc."""
+    province = await sdk_for(api, session, PROVINCE)
+    irregular = full_document(trace=hop("null"), extra_header="<edXML:Vendor>x</edXML:Vendor>")
+    code, sent = await province.send_edoc(irregular, PROVINCE, ["000.00.01.H35"])
+    assert code == 200 and sent["status"] == "OK" and sent["DocId"], sent
+    assert [w["code"] for w in sent["warnings"]] == ["unknown-element", "trace-organ-id-missing"]
+    assert "trace-organ-id-missing" in sent["ErrorDesc"]
