@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from broker.config import KafkaSettings  # noqa: E402
+from broker.core.intake import Submission, inbound_record  # noqa: E402
+from broker.core.records import new_message_id, now_ms  # noqa: E402
+from broker.core.topics import Topics  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
-from broker.intake import Submission, inbound_record  # noqa: E402
 from broker.log.kafka import KafkaLog  # noqa: E402
-from broker.records import new_message_id, now_ms  # noqa: E402
-from broker.topics import Topics  # noqa: E402
 from broker.trust.devpki import cert_pem, issue, key_pem, make_ca  # noqa: E402
 from broker.trust.store import TrustStore  # noqa: E402
 from broker.trust.xmldsig import BrokerSigner, SignatureVerifier  # noqa: E402
@@ -196,7 +196,7 @@ def routed(url: str) -> float:
 async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
     """Append the envelopes to inbound as the HTTP door would, without a daemon."""
     from broker.config import Settings
-    from broker.topics import topic_specs
+    from broker.log.topics import topic_specs
 
     settings = Settings()
     log = KafkaLog(
@@ -219,7 +219,7 @@ async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
 
 
 async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> list[float]:
-    from broker.audit import read_all
+    from broker.views.audit import read_all
 
     log = KafkaLog(
         KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=34 * 2**20, instance="bench"
@@ -286,7 +286,7 @@ def throughput(
 def latency(
     envelopes: list[bytes], kafka: Kafka, ca, broker, rate: float, partitions: int
 ) -> tuple[float, float, int]:
-    from broker.client import ApiProblem, DocbrokerClient
+    from broker.cli.client import ApiProblem, DocbrokerClient
 
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     env = {

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NewType
 
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 ByteSize = NewType("ByteSize", int)
 """An integer number of bytes; the file may also say "32 MiB", "500 KB", "2GiB"."""

@@ -19,22 +19,24 @@ from pathlib import Path
 import structlog
 
 from broker.config import Settings
+from broker.core.errors import ConfigError, DocbrokerError
+from broker.core.topics import Topics
 from broker.directory.io import check_unique, parse_file
-from broker.directory.view import put_agencies
-from broker.documents import DocumentsView
 from broker.edxml.rules import Limits
 from broker.edxml.validator import EnvelopeValidator
-from broker.errors import ConfigError, DocbrokerError
+from broker.keys.trust import TrustContext, load_trust
 from broker.log import DurableLog, open_log
-from broker.mailbox import MailboxView
+from broker.log.topics import topic_specs
 from broker.metrics import Metrics
-from broker.pipeline import Pipeline
-from broker.processing import InboundProcessor
-from broker.state import ChainHeads, DedupIndex, DirectoryState
-from broker.topics import Topics, topic_specs
+from broker.pipeline.processing import InboundProcessor
+from broker.pipeline.runner import Pipeline
+from broker.state.dedup import DedupIndex
+from broker.state.directory import DirectoryState, put_agencies
+from broker.state.heads import ChainHeads
 from broker.trust.certs import seconds_left, subject_text
-from broker.trust.context import TrustContext, load_trust
 from broker.trust.policy import SenderPolicy
+from broker.views.documents import DocumentsView
+from broker.views.mailbox import MailboxView
 
 log = structlog.get_logger(__name__)
 

@@ -7,17 +7,18 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from broker.auth import derive_secret, new_system, new_token
 from broker.cli import one_off_instance
 from broker.config import load_settings
-from broker.credential_files import SDK_MASTER_KEY, parse_sdk_master_key
+from broker.core.auth import derive_secret, new_system, new_token
+from broker.core.topics import Topics
 from broker.directory import credentials as creds
 from broker.directory.book import Directory
 from broker.directory.model import Agency
-from broker.directory.view import change_agencies
+from broker.keys.files import SDK_MASTER_KEY, parse_sdk_master_key
 from broker.log import DurableLog, open_log
+from broker.log.topics import topic_specs
 from broker.runtime import Runtime
-from broker.topics import Topics, topic_specs
+from broker.state.directory import change_agencies
 
 
 async def grant_tokens(

@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
+from broker.core.events import ChainHead, Event, link
+from broker.core.logrecords import NewRecord
+from broker.core.receipts import Receipt, ReceiptKind
+from broker.core.topics import Topics
 from broker.directory.book import Directory
-from broker.events import ChainHead, Event, link
-from broker.log.interface import NewRecord
-from broker.processing import BatchContext, InboundProcessor
-from broker.receipts import Receipt, ReceiptKind
-from broker.topics import Topics
+from broker.pipeline.processing import BatchContext, InboundProcessor
 from tests.edxml_samples import status
 from tests.processing_kit import TOPICS, as_record, consumed, directory, processor
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from broker.credential_files import SDK_MASTER_KEY, init_sdk_master_key
+from broker.keys.devkeys import LOCAL_HOSTS
+from broker.keys.files import SDK_MASTER_KEY, init_sdk_master_key
 from broker.trust.certs import KeyMaterial
-from broker.trust.devkeys import LOCAL_HOSTS
 from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
 
 BROKER_ID = "000.99.99.H35"

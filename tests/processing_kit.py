@@ -6,15 +6,15 @@ import json
 from dataclasses import replace
 from functools import cache
 
+from broker.core.intake import Submission, inbound_record
+from broker.core.logrecords import NewRecord, Record
+from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.directory.io import parse_file
 from broker.directory.model import AgencyStatus
 from broker.edxml.validator import EnvelopeValidator
-from broker.intake import Submission, inbound_record
-from broker.log.interface import NewRecord, Record
-from broker.processing import BatchContext, InboundProcessor
-from broker.topics import Topics
-from broker.trust.context import TrustContext
+from broker.keys.trust import TrustContext
+from broker.pipeline.processing import BatchContext, InboundProcessor
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.store import TrustStore
 from tests import pki

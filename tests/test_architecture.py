@@ -13,14 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The functional core: plain functions over bytes and values, no I/O.
 PURE = [
-    "broker/problems.py",
-    "broker/errors.py",
-    "broker/records.py",
-    "broker/events.py",
-    "broker/intake.py",
-    "broker/processing.py",
-    "broker/topics.py",
-    "broker/routing.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "broker" / "core").glob("*.py")),
+    "broker/pipeline/processing.py",
     "broker/directory/model.py",
     "broker/directory/book.py",
     "broker/directory/io.py",
@@ -41,7 +35,7 @@ IO_MODULES = {
     "adapters",
 }
 # The shell's composition roots may mount adapters; nothing else in broker/ may.
-COMPOSITION_ROOTS = {"broker/daemon.py", "broker/cli.py"}
+COMPOSITION_ROOTS = {"broker/daemon.py", "broker/cli/base.py"}
 
 
 IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)

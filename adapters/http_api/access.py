@@ -26,7 +26,8 @@ from cryptography import x509
 from structlog.contextvars import bound_contextvars
 
 from adapters.http_api.keys import RUNTIME
-from broker.auth import (
+from adapters.http_api.ratelimit import RateLimiter
+from broker.core.auth import (
     NonceCache,
     Principal,
     Refusal,
@@ -37,15 +38,14 @@ from broker.auth import (
     check_sdk_request,
     check_token,
 )
-from broker.credential_files import (
+from broker.core.errors import AccessRefused, BackendUnavailable, RateLimited
+from broker.keys.files import (
     ADMIN_TOKENS,
     SDK_MASTER_KEY,
     CachedFile,
     parse_admin_hashes,
     parse_sdk_master_key,
 )
-from broker.errors import AccessRefused, BackendUnavailable, RateLimited
-from broker.ratelimit import RateLimiter
 from broker.runtime import Runtime
 from broker.trust.certs import fingerprint, subject_text, subject_uid
 

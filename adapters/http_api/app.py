@@ -21,7 +21,7 @@ from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, wa
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.errors import DocbrokerError, RateLimited
+from broker.core.errors import DocbrokerError, RateLimited
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import RUNTIME
-from broker.documents import DocumentState
-from broker.errors import NotFound
+from broker.core.errors import NotFound
+from broker.views.documents import DocumentState
 
 
 async def _visible_state(request: web.Request) -> DocumentState:

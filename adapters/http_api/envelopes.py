@@ -15,11 +15,11 @@ from adapters.http_api import idempotency
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.auth import Principal
-from broker.door import Taken, take_in
-from broker.errors import AccessRefused, InputRefused
-from broker.problems import Problem
-from broker.records import iso_ms
+from broker.core.auth import Principal
+from broker.core.errors import AccessRefused, InputRefused
+from broker.core.problems import Problem
+from broker.core.records import iso_ms
+from broker.service.door import Taken, take_in
 
 T = TypeVar("T")
 

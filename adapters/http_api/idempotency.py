@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from broker.errors import BadRequest, InputRefused
-from broker.problems import Problem
+from broker.core.errors import BadRequest, InputRefused
+from broker.core.problems import Problem
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

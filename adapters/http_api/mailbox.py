@@ -9,11 +9,11 @@ from aiohttp import web
 
 from adapters.http_api.access import principal_of, require_agency
 from adapters.http_api.keys import RUNTIME
-from broker.errors import BadRequest, NotFound
-from broker.handover import acknowledge as acknowledge_delivery
-from broker.handover import read_envelope
-from broker.mailbox import Delivery
-from broker.records import iso_ms
+from broker.core.errors import BadRequest, NotFound
+from broker.core.records import iso_ms
+from broker.service.handover import acknowledge as acknowledge_delivery
+from broker.service.handover import read_envelope
+from broker.views.mailbox import Delivery
 
 AGENCY_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 MAX_LIMIT = 1000

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from broker.problems import Problem, problem_type
+from broker.core.problems import Problem, problem_type
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -25,7 +25,7 @@ from adapters.http_api.access import ACCESS
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.sdk_answers import Operation, SdkAnswer, answer_response
 from broker import vdxp
-from broker.errors import DocbrokerError, NotFound, RateLimited
+from broker.core.errors import DocbrokerError, NotFound, RateLimited
 
 log = structlog.get_logger(__name__)
 

@@ -18,13 +18,14 @@ from adapters.http_api.envelopes import read_body
 from adapters.http_api.sdk_answers import Operation, SdkAnswer
 from adapters.http_api.sdk_documents import vn_time
 from broker import vdxp
-from broker.auth import SdkCall
+from broker.core.auth import SdkCall
+from broker.core.errors import AccessRefused, BadRequest, InputRefused, NotFound
+from broker.core.problems import Problem
 from broker.directory.book import Directory
 from broker.directory.model import CODE, CODE102, Agency, agency_from_mapping
-from broker.directory.view import put_agencies, removal_record
-from broker.errors import AccessRefused, BadRequest, InputRefused, NotFound
-from broker.problems import Problem
+from broker.directory.records import removal_record
 from broker.runtime import Runtime
+from broker.state.directory import put_agencies
 
 CENTER_CODE = "docbroker"  # getSynchronizeUnit's centerCode: which axis lists the unit
 

@@ -20,15 +20,15 @@ from aiohttp import web
 from adapters.http_api.envelopes import read_body
 from adapters.http_api.sdk_answers import Operation, SdkAnswer
 from broker import vdxp
-from broker.auth import SdkCall
-from broker.documents import DocumentState, RecipientState
-from broker.door import take_in
+from broker.core.auth import SdkCall
+from broker.core.errors import BadRequest, InputRefused, NotFound
+from broker.core.problems import Problem
 from broker.edxml.model import Envelope, Kind
-from broker.errors import BadRequest, InputRefused, NotFound
-from broker.handover import acknowledge, read_envelope
-from broker.mailbox import Delivery
-from broker.problems import Problem
 from broker.runtime import Runtime
+from broker.service.door import take_in
+from broker.service.handover import acknowledge, read_envelope
+from broker.views.documents import DocumentState, RecipientState
+from broker.views.mailbox import Delivery
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from broker.config import Settings
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 

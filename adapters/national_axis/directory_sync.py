@@ -23,8 +23,8 @@ import structlog
 from adapters.national_axis.client import AxisClient
 from broker.directory.book import Directory
 from broker.directory.model import CODE, CODE102, Agency, AgencyKind, AgencyStatus
-from broker.directory.view import change_agencies
 from broker.log.interface import DurableLog
+from broker.state.directory import change_agencies
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from adapters.national_axis.protocol import AxisError
 from adapters.national_axis.receiver import AxisReceiver
 from adapters.national_axis.sender import UpstreamSender
 from broker.config import Settings
-from broker.errors import ConfigError, DocbrokerError
+from broker.core.errors import ConfigError, DocbrokerError
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)

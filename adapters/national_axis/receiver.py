@@ -23,10 +23,10 @@ import structlog
 from adapters.national_axis.client import MESSAGE_TYPES, AxisClient
 from adapters.national_axis.protocol import AxisError
 from broker.config import NationalAxisSettings
-from broker.door import take_in
-from broker.errors import DocbrokerError
-from broker.intake import AXIS_DEDUP_SENDER, SOURCE_AXIS
+from broker.core.errors import DocbrokerError
+from broker.core.intake import AXIS_DEDUP_SENDER, SOURCE_AXIS
 from broker.runtime import Runtime
+from broker.service.door import take_in
 
 log = structlog.get_logger(__name__)
 

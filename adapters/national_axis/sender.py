@@ -28,15 +28,16 @@ import structlog
 from adapters.national_axis.client import AxisClient
 from adapters.national_axis.protocol import AxisError, CircuitBreaker, backoff_delay
 from broker.config import NationalAxisSettings
-from broker.errors import Fenced
-from broker.intake import problems_json
-from broker.log.interface import DurableLog, GroupConsumer, NewRecord, Record, TopicPartition
+from broker.core.errors import Fenced
+from broker.core.intake import problems_json
+from broker.core.logrecords import NewRecord, Record, TopicPartition
+from broker.core.problems import Problem
+from broker.core.receipts import Receipt, ReceiptKind
+from broker.core.records import H, make_headers, now_ms
+from broker.core.topics import Topics
+from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
-from broker.partitioned import PartitionWorkers
-from broker.problems import Problem
-from broker.receipts import Receipt, ReceiptKind
-from broker.records import H, make_headers, now_ms
-from broker.topics import Topics
+from broker.pipeline.partitioned import PartitionWorkers
 
 log = structlog.get_logger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from broker.core.errors import InputRefused, NotFound
+from broker.core.problems import Problem
 from broker.directory.book import Directory
 from broker.directory.model import Agency, SdkSystem, Token
-from broker.errors import InputRefused, NotFound
-from broker.problems import Problem
 
 
 def add_token(agency: Agency, token: Token) -> Agency:

@@ -8,8 +8,8 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable
 
+from broker.core.problems import Problem
 from broker.directory.model import CSV_FIELDS, FIELDS, Agency, agencies_from_records
-from broker.problems import Problem
 
 
 def parse_toml(text: str, where: str) -> tuple[list[Agency], list[Problem]]:

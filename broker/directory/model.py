@@ -15,7 +15,7 @@ from enum import StrEnum
 from ipaddress import ip_address, ip_network
 from typing import Any
 
-from broker.problems import Problem
+from broker.core.problems import Problem
 
 CODE = re.compile(r"^[0-9A-Z.]{1,35}$")
 # Real traffic carries odd ids (`28.22.H17`, `vxp.saas.03`): the 102 form is only bounded.

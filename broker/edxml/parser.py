@@ -15,8 +15,8 @@ import re
 
 from lxml import etree
 
-from broker.errors import InputRefused
-from broker.problems import Location, Problem
+from broker.core.errors import InputRefused
+from broker.core.problems import Location, Problem
 
 _POSITION_SUFFIX = re.compile(r",? line \d+, column \d+$")
 

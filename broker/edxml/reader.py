@@ -15,6 +15,7 @@ from datetime import date, datetime
 
 from lxml import etree
 
+from broker.core.problems import Location, Problem
 from broker.edxml.model import (
     Attachment,
     Business,
@@ -37,7 +38,6 @@ from broker.edxml.model import (
     TraceHeader,
 )
 from broker.edxml.ns import DSIG_NS, NS, element_path, q
-from broker.problems import Location, Problem
 
 _ISO_DATE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})$")
 _VN_DATE = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")  # dd/MM/yyyy, as BKAV sends it

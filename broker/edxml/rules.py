@@ -16,10 +16,10 @@ from datetime import date
 
 from lxml import etree
 
+from broker.core.problems import Irregularity, Problem
 from broker.edxml.model import BusinessKind, Envelope, Kind
 from broker.edxml.ns import NS, local
 from broker.edxml.reader import Parts, child, children, location, parse_timestamp, text
-from broker.problems import Irregularity, Problem
 
 MiB = 1024 * 1024
 

@@ -23,14 +23,14 @@ from typing import TypeVar
 
 from lxml import etree
 
+from broker.core.errors import InputRefused
+from broker.core.problems import Irregularity, Location, Problem
 from broker.edxml.model import Envelope
 from broker.edxml.ns import NS, element_path
 from broker.edxml.parser import parse_untrusted
 from broker.edxml.reader import Parts, location, read_envelope
 from broker.edxml.rules import Limits, check_rules
 from broker.edxml.tolerance import SchemaIndex, strip, unexpected_elements
-from broker.errors import InputRefused
-from broker.problems import Irregularity, Location, Problem
 
 F = TypeVar("F", Problem, Irregularity)
 VIETNAM = timedelta(hours=7)  # Asia/Ho_Chi_Minh: UTC+7, no daylight saving

@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 from broker.config import Settings
-from broker.log.interface import (
-    BeforeCommitHook,
-    DurableLog,
-    GroupConsumer,
-    Headers,
-    NewRecord,
-    Position,
-    Record,
-    Tailer,
-    TopicPartition,
-    TopicSpec,
-)
+from broker.core.logrecords import Headers, NewRecord, Position, Record, TopicPartition, TopicSpec
+from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer
 
 __all__ = [
     "BeforeCommitHook",

@@ -35,19 +35,9 @@ from typing import Any
 
 import structlog
 
-from broker.errors import BackendUnavailable, Fenced, RecordTooLarge
-from broker.log.interface import (
-    BeforeCommitHook,
-    DurableLog,
-    GroupConsumer,
-    Headers,
-    NewRecord,
-    Position,
-    Record,
-    Tailer,
-    TopicPartition,
-    TopicSpec,
-)
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
+from broker.core.logrecords import Headers, NewRecord, Position, Record, TopicPartition, TopicSpec
+from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer
 
 log = structlog.get_logger(__name__)
 

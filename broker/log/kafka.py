@@ -39,18 +39,9 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from broker.config import KafkaSettings
-from broker.errors import BackendUnavailable, ConfigError, Fenced, RecordTooLarge
-from broker.log.interface import (
-    BeforeCommitHook,
-    DurableLog,
-    GroupConsumer,
-    NewRecord,
-    Position,
-    Record,
-    Tailer,
-    TopicPartition,
-    TopicSpec,
-)
+from broker.core.errors import BackendUnavailable, ConfigError, Fenced, RecordTooLarge
+from broker.core.logrecords import NewRecord, Position, Record, TopicPartition, TopicSpec
+from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer
 
 log = structlog.get_logger(__name__)
 

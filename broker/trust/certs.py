@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from broker.core.problems import Problem
 from broker.edxml.model import Envelope
-from broker.problems import Problem
 from broker.trust.policy import PolicyBook
 from broker.trust.xmldsig import SIGNATURE_INVALID, SignatureResult, SignatureVerifier
 

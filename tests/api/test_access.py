@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.http_api import build_app
 from adapters.http_api.server import server_tls_context
-from broker.auth import derive_secret, new_system, new_token
 from broker.config import load_settings
-from broker.credential_files import SDK_MASTER_KEY, parse_sdk_master_key
+from broker.core.auth import derive_secret, new_system, new_token
 from broker.directory import credentials as creds
 from broker.directory.book import Directory
 from broker.directory.model import Agency
-from broker.directory.view import change_agencies
+from broker.keys.files import SDK_MASTER_KEY, parse_sdk_master_key
 from broker.runtime import Runtime
+from broker.state.directory import change_agencies
 from broker.trust.certs import KeyMaterial
 from broker.trust.devpki import cert_pem, issue, key_pem, revoke
 from tests import pki
@@ -380,7 +380,7 @@ async def test_a_401_names_the_scheme_and_a_request_without_credentials_is_refus
 
 
 async def test_an_admin_token_reads_any_mailbox_but_acts_for_none(world: World) -> None:
-    from broker.credential_files import ADMIN_TOKENS, new_admin_token
+    from broker.keys.files import ADMIN_TOKENS, new_admin_token
 
     settings = world.runtime.settings
     admin = new_admin_token(settings.key_file(settings.auth.admin_tokens_file, ADMIN_TOKENS))

@@ -10,8 +10,9 @@ from dataclasses import replace
 import pytest
 
 from adapters.http_api import RUNTIME
-from broker.directory.view import put_agencies
-from broker.log.interface import DurableLog, NewRecord, Record
+from broker.core.logrecords import NewRecord, Record
+from broker.log.interface import DurableLog
+from broker.state.directory import put_agencies
 from tests.api.conftest import AgencyClient
 from tests.edxml_samples import document, full_document, hop, status
 from tests.forwarded import assert_forwarded

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http_api import build_app
 from broker.config import load_settings
-from broker.errors import BackendUnavailable
+from broker.core.errors import BackendUnavailable
 from broker.runtime import Runtime
 from tests.pki import install_keys
 

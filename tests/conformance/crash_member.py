@@ -17,7 +17,8 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from broker.log.interface import DurableLog, NewRecord
+from broker.core.logrecords import NewRecord
+from broker.log.interface import DurableLog
 
 
 def hang_forever() -> None:

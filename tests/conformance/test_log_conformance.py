@@ -17,15 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.errors import RecordTooLarge
-from broker.log.interface import (
-    DurableLog,
-    GroupConsumer,
-    NewRecord,
-    Record,
-    TopicPartition,
-    TopicSpec,
-)
+from broker.core.errors import RecordTooLarge
+from broker.core.logrecords import NewRecord, Record, TopicPartition, TopicSpec
+from broker.log.interface import DurableLog, GroupConsumer
 from tests.conftest import LogFactory
 
 pytestmark = pytest.mark.usefixtures("no_blocking_loop")
@@ -116,7 +110,7 @@ class TestAppendAndRead:
     ) -> None:
         """Reading to the end of an empty topic returns at once, cleanly (a tailer
         stopped right after it started)."""
-        from broker.audit import read_all
+        from broker.views.audit import read_all
 
         log = await make_log()
         (topic,) = await make_topics(log, unique_prefix, "empty")

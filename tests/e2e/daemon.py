@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from broker.client import ApiProblem, DocbrokerClient, Response
+from broker.cli.client import ApiProblem, DocbrokerClient, Response
 from tests.credentials import daemon_tokens
 from tests.edxml_samples import sender_of
 

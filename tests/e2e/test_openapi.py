@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 from schemathesis import checks
 
-from broker.client import ApiProblem
+from broker.cli.client import ApiProblem
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.edxml_samples import document

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import DocbrokerClient
+from broker.cli.client import DocbrokerClient
 from broker.config import load_settings
+from broker.core.topics import Topics
 from broker.edxml.model import StatusCode
 from broker.edxml.validator import EnvelopeValidator
 from broker.log import open_log
-from broker.topics import Topics
 from tests.e2e.conftest import DaemonFactory
 from tests.edxml_samples import document, status
 
@@ -70,7 +70,7 @@ def read_topic(daemon_env: dict[str, str], name: str) -> list:
         await log.start()
         try:
             topic = getattr(Topics.with_prefix(settings.backend.topic_prefix), name)
-            from broker.audit import read_all
+            from broker.views.audit import read_all
 
             return await read_all(log, topic)
         finally:

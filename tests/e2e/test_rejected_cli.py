@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import ApiProblem
+from broker.cli.client import ApiProblem
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.test_province import cli
 from tests.edxml_samples import document

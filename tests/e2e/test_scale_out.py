@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import ApiProblem, DocbrokerClient, Unreachable
+from broker.cli.client import ApiProblem, DocbrokerClient, Unreachable
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.e2e.test_province import mailbox_deliveries

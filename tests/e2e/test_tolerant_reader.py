@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import ApiProblem
+from broker.cli.client import ApiProblem
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.e2e.test_walking_skeleton import wait_for_entries

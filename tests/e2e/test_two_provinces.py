@@ -25,7 +25,7 @@ import pytest
 
 from adapters.national_axis.client import AxisClient
 from adapters.national_axis.protocol import AxisError
-from broker.client import DocbrokerClient
+from broker.cli.client import DocbrokerClient
 from tests.conftest import backend_env
 from tests.e2e.daemon import Daemon, TokenBook, free_port
 from tests.e2e.test_province import V, inbox, read_topic, receive, statuses

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import ApiProblem
+from broker.cli.client import ApiProblem
 from broker.config import load_settings
+from broker.core.topics import Topics
 from broker.log import open_log
-from broker.topics import Topics
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.edxml_samples import document

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from broker.core.problems import PROBLEM_TYPES, WARNING_TYPES, Irregularity
 from broker.edxml.model import TraceHeader
 from broker.edxml.validator import EnvelopeValidator, Verdict, schema_index
-from broker.problems import PROBLEM_TYPES, WARNING_TYPES, Irregularity
 from tests.edxml_samples import document, full_document, hop, status
 
 TODAY = date(2026, 11, 24)

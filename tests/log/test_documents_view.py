@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from broker.audit import document_events
-from broker.documents import DocumentsStore, DocumentsView
+from broker.core.logrecords import NewRecord, Position, Record, TopicSpec
+from broker.core.receipts import ReceiptKind
+from broker.core.topics import Topics
 from broker.log.embedded import EmbeddedLog
-from broker.log.interface import DurableLog, NewRecord, Position, Record, TopicSpec
-from broker.receipts import ReceiptKind
-from broker.topics import Topics
+from broker.log.interface import DurableLog
+from broker.views.audit import document_events
+from broker.views.documents import DocumentsStore, DocumentsView
 from tests.conftest import LogFactory
 from tests.documents_kit import DOC_ID, NOI_VU, PROVINCE, T0, UNKNOWN, VP, Trail
 from tests.edxml_samples import document, status

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from broker.config import KafkaSettings
-from broker.errors import Fenced
+from broker.core.errors import Fenced
+from broker.core.logrecords import NewRecord, TopicPartition, TopicSpec
 from broker.log.embedded import EmbeddedGroupConsumer, EmbeddedLog
-from broker.log.interface import NewRecord, TopicPartition, TopicSpec
 from tests.kafka_broker import KafkaBroker
 
 

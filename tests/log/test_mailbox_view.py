@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from broker.log.interface import DurableLog, NewRecord, Position, Record, TopicSpec
-from broker.mailbox import MailboxStore, MailboxView
-from broker.receipts import Receipt, ReceiptKind
-from broker.records import H, new_message_id
-from broker.topics import Topics
+from broker.core.logrecords import NewRecord, Position, Record, TopicSpec
+from broker.core.receipts import Receipt, ReceiptKind
+from broker.core.records import H, new_message_id
+from broker.core.topics import Topics
+from broker.log.interface import DurableLog
+from broker.views.mailbox import MailboxStore, MailboxView
 from tests.conftest import LogFactory
 from tests.edxml_samples import document, status
 from tests.processing_kit import NOW, TOPICS, consumed, ctx, headers, processor

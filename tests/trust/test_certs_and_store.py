@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import (
     pkcs12,
 )
 
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 from broker.trust.certs import fingerprint, load_key_material, subject_uid
 from broker.trust.devpki import cert_pem, issue, key_pem, make_ca, revoke
 from broker.trust.store import TrustStore

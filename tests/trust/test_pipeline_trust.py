@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from broker.events import EventType
+from broker.core.events import EventType
 from tests import pki
 from tests.edxml_samples import full_document
 from tests.forwarded import assert_forwarded

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from broker.core.topics import Topics
 from broker.edxml.validator import EnvelopeValidator
-from broker.topics import Topics
 from broker.trust.devpki import issue, revoke
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import check_sender

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.http_api.ratelimit import RateLimiter
 from broker import vdxp
-from broker.auth import (
+from broker.core.auth import (
     Method,
     NonceCache,
     Principal,
@@ -25,17 +26,11 @@ from broker.auth import (
     new_system,
     new_token,
 )
-from broker.credential_files import (
-    CachedFile,
-    new_admin_token,
-    parse_admin_hashes,
-    parse_sdk_master_key,
-)
+from broker.core.errors import ConfigError, InputRefused, NotFound
 from broker.directory import credentials as creds
 from broker.directory.book import Directory
 from broker.directory.model import Agency, AgencyStatus, agency_from_mapping
-from broker.errors import ConfigError, InputRefused, NotFound
-from broker.ratelimit import RateLimiter
+from broker.keys.files import CachedFile, new_admin_token, parse_admin_hashes, parse_sdk_master_key
 
 NOW = 1_795_000_000_000
 MASTER = bytes(range(32))

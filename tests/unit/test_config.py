@@ -15,7 +15,7 @@ from broker.config import (
     parse_byte_size,
     render_toml,
 )
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -6,9 +6,9 @@ import json
 import random
 from typing import Any
 
-from broker.documents import DocumentState, RecipientState, fold_document
-from broker.receipts import ReceiptKind
-from broker.records import iso_ms as iso
+from broker.core.receipts import ReceiptKind
+from broker.core.records import iso_ms as iso
+from broker.views.documents import DocumentState, RecipientState, fold_document
 from tests.documents_kit import (
     COMMUNE,
     DOC_ID,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.documents import SCHEMA_VERSION, DocumentsStore, fold_document
-from broker.log.interface import NewRecord, Record, TopicPartition
+from broker.core.logrecords import NewRecord, Record, TopicPartition
+from broker.views.documents import SCHEMA_VERSION, DocumentsStore, fold_document
 from tests.documents_kit import DOC_ID, NOI_VU, PROVINCE, T0, VP, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import TOPICS

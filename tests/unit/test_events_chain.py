@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from broker.events import GENESIS, ChainHead, Event, EventType, link, verify_chains
+from broker.core.events import GENESIS, ChainHead, Event, EventType, link, verify_chains
 
 
 def events(n: int, doc: str = "D,1") -> list[Event]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from broker.core.errors import InputRefused
 from broker.edxml.parser import parse_untrusted
-from broker.errors import InputRefused
 
 
 def refused(data: bytes) -> InputRefused:

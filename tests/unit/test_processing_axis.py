@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from broker.documents import DocumentsStore
+from broker.core.events import EventType
+from broker.core.intake import SOURCE_AXIS, Submission, inbound_record
+from broker.core.logrecords import Record
+from broker.core.receipts import Receipt, ReceiptKind
 from broker.edxml.model import Kind, StatusCode
-from broker.events import EventType
-from broker.intake import SOURCE_AXIS, Submission, inbound_record
-from broker.log.interface import Record
-from broker.mailbox import MailboxStore
-from broker.receipts import Receipt, ReceiptKind
+from broker.views.documents import DocumentsStore
+from broker.views.mailbox import MailboxStore
 from tests.documents_kit import DOC_ID, T0, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import (

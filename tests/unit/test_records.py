@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from broker.log.interface import Record
-from broker.records import H, make_headers, new_message_id, received_at_ms, trace_id_from
+from broker.core.logrecords import Record
+from broker.core.records import H, make_headers, new_message_id, received_at_ms, trace_id_from
 
 
 class TestMessageId:

@@ -24,10 +24,10 @@ from adapters.national_axis.simulator.config import SystemConfig
 from adapters.national_axis.simulator.state import Route, Simulator, vn_time
 from adapters.national_axis.simulator.store import Copy, Entry, Package, Registered
 from broker import vdxp
+from broker.core.errors import InputRefused
 from broker.directory.model import CODE, CODE102
 from broker.edxml.parser import parse_untrusted
 from broker.edxml.reader import Parts, read_envelope
-from broker.errors import InputRefused
 
 log = structlog.get_logger(__name__)
 

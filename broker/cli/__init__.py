@@ -1,0 +1,12 @@
+"""The `docbroker` command: one module per command group, registered on the group in
+base.
+
+Imports anything below it (the daemon, adapters for the simulator command, the
+runtime, views, keys); nothing imports it but `python -m broker` and the console
+script.
+"""
+
+from broker.cli import access, rejected  # noqa: F401  (they register their commands)
+from broker.cli.base import cli, main, one_off_instance
+
+__all__ = ["cli", "main", "one_off_instance"]

@@ -1,0 +1,248 @@
+"""The pipeline runner: inbound and receipts -> processing -> outputs, one transaction
+per partition batch.
+
+Each polled partition batch is processed off the event loop (XML and crypto
+work in worker threads); its outputs, its chained audit events, the chain's new
+head, its dedup entries and the consumed offset are committed together. When
+the member takes a partition over it first catches up with the chain heads and
+the dedup index, so it continues exactly where its predecessor committed.
+Partitions are handled concurrently; batches of one partition in order. On
+stop, the batch in hand is finished and committed before the consumer leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import structlog
+
+from broker.config import Settings
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
+from broker.core.events import ChainHead, link
+from broker.core.intake import AXIS_DEDUP_SENDER
+from broker.core.logrecords import NewRecord, Record, TopicPartition
+from broker.core.problems import Problem
+from broker.core.records import H, now_ms, received_at_ms
+from broker.log.interface import DurableLog, GroupConsumer
+from broker.metrics import Metrics
+from broker.pipeline.partitioned import PartitionWorkers
+from broker.pipeline.processing import BatchContext, InboundProcessor, Outcome
+from broker.pipeline.workers import ProcessingPool, process_in_pool
+from broker.state.dedup import DedupIndex
+from broker.state.directory import DirectoryState
+from broker.state.heads import ChainHeads
+
+log = structlog.get_logger(__name__)
+
+
+class Pipeline(PartitionWorkers):
+    """Consumes `inbound` and `receipts` as a member of the pipeline's consumer group."""
+
+    name = "pipeline"
+
+    def __init__(
+        self,
+        log_: DurableLog,
+        processor: InboundProcessor,
+        metrics: Metrics,
+        *,
+        directory: DirectoryState,
+        heads: ChainHeads,
+        dedup: DedupIndex,
+        group: str,
+        batch_size: int,
+        poll_timeout: float = 0.5,
+        processes: int = 0,
+        settings: Settings | None = None,
+    ) -> None:
+        super().__init__(batch_size, poll_timeout, queue_limit=batch_size * 16)
+        self.log_ = log_
+        self.processor = processor
+        self.metrics = metrics
+        self.directory = directory
+        self.heads = heads
+        self.dedup = dedup
+        self.group = group
+        self.topics = processor.topics
+        self._consumer: GroupConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
+        self._processes = processes
+        self._settings = settings
+        self._pool: ProcessingPool | None = None
+        self.running = False
+
+    def chain_of(self, tp: TopicPartition) -> str:
+        name = "receipts" if tp.topic == self.topics.receipts else "inbound"
+        return f"{name}:{tp.partition}"
+
+    async def start(self) -> None:
+        if self._processes and self._settings is not None:
+            self._pool = ProcessingPool(self._settings, self._processes)
+            await asyncio.to_thread(self._pool.warm_up)
+            log.info("pipeline worker processes started", processes=self._processes)
+        self._consumer = self.log_.group_consumer(
+            self.group, [self.topics.inbound, self.topics.receipts]
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._loop(), name="pipeline")
+        self.running = True
+
+    async def stop(self) -> None:
+        """Finish and commit the batch in hand, then leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self._consumer is not None:
+            await self._consumer.close()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown)
+        self.running = False
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        await self._run(self._consumer)
+        self.running = False
+
+    def _released(self, tp: TopicPartition) -> None:
+        self._owned.pop(tp, None)
+
+    async def _take_over(self, tp: TopicPartition) -> ChainHead:
+        """Catch up with what the partition's previous owner committed."""
+        head = self._owned.get(tp)
+        if head is None:
+            await self.heads.follower.caught_up()
+            await self.dedup.follower.caught_up()
+            head = self._owned[tp] = self.heads.get(self.chain_of(tp))
+        return head
+
+    async def _handle_batch(
+        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
+    ) -> bool:
+        """Process and commit one batch; False when the partition's queue must be dropped."""
+        started = time.monotonic()
+        head = await self._take_over(tp)
+        ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
+        outcomes = await self._process(records, ctx)
+        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
+        try:
+            await consumer.commit(tp, records[-1].offset + 1, outputs)
+        except Fenced as exc:
+            self._owned.pop(tp, None)
+            self.metrics.pipeline_commit_failed("fenced")
+            log.info(
+                "pipeline: partition taken over by another member",
+                partition=str(tp),
+                detail=str(exc),
+            )
+            return False
+        except RecordTooLarge:
+            self.metrics.pipeline_commit_failed("too-large")
+            outcomes = await self._commit_one_by_one(consumer, tp, records, ctx)
+        except BackendUnavailable:
+            self._owned.pop(tp, None)  # reload the head after the rewind
+            self.metrics.pipeline_commit_failed("backend")
+            raise
+        else:
+            self._committed(tp, new_head, outcomes, records, ctx.now_ms)
+        self._observe(records, outcomes, time.monotonic() - started)
+        return True
+
+    async def _process(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
+        """The batch's CPU work, off the event loop: in a worker process if there are any."""
+        if self._pool is None:
+            return await asyncio.to_thread(self.processor.process_batch, records, ctx)
+        seen: dict[tuple[str, str], int] = {}
+        for r in records:
+            sender = ctx.directory.find(r.header_str(H.SENDER))
+            key = (sender.code if sender else "", r.header_str(H.DOCUMENT_ID))
+            axis_doc = r.header_str(H.AXIS_DOC_ID)
+            for k in (key, (AXIS_DEDUP_SENDER, axis_doc)) if axis_doc else (key,):
+                first = ctx.seen(*k)
+                if first is not None:
+                    seen[k] = first
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool.executor, process_in_pool, records, ctx.directory, seen, ctx.now_ms
+        )
+
+    def _outputs(
+        self, outcomes: Sequence[Outcome], records: Sequence[Record], head: ChainHead, at: int
+    ) -> tuple[list[NewRecord], ChainHead]:
+        outputs = [r for o in outcomes for r in o.records]
+        events = [e for o in outcomes for e in o.events]
+        linked, new_head = link(events, head, self.topics.events, self.topics.chains)
+        outputs += linked
+        for outcome, record in zip(outcomes, records, strict=True):
+            message_id = record.header_str(H.MESSAGE_ID)
+            outputs += [self.dedup.record(key, at, message_id) for key in outcome.dedup]
+        return outputs, new_head
+
+    def _committed(
+        self,
+        tp: TopicPartition,
+        head: ChainHead,
+        outcomes: Sequence[Outcome],
+        records: Sequence[Record],
+        at: int,
+    ) -> None:
+        if tp in self._owned:
+            self._owned[tp] = head
+        for outcome, record in zip(outcomes, records, strict=True):
+            self.dedup.remember(outcome.dedup, at, record.header_str(H.MESSAGE_ID))
+
+    async def _commit_one_by_one(
+        self,
+        consumer: GroupConsumer,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        ctx: BatchContext,
+    ) -> list[Outcome]:
+        """A batch whose outputs were too large: find the record and dead-letter it."""
+        done: list[Outcome] = []
+        head = await self._take_over(tp)
+        for record in records:
+            (outcome,) = await self._process([record], ctx)
+            outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+            try:
+                await consumer.commit(tp, record.offset + 1, outputs)
+            except RecordTooLarge as exc:
+                stripped = Record(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    b"",
+                    record.headers,
+                    record.timestamp_ms,
+                )
+                problem = Problem("too-large", f"outputs exceed the record limit: {exc}")
+                outcome = self.processor.refuse(stripped, [problem], ctx)
+                outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+                await consumer.commit(tp, record.offset + 1, outputs)
+            head = new_head
+            self._committed(tp, head, [outcome], [record], ctx.now_ms)
+            done.append(outcome)
+        return done
+
+    def _observe(
+        self, records: Sequence[Record], outcomes: Sequence[Outcome], seconds: float
+    ) -> None:
+        self.metrics.pipeline_batch_done(seconds, Counter(o.outcome for o in outcomes))
+        at = now_ms()
+        for record, outcome in zip(records, outcomes, strict=True):
+            latency = (at - received_at_ms(record)) / 1000
+            for _ in range(outcome.deliveries):
+                self.metrics.delivered(latency)
+            for code in outcome.codes:
+                self.metrics.envelope_refused("pipeline", code)
+            # Here, not at the door: the pipeline is where an envelope is finally
+            # accepted (the door's may still be refused, or be a resend), once per
+            # committed record, whichever adapter brought it.
+            for code in outcome.warnings:
+                self.metrics.envelope_warned(code)
+            if outcome.signature is not None:
+                self.metrics.sender_signature(*outcome.signature)

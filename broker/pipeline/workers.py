@@ -1,0 +1,86 @@
+"""Worker processes for the pipeline's CPU work (XML, signatures).
+
+One Python process runs its bytecode on one core at a time; the pipeline's work
+(parse, validate, verify, stamp and sign) is mostly Python and would leave a
+second core idle. A small process pool runs `process_batch` instead, each worker
+having built its processor (schema, keys) once at start. The pool receives a
+batch with the directory snapshot and the dedup facts it needs, and returns the
+outcomes: it does no I/O.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from broker.config import Settings
+from broker.core.logrecords import Record
+from broker.directory.book import Directory
+from broker.pipeline.processing import BatchContext, InboundProcessor, Outcome
+
+_processor: InboundProcessor | None = None
+
+
+def _init(settings: Settings, parent: int) -> None:
+    global _processor  # one per worker process, built once
+    from broker.runtime import build_processor
+
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    _processor = build_processor(settings)
+
+
+def _exit_with(parent: int, interval: float = 1.0) -> None:
+    """Exit when the daemon is gone: after a kill -9 nobody shuts the pool down, and a
+    worker would otherwise live on (holding its memory) with init as its parent."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(0)
+
+
+def _process(
+    records: Sequence[Record], directory: Directory, seen: dict[tuple[str, str], int], now_ms: int
+) -> list[Outcome]:
+    assert _processor is not None, "worker not initialised"
+    ctx = BatchContext(directory, lambda sender, doc: seen.get((sender, doc)), now_ms)
+    return _processor.process_batch(records, ctx)
+
+
+def _ready() -> bool:
+    return _processor is not None
+
+
+class ProcessingPool:
+    """`process_batch` in worker processes (spawned: the daemon has threads)."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self.processes = processes
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init,
+            initargs=(settings, os.getpid()),
+        )
+
+    def warm_up(self) -> None:
+        """Start every worker now (keys load at start, not on the first envelope)."""
+        futures = [self._pool.submit(_ready) for _ in range(self.processes * 2)]
+        for f in futures:
+            f.result(timeout=120)
+
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        return self._pool
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def process_in_pool(
+    records: Sequence[Record], directory: Directory, seen: dict[tuple[str, str], int], now_ms: int
+) -> list[Outcome]:
+    """The function the pool runs (importable by name in the workers)."""
+    return _process(records, directory, seen, now_ms)

@@ -1,0 +1,774 @@
+"""The document view: a read model of the `events` topic, one document at a time.
+
+For one edXML DocumentId it answers where the document is for each of its
+recipients (routed, delivered, acknowledged, the latest processing status) and
+its trace (every audit event, in order). Three layers:
+
+- `fold_document`: a pure function from a document's stored event bodies to a
+  `DocumentState`, tested without storage;
+- `DocumentsStore`: the events in a local SQLite file, indexed by document id
+  and, for listings of sent documents, by sender;
+- `DocumentsView`: keeps the store current by tailing every partition of the
+  `events` topic from the positions stored with it (a restart continues; deleting
+  the file rebuilds it from the log), and answers queries off the event loop.
+
+Events are read as stored (`events.event_bytes`: `Event.body()` plus chain,
+seq and prev). A document's events share its partition; the statuses that
+answer it are keyed by its id, so they are among them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from broker.core.errors import BackendUnavailable
+from broker.core.events import EventType
+from broker.core.logrecords import Position, Record, TopicPartition
+from broker.core.records import iso_ms
+from broker.core.topics import Topics
+from broker.log.interface import DurableLog, Tailer
+from broker.views.readmodel import (
+    AppliedPositions,
+    StoreThread,
+    open_store,
+    store_position,
+    stored_positions,
+    transaction,
+)
+
+log = structlog.get_logger(__name__)
+
+DOCBROKER = "docbroker"  # the actor of what docbroker decided itself
+Body = Mapping[str, Any]  # an event as stored in the `events` topic
+Resolve = Callable[[str], str | None]  # any agency code -> its directory code, when known
+
+
+# -- the state of one document
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSeen:
+    """A processing status (QCVN 102 StatusCode) about one recipient's copy.
+
+    code: "01" đã đến, "02" từ chối tiếp nhận, "03" đã tiếp nhận, ... (StatusCode).
+    at_ms: when docbroker took the status in or made it.
+    by: whom the status speaks for: the recipient's own status names its sender as
+        written in the package (either code form); the 01 docbroker makes when the
+        recipient acknowledges names the recipient's directory code; a 02 docbroker
+        made because it could not serve the recipient says "docbroker".
+    description: the status's text (its Description; for docbroker's 02, why the
+        recipient could not be served); None when it has none, and for a recipient's
+        status recorded before the audit trail carried the text.
+    """
+
+    code: str
+    at_ms: int
+    by: str
+    description: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "at": iso_ms(self.at_ms),
+            "by": self.by,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientState:
+    """Where the document is for one recipient.
+
+    agency: the directory code docbroker routed it to; None while it was only refused
+        (an unknown code has no directory code).
+    requested: the code as the document named the recipient.
+    route: "mailbox" (a local agency), "upstream" (queued for the national axis) or
+        "refused", as the latest routing decision says (an update is routed again).
+    routed_at_ms: first put in the mailbox or queued upstream; None if never.
+    delivered_at_ms: first fetched by the recipient (DELIVERED); for a recipient outside
+        the province, when its province took it from the national axis.
+    acknowledged_at_ms: first acknowledged by the recipient (ACKNOWLEDGED).
+    sent_upstream_at_ms: the national axis confirmed it (SENT_UPSTREAM).
+    refused_code, refused_reason: why docbroker could not serve the recipient (the
+        reason is the text of the status 02 the sender got); None unless refused.
+    latest_status: the status with the greatest time (ties: the later event) among
+        the recipient's own statuses and those docbroker made about it; None if none.
+    """
+
+    agency: str | None
+    requested: str
+    route: str
+    routed_at_ms: int | None = None
+    delivered_at_ms: int | None = None
+    acknowledged_at_ms: int | None = None
+    sent_upstream_at_ms: int | None = None
+    refused_code: str | None = None
+    refused_reason: str | None = None
+    latest_status: StatusSeen | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agency": self.agency,
+            "requested": self.requested,
+            "route": self.route,
+            "routed_at": iso_ms(self.routed_at_ms),
+            "delivered_at": iso_ms(self.delivered_at_ms),
+            "acknowledged_at": iso_ms(self.acknowledged_at_ms),
+            "sent_upstream_at": iso_ms(self.sent_upstream_at_ms),
+            "refused_code": self.refused_code,
+            "refused_reason": self.refused_reason,
+            "latest_status": self.latest_status.to_json() if self.latest_status else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A submission of the document refused as a whole.
+
+    message_id: the submission's; stage: "accept" (at the door) or "pipeline";
+    problems: each problem as `Problem.to_dict()`; at_ms: when it was refused.
+    """
+
+    message_id: str
+    stage: str
+    problems: tuple[dict[str, Any], ...]
+    at_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "stage": self.stage,
+            "problems": list(self.problems),
+            "at": iso_ms(self.at_ms),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """One document as the audit trail tells it.
+
+    document_id: its edXML DocumentId.
+    sender: the document's sender as the package writes it (From/OrganId): the sender
+        of its first accepted document envelope or, when none was accepted, of its
+        first refused submission; None when only statuses about it were seen.
+    kind: "document"; "status" when only statuses answering it were accepted (the
+        document went through another broker); None when nothing was accepted.
+    message_ids: the sender's submissions of it (accepted or refused), in order. The
+        submissions of other agencies (statuses answering it, the same DocumentId
+        from another sender) are not submissions of it.
+    accepted_at_ms: when docbroker accepted its first submission; None if never.
+    refused: the sender's submissions refused as a whole.
+    recipients: every recipient its accepted submissions named, in routing order.
+    subject, code: its Subject and number/notation (CodeNumber/CodeNotation), as its
+        first accepted submission gave them ("" when unknown, e.g. events written
+        before the audit trail carried them).
+    """
+
+    document_id: str
+    sender: str | None
+    kind: str | None
+    message_ids: tuple[str, ...]
+    accepted_at_ms: int | None
+    refused: tuple[Refusal, ...]
+    recipients: tuple[RecipientState, ...]
+    subject: str = ""
+    code: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "subject": self.subject,
+            "code": self.code,
+            "sender": self.sender,
+            "kind": self.kind,
+            "message_ids": list(self.message_ids),
+            "accepted_at": iso_ms(self.accepted_at_ms),
+            "refused": [r.to_json() for r in self.refused],
+            "recipients": [r.to_json() for r in self.recipients],
+        }
+
+
+# -- the fold
+
+
+def event_order(e: Body) -> tuple[int, str, int]:
+    """Time, then the chain and its sequence (the order `audit.document_events` uses)."""
+    return (int(e["at_ms"]), str(e["chain"]), int(e["seq"]))
+
+
+def is_document_accepted(e: Body) -> bool:
+    """A document envelope (not a status) the pipeline took in."""
+    return e["type"] == EventType.ACCEPTED and _details(e).get("kind") == "document"
+
+
+_MARKS = {  # the first of each counts
+    EventType.DELIVERED: "delivered_at_ms",
+    EventType.ACKNOWLEDGED: "acknowledged_at_ms",
+    EventType.SENT_UPSTREAM: "sent_upstream_at_ms",
+}
+
+
+@dataclass
+class _Recipient:
+    """A recipient while the fold runs: its state so far and every code it is known by."""
+
+    state: RecipientState
+    codes: set[str]
+
+    def update(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+
+@dataclass
+class _Recipients:
+    """The document's recipients, found by any of their codes."""
+
+    resolve: Resolve | None
+    found: list[_Recipient] = field(default_factory=list)
+
+    def find(self, code: str | None) -> _Recipient | None:
+        if not code:
+            return None
+        for r in self.found:
+            if code in r.codes:
+                return r
+        agency = self.resolve(code) if self.resolve else None
+        return next((r for r in self.found if agency and r.state.agency == agency), None)
+
+    def named(self, requested: str, agency: str | None = None) -> _Recipient:
+        """The recipient a routing decision is about, added when new."""
+        r = self.find(requested) or self.find(agency)
+        if r is None:
+            r = _Recipient(RecipientState(None, requested, ""), {requested})
+            self.found.append(r)
+        if agency:
+            r.update(agency=agency)
+            r.codes.add(agency)
+        return r
+
+
+def fold_document(events: Iterable[Body], resolve: Resolve | None = None) -> DocumentState | None:
+    """The state of the document these events (all with its document id) tell; None
+    without events. `resolve` maps any agency code to its directory code, to attribute
+    statuses whose sender wrote itself in a form the events do not show."""
+    ordered = sorted(events, key=event_order)
+    return _Fold(ordered, resolve).state() if ordered else None
+
+
+class _Fold:
+    """One pass over a document's ordered events per concern: who the sender is, where
+    each recipient was routed, the codes each recipient is known by, then progress and
+    statuses (in order, so the last status applied is the latest)."""
+
+    def __init__(self, ordered: Sequence[Body], resolve: Resolve | None) -> None:
+        self.ordered = ordered
+        self.origin = next((e for e in ordered if is_document_accepted(e)), None)
+        refusals = [e for e in ordered if e["type"] == EventType.REFUSED]
+        first = self.origin or (refusals[0] if refusals else None)
+        self.sender: str | None = first["sender"] if first else None
+        self.own = [e for e in ordered if self.sender in (None, e["sender"])]
+        self.submitted = {e["message_id"] for e in self.own if is_document_accepted(e)}
+        self.recipients = _Recipients(resolve)
+
+    def state(self) -> DocumentState:
+        self._route()
+        self._learn_aliases()
+        refused_before = self._refused_before()
+        for e in self.ordered:
+            self._progress(e, refused_before)
+        return DocumentState(
+            document_id=self.ordered[0]["document_id"],
+            sender=self.sender,
+            kind=self._kind(),
+            message_ids=tuple(dict.fromkeys(e["message_id"] for e in self.own if _submits(e))),
+            accepted_at_ms=self.origin["at_ms"] if self.origin else None,
+            refused=tuple(_refusal(e) for e in self.own if e["type"] == EventType.REFUSED),
+            recipients=tuple(r.state for r in self.recipients.found),
+            subject=str(_details(self.origin).get("subject") or ""),
+            code=str(_details(self.origin).get("code") or ""),
+        )
+
+    def _kind(self) -> str | None:
+        if self.origin is not None:
+            return "document"
+        accepted = next((e for e in self.ordered if e["type"] == EventType.ACCEPTED), None)
+        return _details(accepted).get("kind") if accepted else None
+
+    def _route(self) -> None:
+        """Routing decisions of the sender's submissions. A status answering the document
+        is routed too (back to the sender), but that does not make a recipient."""
+        for e in self.ordered:
+            if e["message_id"] not in self.submitted:
+                continue
+            d = _details(e)
+            if e["type"] == EventType.ROUTED:
+                r = self.recipients.named(str(d.get("requested") or e["recipient"]), e["recipient"])
+                r.update(
+                    route=str(d.get("to", "")),
+                    routed_at_ms=_first(r.state.routed_at_ms, e["at_ms"]),
+                    refused_code=None,
+                    refused_reason=None,
+                )
+            elif e["type"] == EventType.RECIPIENT_REFUSED:
+                r = self.recipients.named(e["recipient"])
+                r.update(
+                    route="refused", refused_code=d.get("code"), refused_reason=d.get("reason")
+                )
+
+    def _learn_aliases(self) -> None:
+        """The 01 docbroker makes on an acknowledgement is from the recipient in its
+        QCVN 102 form (the event's sender) on behalf of its directory code (the actor)."""
+        for e in self.ordered:
+            if self._on_behalf_of_recipient(e):
+                r = self.recipients.find(e["actor"])
+                if r is not None:
+                    r.codes.add(e["sender"])
+
+    def _on_behalf_of_recipient(self, e: Body) -> bool:
+        """A status docbroker made for a recipient about one of the sender's submissions
+        (its message id is made from the submission's)."""
+        return (
+            e["type"] == EventType.STATUS_EMITTED
+            and e.get("actor") not in (None, DOCBROKER)
+            and self._made_for_submission(e)
+        )
+
+    def _made_for_submission(self, e: Body) -> bool:
+        """A status docbroker made about one of the sender's submissions: its message id
+        is made from the submission's."""
+        return any(e["message_id"].startswith(f"{m}.") for m in self.submitted)
+
+    def _refused_before(self) -> dict[tuple[str, int], str]:
+        """The refused recipient each of docbroker's 02 statuses without `about` is
+        about, by its link.
+
+        Only a fallback for events written before the pipeline recorded `about` (the
+        requested code the 02 concerns), which is what `_docbrokers_status` uses. Such
+        an event names only the sender it goes to, but the pipeline emits it as the
+        link right after the RECIPIENT_REFUSED of that recipient (same chain, next
+        seq, a message id made from the submission's). A 02 that follows a REFUSED
+        is about the whole submission and concerns no recipient.
+        """
+        links = {(e["chain"], e["seq"]): e for e in self.ordered}
+        about: dict[tuple[str, int], str] = {}
+        for e in self.ordered:
+            if e["type"] != EventType.STATUS_EMITTED or e.get("actor") != DOCBROKER:
+                continue
+            if "about" in _details(e):
+                continue
+            prev = links.get((e["chain"], e["seq"] - 1))
+            if (
+                prev is not None
+                and prev["type"] == EventType.RECIPIENT_REFUSED
+                and prev["message_id"] in self.submitted
+                and e["message_id"].startswith(f"{prev['message_id']}.")
+            ):
+                about[(e["chain"], e["seq"])] = prev["recipient"]
+        return about
+
+    def _progress(self, e: Body, refused_before: Mapping[tuple[str, int], str]) -> None:
+        """Apply one event to the recipient it is about, if any."""
+        kind = e["type"]
+        if kind in _MARKS and e["message_id"] in self.submitted:
+            r = self.recipients.find(e.get("recipient"))
+            if r is not None:
+                name = _MARKS[kind]
+                r.update(**{name: _first(getattr(r.state, name), e["at_ms"])})
+        elif kind == EventType.ACCEPTED:
+            self._recipients_status(e)
+        elif kind == EventType.STATUS_EMITTED:
+            self._docbrokers_status(e, refused_before)
+
+    def _recipients_status(self, e: Body) -> None:
+        """A status package a recipient sent about the document. The sender's own
+        statuses (a recall) are about no recipient."""
+        code = _details(e).get("status_code")
+        if _details(e).get("kind") != "status" or not code or e["sender"] == self.sender:
+            return
+        r = self.recipients.find(e["sender"])
+        if r is not None:
+            description = _details(e).get("status_description") or None
+            r.update(latest_status=StatusSeen(str(code), e["at_ms"], e["sender"], description))
+
+    def _docbrokers_status(self, e: Body, refused_before: Mapping[tuple[str, int], str]) -> None:
+        """A status docbroker made: a 01 for the recipient that acknowledged (the actor),
+        or a 02 for a recipient it refused (`about`, the code the document named it by;
+        by chain order for events written without it)."""
+        actor = str(e.get("actor"))
+        d = _details(e)
+        if self._on_behalf_of_recipient(e):
+            r = self.recipients.find(actor)
+        elif "about" in d:
+            about = d["about"] if self._made_for_submission(e) else None
+            r = self.recipients.find(about if isinstance(about, str) else None)
+        else:
+            r = self.recipients.find(refused_before.get((e["chain"], e["seq"])))
+        if r is not None:
+            description = d.get("description") or None
+            seen = StatusSeen(str(d.get("status_code")), e["at_ms"], actor, description)
+            r.update(latest_status=seen)
+
+
+def _details(e: Body | None) -> Mapping[str, Any]:
+    details = (e or {}).get("details")
+    return details if isinstance(details, dict) else {}
+
+
+def _submits(e: Body) -> bool:
+    """A submission of the document: accepted, or refused as a whole."""
+    return is_document_accepted(e) or e["type"] == EventType.REFUSED
+
+
+def _refusal(e: Body) -> Refusal:
+    d = _details(e)
+    problems = tuple(d.get("problems") or ())
+    return Refusal(e["message_id"], str(d.get("stage", "")), problems, e["at_ms"])
+
+
+def _first(seen: int | None, at_ms: int) -> int:
+    return at_ms if seen is None else seen
+
+
+# -- the store
+
+SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(
+    chain TEXT NOT NULL, seq INTEGER NOT NULL,
+    document_id TEXT NOT NULL, message_id TEXT NOT NULL, type TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, sender TEXT NOT NULL, recipient TEXT,
+    body TEXT NOT NULL,
+    UNIQUE(chain, seq));
+CREATE INDEX IF NOT EXISTS events_document ON events(document_id, at_ms, chain, seq);
+CREATE TABLE IF NOT EXISTS sent(
+    sender TEXT NOT NULL, document_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    accepted_at_ms INTEGER NOT NULL, recipients INTEGER NOT NULL,
+    PRIMARY KEY(sender, document_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sent_by_time ON sent(sender, accepted_at_ms, document_id);
+CREATE TABLE IF NOT EXISTS upstream(
+    axis_doc_id TEXT NOT NULL, recipient TEXT NOT NULL,
+    document_id TEXT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL,
+    trace_id TEXT NOT NULL, kind TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(axis_doc_id, recipient)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS upstream_message ON upstream(message_id, recipient);
+"""
+
+
+class DocumentsStore:
+    """The SQLite side of the view: the events as stored in the log, by document, and
+    the documents each sender sent. Not thread-safe: used from one thread only."""
+
+    def __init__(self, path: Path, events_topic: str) -> None:
+        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, ("events", "sent", "upstream"))
+        self.events_topic = events_topic
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def positions(self) -> dict[TopicPartition, int]:
+        return stored_positions(self._conn)
+
+    def apply(self, records: Sequence[Record]) -> int:
+        """Apply records in one transaction; the number of events new to the store.
+        Records applied before (re-read after a restart) change nothing."""
+        added = 0
+        with transaction(self._conn):
+            for record in records:
+                event = _stored_event(record) if record.topic == self.events_topic else None
+                if event is not None:
+                    added += self._insert(event, record.value or b"")
+                store_position(self._conn, record)
+        return added
+
+    def _insert(self, e: Body, raw: bytes) -> int:
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e["chain"],
+                e["seq"],
+                e["document_id"],
+                e["message_id"],
+                e["type"],
+                e["at_ms"],
+                e["sender"],
+                e.get("recipient"),
+                raw.decode("utf-8", "replace"),
+            ),
+        )
+        if cur.rowcount:
+            self._index_upstream(e)
+        if cur.rowcount and is_document_accepted(e):
+            self._conn.execute(
+                "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
+                (
+                    e["sender"],
+                    e["document_id"],
+                    e["message_id"],
+                    e["at_ms"],
+                    len(_details(e).get("recipients") or ()),
+                ),
+            )
+        return cur.rowcount
+
+    def _index_upstream(self, e: Body) -> None:
+        """What the national axis took (by its docId), and which of it a recipient's
+        province has taken since (a DELIVERED event of that message and recipient)."""
+        if e["type"] == EventType.SENT_UPSTREAM and _details(e).get("axis_doc_id"):
+            self._conn.execute(
+                "INSERT OR IGNORE INTO upstream VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    _details(e)["axis_doc_id"],
+                    e.get("recipient") or "",
+                    e["document_id"],
+                    e["message_id"],
+                    e["sender"],
+                    e.get("trace_id") or "",
+                    _details(e).get("kind") or "document",
+                ),
+            )
+        elif e["type"] == EventType.DELIVERED:
+            self._conn.execute(
+                "UPDATE upstream SET delivered = 1 WHERE message_id = ? AND recipient = ?",
+                (e["message_id"], e.get("recipient") or ""),
+            )
+
+    def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
+        """The recipients of what the axis took as `axis_doc_id` not yet known to have
+        taken it: recipient, document_id, message_id, sender, trace_id, kind."""
+        rows = self._conn.execute(
+            "SELECT recipient, document_id, message_id, sender, trace_id, kind FROM upstream "
+            "WHERE axis_doc_id = ? AND delivered = 0",
+            (axis_doc_id,),
+        )
+        keys = ("recipient", "document_id", "message_id", "sender", "trace_id", "kind")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def events(self, document_id: str) -> list[dict[str, Any]]:
+        """The document's events as stored, in order (time, chain, sequence)."""
+        rows = self._conn.execute(
+            "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
+            (document_id,),
+        )
+        return [json.loads(body) for (body,) in rows]
+
+    def state(self, document_id: str, resolve: Resolve | None = None) -> DocumentState | None:
+        return fold_document(self.events(document_id), resolve)
+
+    def sent_by(
+        self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` documents first accepted from any of these codes (one
+        agency's) after `after_ms`: document_id, sender, message_id (the first accepted
+        submission), accepted_at, recipients (how many it named)."""
+        codes = list(dict.fromkeys(sender_codes))
+        if not codes or limit <= 0:
+            return []
+        rows = self._conn.execute(
+            "SELECT document_id, sender, message_id, accepted_at_ms, recipients FROM sent "  # noqa: S608
+            f"WHERE sender IN ({', '.join('?' * len(codes))}) AND accepted_at_ms > ? "
+            "ORDER BY accepted_at_ms DESC, document_id DESC LIMIT ?",
+            (*codes, after_ms, limit),
+        )
+        return [
+            {
+                "document_id": document_id,
+                "sender": sender,
+                "message_id": message_id,
+                "accepted_at": iso_ms(at_ms),
+                "recipients": recipients,
+            }
+            for document_id, sender, message_id, at_ms, recipients in rows
+        ]
+
+
+_REQUIRED = {
+    "chain": str,
+    "seq": int,
+    "type": str,
+    "at_ms": int,
+    "message_id": str,
+    "document_id": str,
+    "sender": str,
+}
+
+
+def _stored_event(record: Record) -> Body | None:
+    """The event a record of the `events` topic holds; None (and a warning) for anything
+    else, so that one bad record never stops the view."""
+    try:
+        e = json.loads(record.value or b"")
+        ok = isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in _REQUIRED.items())
+    except ValueError:
+        ok = False
+    if not ok:
+        log.warning(
+            "documents view: not an event", partition=record.partition, offset=record.offset
+        )
+        return None
+    return e if e.get("document_id") else None  # a refusal of unreadable bytes: no document
+
+
+# -- the view
+
+
+class DocumentsViewMetrics(Protocol):
+    """What the view reports: the events of the log it has not applied yet."""
+
+    def documents_view_lag(self, records: int) -> None: ...
+
+
+class DocumentsView:
+    """Keeps a DocumentsStore current from the `events` topic and answers queries.
+
+    `resolve` (see `fold_document`) is called from the view's own thread: a lookup in
+    an immutable snapshot such as `DirectoryState.current` is safe there.
+    """
+
+    def __init__(
+        self,
+        log_: DurableLog,
+        topics: Topics,
+        path: Path,
+        metrics: DocumentsViewMetrics | None = None,
+        *,
+        resolve: Resolve | None = None,
+    ) -> None:
+        self.log_ = log_
+        self.topics = topics
+        self.path = path
+        self.metrics = metrics
+        self.resolve = resolve
+        self._thread = StoreThread("documents-view")
+        self._store: DocumentsStore | None = None
+        self._tailer: Tailer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._applied = AppliedPositions()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """Caught up with the log as it was at start, and following it."""
+        return self._ready
+
+    async def start(self) -> None:
+        """Open the store, apply what the log holds now, then follow it in a task."""
+        try:
+            self._store = await self._thread.run(DocumentsStore, self.path, self.topics.events)
+            await self._open_tailer()
+            ends = await self.log_.end_offsets([self.topics.events])
+            while not await self._tailing().caught_up(ends):
+                await self._apply_next()
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._follow(), name="documents-view")
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_tailer()
+        if self._store is not None:
+            await self._thread.run(self._store.close)
+            self._store = None
+        self._thread.shutdown()
+
+    async def _open_tailer(self) -> None:
+        """A tailer from the stored positions (the records after them are not applied)."""
+        positions = await self._thread.run(self._store_or_fail().positions)
+        self._applied.reset(positions)
+        self._tailer = self.log_.tailer([self.topics.events], positions)
+        await self._tailer.start()
+
+    async def _close_tailer(self) -> None:
+        if self._tailer is not None:
+            await self._tailer.close()
+            self._tailer = None
+
+    def _tailing(self) -> Tailer:
+        if self._tailer is None:
+            raise BackendUnavailable("the documents view is not tailing the log")
+        return self._tailer
+
+    async def _apply_next(self) -> None:
+        records = await self._tailing().poll(0.5, 500)
+        if not records:
+            return
+        try:
+            await self._thread.run(self._store_or_fail().apply, records)
+        except Exception:
+            await self._close_tailer()  # so that they are read again from the stored positions
+            raise
+        await self._applied.advance(records)
+
+    async def _follow(self) -> None:
+        """Apply new events as they come. The log going away is waited out; an apply that
+        fails (a full disk) restarts the tailer from the stored positions, so that no
+        event is skipped."""
+        backoff = 0.1
+        report_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self._tailer is None:
+                    await self._open_tailer()
+                await self._apply_next()
+                if self.metrics is not None and loop.time() >= report_at:
+                    report_at = loop.time() + 5.0
+                    await self._report_lag(self.metrics)
+                backoff = 0.1
+            except BackendUnavailable as exc:
+                log.warning("documents view: log unavailable", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("documents view: step failed; retrying", retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _report_lag(self, metrics: DocumentsViewMetrics) -> None:
+        """From the tailer's positions, which on Kafka skip transaction markers."""
+        ends = await self.log_.end_offsets([self.topics.events])
+        mine = await self._tailing().positions()
+        metrics.documents_view_lag(sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items()))
+
+    def _store_or_fail(self) -> DocumentsStore:
+        if self._store is None:
+            raise BackendUnavailable("the documents view is not started")
+        return self._store
+
+    async def state(self, document_id: str) -> DocumentState | None:
+        """The document's state per recipient; None when no event names it."""
+        store = self._store_or_fail()
+        return await self._thread.run(store.state, document_id, self.resolve)
+
+    async def trace(self, document_id: str) -> list[dict[str, Any]]:
+        """The document's events as stored (see `audit.trace_lines`), in order."""
+        return await self._thread.run(self._store_or_fail().events, document_id)
+
+    async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
+        """See DocumentsStore.upstream_undelivered."""
+        return await self._thread.run(self._store_or_fail().upstream_undelivered, axis_doc_id)
+
+    async def sent_by(
+        self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Documents these codes (one agency's) sent; see `DocumentsStore.sent_by`."""
+        store = self._store_or_fail()
+        return await self._thread.run(store.sent_by, sender_codes, after_ms, limit)
+
+    async def wait_applied(self, positions: Iterable[Position], timeout: float) -> bool:
+        """Wait until the view has applied these positions of `events` (read your own
+        writes); False on timeout."""
+        return await self._applied.wait(positions, timeout)
