@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lxml import etree  # noqa: E402
 
+from broker.clock import utc_now  # noqa: E402
 from broker.edxml.builder import build_envelope  # noqa: E402
 from broker.edxml.model import (  # noqa: E402
     Attachment,
@@ -84,7 +85,7 @@ def main() -> None:
         "370 KB": SAMPLE.read_bytes() if SAMPLE.exists() else package(270 * 1024),
         "20 MB": package(15 * 1024 * 1024),
     }
-    validator = EnvelopeValidator(Limits())
+    validator = EnvelopeValidator(Limits(), clock=utc_now)
     schema = etree.XMLSchema(schema_document())
     try:
         import xmlschema

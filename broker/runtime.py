@@ -18,54 +18,26 @@ from pathlib import Path
 
 import structlog
 
+from broker.clock import utc_now
 from broker.config import Settings
 from broker.core.errors import ConfigError, DocbrokerError
 from broker.core.topics import Topics
 from broker.directory.io import check_unique, parse_file
-from broker.edxml.rules import Limits
-from broker.edxml.validator import EnvelopeValidator
-from broker.keys.trust import TrustContext, load_trust
 from broker.log import DurableLog, open_log
 from broker.log.topics import topic_specs
 from broker.metrics import Metrics
+from broker.pipeline.build import build_processor
 from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.runner import Pipeline
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState, put_agencies
 from broker.state.heads import ChainHeads
 from broker.trust.certs import seconds_left, subject_text
-from broker.trust.policy import SenderPolicy
+from broker.trust.context import TrustContext
 from broker.views.documents import DocumentsView
 from broker.views.mailbox import MailboxView
 
 log = structlog.get_logger(__name__)
-
-
-def envelope_limits(settings: Settings) -> Limits:
-    lim = settings.limits
-    return Limits(
-        max_bytes=int(lim.max_envelope_bytes),
-        max_depth=lim.max_depth,
-        max_elements=lim.max_elements,
-        max_recipients=lim.max_recipients,
-        max_attachments=lim.max_attachments,
-    )
-
-
-def build_processor(settings: Settings) -> InboundProcessor:
-    """The pipeline's processor: schema compiled and keys loaded, once."""
-    return InboundProcessor(
-        Topics.with_prefix(settings.backend.topic_prefix),
-        EnvelopeValidator(envelope_limits(settings)),
-        load_trust(settings),
-        default_policy=SenderPolicy(
-            settings.trust.default_policy, settings.trust.allow_legacy_sha1
-        ),
-        bind_by_subject_uid=settings.trust.bind_by_subject_uid,
-        dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
-        broker_name=settings.organ_name,
-        strict_default=settings.validation.strict,
-    )
 
 
 def process_count(settings: Settings) -> int:
@@ -199,9 +171,10 @@ class Runtime:
         task.cancel()
 
     def report_certificates(self) -> None:
+        now = utc_now()
         for role, cert in self.trust.certificates():
-            self.metrics.certificate_expiry(role, subject_text(cert), seconds_left(cert))
-        for role, cert in self.trust.expiring():
+            self.metrics.certificate_expiry(role, subject_text(cert), seconds_left(cert, now))
+        for role, cert in self.trust.expiring(now):
             log.warning(
                 "certificate expires soon",
                 role=role,
@@ -269,7 +242,7 @@ class Runtime:
             checks["log"] = "ok"
         except DocbrokerError as exc:
             checks["log"] = str(exc)
-        key_problems = self.trust.problems_now()
+        key_problems = self.trust.problems_now(utc_now())
         checks["keys"] = "; ".join(key_problems) if key_problems else "ok"
         checks["directory"] = (
             f"ok ({len(self.directory.current)} agencies)"

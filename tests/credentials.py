@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from broker.cli import one_off_instance
+from broker.clock import now_ms
 from broker.config import load_settings
-from broker.core.auth import derive_secret, new_system, new_token
 from broker.core.topics import Topics
 from broker.directory import credentials as creds
+from broker.directory.auth import derive_secret, new_system, new_token
 from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.keys.files import SDK_MASTER_KEY, parse_sdk_master_key
@@ -33,7 +34,7 @@ async def grant_tokens(
             found = directory.find(code)
             assert found is not None, f"{code} is not in the directory"
             agency = changed.get(found.code, found)
-            tokens[code], token = new_token(expires_days=expires_days)
+            tokens[code], token = new_token(now_ms=now_ms(), expires_days=expires_days)
             changed[found.code] = creds.add_token(agency, token)
         return list(changed.values())
 
@@ -60,7 +61,7 @@ async def runtime_system(
     def change(directory: Directory) -> list[Agency]:
         agency = directory.find(code)
         assert agency is not None
-        made.append(new_system(system_id or f"sys-{agency.code}", **flags))
+        made.append(new_system(system_id or f"sys-{agency.code}", now_ms=now_ms(), **flags))
         return [creds.add_system(directory, agency, made[0])]
 
     await change_agencies(runtime.log, runtime.topics.directory, change, "tests")

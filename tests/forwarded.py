@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+from broker.clock import utc_now
 from broker.edxml.validator import EnvelopeValidator
 from broker.trust.store import TrustStore
 from broker.trust.xmldsig import Role, SignatureVerifier
 from tests import pki
 
-VALIDATOR = EnvelopeValidator()
+VALIDATOR = EnvelopeValidator(clock=utc_now)
 
 
 def assert_forwarded(original: bytes, received: bytes, *, sha256: str | None = None) -> None:
@@ -23,7 +24,9 @@ def assert_forwarded(original: bytes, received: bytes, *, sha256: str | None = N
     assert got.trace[-1].organ_id == pki.BROKER_ID
     unchanged = {"trace": sent.trace, "signatures": ()}
     assert dataclasses.replace(got, **unchanged) == dataclasses.replace(sent, **unchanged)
-    results = SignatureVerifier(TrustStore([pki.ca().certificate])).verify_all(received)
+    results = SignatureVerifier(TrustStore([pki.ca().certificate])).verify_all(
+        received, at=utc_now()
+    )
     broker = [r for r in results if r.role is Role.BROKER]
     assert len(broker) == 1 and broker[0].valid, broker
     assert broker[0].signer_uid == pki.BROKER_ID

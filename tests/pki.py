@@ -7,9 +7,9 @@ from functools import cache
 from pathlib import Path
 
 from broker.keys.devkeys import LOCAL_HOSTS
+from broker.keys.devpki import Authority, cert_pem, issue, key_pem, make_ca
 from broker.keys.files import SDK_MASTER_KEY, init_sdk_master_key
 from broker.trust.certs import KeyMaterial
-from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
 
 BROKER_ID = "000.99.99.H35"
 

@@ -6,22 +6,23 @@ import json
 from dataclasses import replace
 from functools import cache
 
-from broker.core.intake import Submission, inbound_record
+from broker.clock import utc_now
 from broker.core.logrecords import NewRecord, Record
 from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.directory.io import parse_file
 from broker.directory.model import AgencyStatus
 from broker.edxml.validator import EnvelopeValidator
-from broker.keys.trust import TrustContext
+from broker.pipeline.intake import Submission, inbound_record
 from broker.pipeline.processing import BatchContext, InboundProcessor
+from broker.trust.context import TrustContext
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.store import TrustStore
 from tests import pki
 from tests.conftest import EXAMPLE_DIRECTORY_2024
 
 TOPICS = Topics.with_prefix("p.")
-VALIDATOR = EnvelopeValidator()
+VALIDATOR = EnvelopeValidator(clock=utc_now)
 NOW = 1_800_000_000_000
 
 

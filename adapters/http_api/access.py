@@ -27,7 +27,9 @@ from structlog.contextvars import bound_contextvars
 
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.ratelimit import RateLimiter
-from broker.core.auth import (
+from broker.clock import now_ms, utc_now
+from broker.core.errors import AccessRefused, BackendUnavailable, RateLimited
+from broker.directory.auth import (
     NonceCache,
     Principal,
     Refusal,
@@ -38,7 +40,6 @@ from broker.core.auth import (
     check_sdk_request,
     check_token,
 )
-from broker.core.errors import AccessRefused, BackendUnavailable, RateLimited
 from broker.keys.files import (
     ADMIN_TOKENS,
     SDK_MASTER_KEY,
@@ -137,10 +138,10 @@ class Access:
         admin = check_admin_token(token, self.admin_hashes.get())
         if admin is not None:
             return admin
-        return check_token(token, self.runtime.directory.current)
+        return check_token(token, self.runtime.directory.current, now_ms=now_ms())
 
     def _certificate(self, cert: x509.Certificate) -> Principal | Refusal:
-        checked = self.runtime.trust.store.verify(cert)
+        checked = self.runtime.trust.store.verify(cert, at=utc_now())
         if not checked.ok:
             raise AccessRefused.because(
                 "unauthenticated", f"client certificate {subject_text(cert)}: {checked.reason}"
@@ -167,6 +168,7 @@ class Access:
             self.runtime.directory.current,
             key,
             self.nonces,
+            now_ms=now_ms(),
         )
 
     def limit(self, principal: Principal) -> None:

@@ -15,10 +15,10 @@ from adapters.http_api import idempotency
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.core.auth import Principal
 from broker.core.errors import AccessRefused, InputRefused
 from broker.core.problems import Problem
 from broker.core.records import iso_ms
+from broker.directory.auth import Principal
 from broker.service.door import Taken, take_in
 
 T = TypeVar("T")

@@ -18,9 +18,10 @@ from adapters.http_api.envelopes import read_body
 from adapters.http_api.sdk_answers import Operation, SdkAnswer
 from adapters.http_api.sdk_documents import vn_time
 from broker import vdxp
-from broker.core.auth import SdkCall
+from broker.clock import now_ms
 from broker.core.errors import AccessRefused, BadRequest, InputRefused, NotFound
 from broker.core.problems import Problem
+from broker.directory.auth import SdkCall
 from broker.directory.book import Directory
 from broker.directory.model import CODE, CODE102, Agency, agency_from_mapping
 from broker.directory.records import removal_record
@@ -161,7 +162,9 @@ async def delete_agency(request: web.Request, runtime: Runtime, call: SdkCall) -
             "forbidden", f"{agency.code} was not registered by system {call.system.system_id}"
         )
     actor = f"sdk:{call.system.system_id}"
-    await runtime.log.append([removal_record(runtime.topics.directory, agency.code, actor)])
+    await runtime.log.append(
+        [removal_record(runtime.topics.directory, agency.code, actor, now_ms())]
+    )
     await runtime.directory.follower.caught_up(runtime.settings.http.read_your_writes_timeout)
     return SdkAnswer(vdxp.answer_ok("deleteAgency", id=agency.code))
 

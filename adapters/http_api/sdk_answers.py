@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from broker import vdxp
-from broker.core.auth import SdkCall
+from broker.directory.auth import SdkCall
 from broker.runtime import Runtime
 
 # Answers above this size are encoded off the event loop (getEdoc carries a whole

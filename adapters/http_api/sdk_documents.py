@@ -20,9 +20,9 @@ from aiohttp import web
 from adapters.http_api.envelopes import read_body
 from adapters.http_api.sdk_answers import Operation, SdkAnswer
 from broker import vdxp
-from broker.core.auth import SdkCall
 from broker.core.errors import BadRequest, InputRefused, NotFound
 from broker.core.problems import Problem
+from broker.directory.auth import SdkCall
 from broker.edxml.model import Envelope, Kind
 from broker.runtime import Runtime
 from broker.service.door import take_in

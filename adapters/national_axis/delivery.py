@@ -18,8 +18,8 @@ import structlog
 
 from adapters.national_axis.client import AxisClient
 from broker import vdxp
+from broker.clock import now_ms
 from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import now_ms
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)

@@ -24,7 +24,7 @@ from adapters.national_axis.client import MESSAGE_TYPES, AxisClient
 from adapters.national_axis.protocol import AxisError
 from broker.config import NationalAxisSettings
 from broker.core.errors import DocbrokerError
-from broker.core.intake import AXIS_DEDUP_SENDER, SOURCE_AXIS
+from broker.pipeline.intake import AXIS_DEDUP_SENDER, SOURCE_AXIS
 from broker.runtime import Runtime
 from broker.service.door import take_in
 

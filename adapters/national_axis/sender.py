@@ -27,16 +27,17 @@ import structlog
 
 from adapters.national_axis.client import AxisClient
 from adapters.national_axis.protocol import AxisError, CircuitBreaker, backoff_delay
+from broker.clock import now_ms
 from broker.config import NationalAxisSettings
 from broker.core.errors import Fenced
-from broker.core.intake import problems_json
 from broker.core.logrecords import NewRecord, Record, TopicPartition
 from broker.core.problems import Problem
 from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import H, make_headers, now_ms
+from broker.core.records import H, make_headers
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
+from broker.pipeline.intake import problems_json
 from broker.pipeline.partitioned import PartitionWorkers
 
 log = structlog.get_logger(__name__)

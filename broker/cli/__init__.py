@@ -6,7 +6,16 @@ runtime, views, keys); nothing imports it but `python -m broker` and the console
 script.
 """
 
-from broker.cli import access, rejected  # noqa: F401  (they register their commands)
+from broker.cli import (  # noqa: F401  (each registers its commands on cli.base's groups)
+    access,
+    agencies,
+    audit,
+    envelopes,
+    keys,
+    mailbox,
+    rejected,
+    serve,
+)
 from broker.cli.base import cli, main, one_off_instance
 
 __all__ = ["cli", "main", "one_off_instance"]

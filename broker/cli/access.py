@@ -17,10 +17,10 @@ from typing import Any
 import click
 
 from broker.cli.base import _actor, agencies, emit, json_option, keys, run_with_log, settings_of
-from broker.core.auth import derive_secret, new_system, new_token
+from broker.clock import now_ms
 from broker.core.errors import ConfigError, NotFound
-from broker.core.records import now_ms
 from broker.directory import credentials as creds
+from broker.directory.auth import derive_secret, new_system, new_token
 from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.keys.files import ADMIN_TOKENS, SDK_MASTER_KEY, new_admin_token, parse_sdk_master_key
@@ -102,7 +102,7 @@ def token_create(
     ctx: click.Context, code: str, expires_days: float, label: str, as_json: bool
 ) -> None:
     """Make a token for agency CODE; it is shown once."""
-    plaintext, tok = new_token(expires_days=expires_days, label=label)
+    plaintext, tok = new_token(now_ms=now_ms(), expires_days=expires_days, label=label)
     agency = _change_one(ctx, code, lambda _d, a: creds.add_token(a, tok))
     _secret_out(
         plaintext,
@@ -162,7 +162,8 @@ def token_rotate(
     as_json: bool,
 ) -> None:
     """Make a new token for CODE; the old one expires after the grace period."""
-    plaintext, tok = new_token(expires_days=expires_days, label=f"rotated from {token_id}")
+    label = f"rotated from {token_id}"
+    plaintext, tok = new_token(now_ms=now_ms(), expires_days=expires_days, label=label)
     until = now_ms() + int(grace_hours * 3600_000)
 
     def rotate(_d: Directory, a: Agency) -> Agency:
@@ -290,6 +291,7 @@ def system_create(
         made.append(
             new_system(
                 system_id or a.code102 or a.code,
+                now_ms=now_ms(),
                 expires_days=expires_days,
                 plain_http=plain_http,
                 networks=nets,
@@ -360,7 +362,7 @@ def system_rotate(
 ) -> None:
     """Give a system a new secret; the old one stops working at once."""
     key = _master_key(ctx)
-    fresh = new_system(system_id, expires_days=expires_days)
+    fresh = new_system(system_id, now_ms=now_ms(), expires_days=expires_days)
     made: list[Any] = []
 
     def rotate(_d: Directory, a: Agency) -> Agency:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -53,13 +52,10 @@ def iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_message_id(at_ms: int | None = None) -> str:
-    """A UUIDv7 (time-ordered, RFC 9562): listings sort by arrival, ids stay unguessable."""
-    ms = now_ms() if at_ms is None else at_ms
+def new_message_id(at_ms: int) -> str:
+    """A UUIDv7 (time-ordered, RFC 9562) for a message received at `at_ms`: listings
+    sort by arrival, ids stay unguessable."""
+    ms = at_ms
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
     value |= 0b10 << 62 | (rand & ((1 << 62) - 1))

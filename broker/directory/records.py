@@ -13,15 +13,15 @@ from typing import Any
 import structlog
 
 from broker.core.logrecords import NewRecord, Record
-from broker.core.records import H, make_headers, now_ms
+from broker.core.records import H, make_headers
 from broker.directory.book import Directory
 from broker.directory.model import Agency, agency_from_mapping
 
 log = structlog.get_logger(__name__)
 
 
-def agency_record(topic: str, agency: Agency, actor: str) -> NewRecord:
-    at = now_ms()
+def agency_record(topic: str, agency: Agency, actor: str, at: int) -> NewRecord:
+    """The record of `agency` as `actor` changed it at `at` (ms since the epoch)."""
     body = {**agency.to_dict(), "updated_at_ms": at, "updated_by": actor}
     return NewRecord(
         topic=topic,
@@ -31,12 +31,13 @@ def agency_record(topic: str, agency: Agency, actor: str) -> NewRecord:
     )
 
 
-def removal_record(topic: str, code: str, actor: str) -> NewRecord:
+def removal_record(topic: str, code: str, actor: str, at: int) -> NewRecord:
+    """The tombstone that removes agency `code`."""
     return NewRecord(
         topic=topic,
         key=code.encode(),
         value=None,
-        headers=make_headers({H.PRODUCED_AT: now_ms(), "actor": actor}),
+        headers=make_headers({H.PRODUCED_AT: at, "actor": actor}),
     )
 
 

@@ -36,9 +36,9 @@ DATE = "%Y/%m/%d"
 TIMESTAMP = "%Y/%m/%d %H:%M:%S"
 
 
-def now_in_vietnam() -> datetime:
-    """Wall-clock time in Vietnam, naive, to the second (the standard's timestamps)."""
-    return (datetime.now(UTC) + VIETNAM).replace(tzinfo=None, microsecond=0)
+def vietnam_time(at: datetime) -> datetime:
+    """An aware time as the standard writes timestamps: Vietnam, naive, to the second."""
+    return (at.astimezone(UTC) + VIETNAM).replace(tzinfo=None, microsecond=0)
 
 
 def _sub(parent: etree._Element, name: str, value: str | None = None) -> etree._Element:
@@ -240,9 +240,10 @@ def build_status(
     sender: Organization,
     description: str = "",
     staff: StaffInfo | None = None,
-    timestamp: datetime | None = None,
+    timestamp: datetime,
 ) -> bytes:
-    """A status package from `sender` answering `document` (to its sender)."""
+    """A status package from `sender` answering `document` (to its sender), made at
+    `timestamp` (the standard's form: Vietnam time, naive)."""
     promulgation = document.promulgation.date if document.promulgation else None
     answered = ResponseFor(
         organ_id=document.sender_id,
@@ -262,7 +263,7 @@ def build_status_for(
     sender: Organization,
     description: str = "",
     staff: StaffInfo | None = None,
-    timestamp: datetime | None = None,
+    timestamp: datetime,
 ) -> bytes:
     """A status package from `sender` about the document `answered` names."""
     status = Envelope(
@@ -272,12 +273,12 @@ def build_status_for(
         staff=staff,
         status_code=code,
         status_description=description or code.meaning,
-        status_timestamp=timestamp or now_in_vietnam(),
+        status_timestamp=timestamp,
     )
     return build_envelope(status)
 
 
-def append_trace_header(data: bytes, organ_id: str, timestamp: datetime | None = None) -> bytes:
+def append_trace_header(data: bytes, organ_id: str, timestamp: datetime) -> bytes:
     """The package with one more TraceHeader (this hop), after the existing ones.
 
     `data` must already have passed validation (it is parsed with the hardened parser
@@ -288,9 +289,7 @@ def append_trace_header(data: bytes, organ_id: str, timestamp: datetime | None =
     return serialize(root)
 
 
-def add_trace_header(
-    root: etree._Element, organ_id: str, timestamp: datetime | None = None
-) -> None:
+def add_trace_header(root: etree._Element, organ_id: str, timestamp: datetime) -> None:
     """Append a TraceHeader to a parsed package, creating TraceHeaderList if needed."""
     header = child(child(root, "edXMLEnvelope"), "edXMLHeader")
     if header is None:
@@ -307,7 +306,7 @@ def add_trace_header(
             header.insert(0, trace)
     hop = etree.Element(q("TraceHeader"))
     etree.SubElement(hop, q("OrganId")).text = organ_id
-    etree.SubElement(hop, q("Timestamp")).text = (timestamp or now_in_vietnam()).strftime(TIMESTAMP)
+    etree.SubElement(hop, q("Timestamp")).text = timestamp.strftime(TIMESTAMP)
     existing = children(trace, "TraceHeader")
     if existing:
         existing[-1].addnext(hop)

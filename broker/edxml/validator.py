@@ -15,10 +15,10 @@ is what xmlschema would have added on the error path.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from importlib import resources
 from typing import TypeVar
 
 from lxml import etree
@@ -30,6 +30,7 @@ from broker.edxml.ns import NS, element_path
 from broker.edxml.parser import parse_untrusted
 from broker.edxml.reader import Parts, location, read_envelope
 from broker.edxml.rules import Limits, check_rules
+from broker.edxml.schema import schema_document
 from broker.edxml.tolerance import SchemaIndex, strip, unexpected_elements
 
 F = TypeVar("F", Problem, Irregularity)
@@ -44,15 +45,8 @@ _CODE_BY_ELEMENT = {
 }
 
 
-def today_in_vietnam(now: datetime | None = None) -> date:
-    return ((now or datetime.now(UTC)) + VIETNAM).date()
-
-
-@lru_cache(maxsize=1)
-def schema_document() -> etree._ElementTree:
-    """The edXML schema as parsed XML (it is our own file: no hardening needed)."""
-    with (resources.files("broker.schemas") / "edxml.xsd").open("rb") as fh:
-        return etree.parse(fh)
+def today_in_vietnam(now: datetime) -> date:
+    return (now.astimezone(UTC) + VIETNAM).date()
 
 
 @lru_cache(maxsize=1)
@@ -90,8 +84,11 @@ class Verdict:
 class EnvelopeValidator:
     """Checks edXML bytes against the size limit, the schema and the rules."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, clock: Callable[[], datetime]) -> None:
+        """`clock` gives the time now (aware): the promulgation-date rule needs today's
+        date; the caller (the shell) says where the time comes from."""
         self.limits = limits or Limits()
+        self.clock = clock
         self._local = threading.local()
         self._schema()  # compile now: a broken schema fails at start, not at the first envelope
 
@@ -133,7 +130,7 @@ class EnvelopeValidator:
         envelope, read_problems = read_envelope(parts)
         problems += read_problems
         rule_problems, rule_warnings = check_rules(
-            envelope, parts, self.limits, today or today_in_vietnam()
+            envelope, parts, self.limits, today or today_in_vietnam(self.clock())
         )
         return Verdict(
             envelope, _ordered(problems + rule_problems), _ordered(warnings + rule_warnings)

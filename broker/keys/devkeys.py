@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
 
 from broker.core.errors import ConfigError
+from broker.keys.devpki import Authority, cert_pem, issue, key_pem, make_ca
 from broker.keys.files import (
     ADMIN_TOKEN_COPY,
     ADMIN_TOKENS,
@@ -27,8 +28,8 @@ from broker.keys.files import (
     write_file,
     write_private,
 )
-from broker.trust.certs import fingerprint, load_certificates
-from broker.trust.devpki import Authority, cert_pem, issue, key_pem, make_ca
+from broker.keys.pem import load_certificates
+from broker.trust.certs import fingerprint
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 

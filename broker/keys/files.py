@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from broker.core.auth import TOKEN_PREFIX, sha256_hex
 from broker.core.errors import ConfigError
+from broker.directory.auth import TOKEN_PREFIX, sha256_hex
 
 T = TypeVar("T")
 

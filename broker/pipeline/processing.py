@@ -31,19 +31,19 @@ import structlog
 
 from broker.core.errors import InputRefused
 from broker.core.events import Event, EventType
-from broker.core.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
 from broker.core.logrecords import NewRecord, Record
 from broker.core.problems import Irregularity, Problem
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.records import H, make_headers, received_at_ms
-from broker.core.routing import Decision, Route, route_envelope
 from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.directory.model import Agency
-from broker.edxml.builder import build_status, build_status_for
+from broker.directory.routing import Decision, Route, route_envelope
+from broker.edxml.builder import build_status, build_status_for, vietnam_time
 from broker.edxml.model import BusinessKind, Envelope, Kind, Organization, ResponseFor, StatusCode
 from broker.edxml.validator import EnvelopeValidator, Verdict
-from broker.keys.trust import TrustContext
+from broker.pipeline.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
+from broker.trust.context import TrustContext
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import SenderCheck, check_sender
 
@@ -62,7 +62,16 @@ class BatchContext:
 
     directory: Directory
     seen: DedupLookup
-    now_ms: int
+    now_ms: int  # the batch's time (the runner read the clock)
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ms / 1000, UTC)
+
+    @property
+    def stamp(self) -> datetime:
+        """The batch's time as edXML timestamps are written (Vietnam, naive)."""
+        return vietnam_time(self.at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +227,7 @@ class InboundProcessor:
         judged = self.for_sender(validated, sender)
         if not judged.ok:
             return self.refuse(record, judged.problems, ctx, env, sender)
-        check = self._signature(data, env, sender)
+        check = self._signature(data, env, sender, ctx)
         verdict = (check.outcome, check.policy)
         if check.problems:
             refused = self.refuse(
@@ -249,7 +258,9 @@ class InboundProcessor:
             return _with(self._route_down(record, passed, ctx), dedup=dedup)
         return _with(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
 
-    def _signature(self, data: bytes, env: Envelope, sender: Agency) -> SenderCheck:
+    def _signature(
+        self, data: bytes, env: Envelope, sender: Agency, ctx: BatchContext
+    ) -> SenderCheck:
         policy = SenderPolicy(
             mode=sender.signature_policy or self.default_policy.mode,  # type: ignore[arg-type]
             allow_sha1=sender.allow_sha1 or self.default_policy.allow_sha1,
@@ -261,7 +272,7 @@ class InboundProcessor:
             self.bind_by_subject_uid,
             aliases={env.sender_id: sender.codes()},
         )
-        return check_sender(data, env, self.trust.verifier, book)
+        return check_sender(data, env, self.trust.verifier, book, at=ctx.at)
 
     def _route(
         self,
@@ -277,7 +288,7 @@ class InboundProcessor:
             decisions = route_envelope(env, ctx.directory)
         data = record.value or b""
         ids = _ids(record)
-        forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
+        forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
         forwarded_sha = hashlib.sha256(forwarded).hexdigest()
         document_id = env.subject_document_id
         common = {
@@ -459,7 +470,9 @@ class InboundProcessor:
     ) -> tuple[list[NewRecord], list[Event]]:
         """A status from the broker to the document's sender (02 on refusals); `about`
         is the refused recipient as the document named it, None for the whole submission."""
-        data = build_status(env, code, sender=self.broker_org, description=reason)
+        data = build_status(
+            env, code, sender=self.broker_org, description=reason, timestamp=ctx.stamp
+        )
         return self._emit_status(
             data,
             env.sender_id,
@@ -488,7 +501,7 @@ class InboundProcessor:
         message id, so that the sender's mailbox keeps one 02 per refused recipient,
         and into the event, which otherwise names only the sender it goes to."""
         status_env = self.validator.check(data)
-        signed = self.trust.signer.stamp_and_sign(data, self.trust.organ_id)
+        signed = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
         sha = hashlib.sha256(signed).hexdigest()
         topic = self.topics.mailbox if to.local else self.topics.upstream
         message_id = status_message_id(ids.message_id, code, to.code, about)
@@ -658,7 +671,9 @@ class InboundProcessor:
             code=receipt.code,
             promulgation_date=_date(receipt.promulgation_date),
         )
-        data = build_status_for(answered, code, sender=by, description=description)
+        data = build_status_for(
+            answered, code, sender=by, description=description, timestamp=ctx.stamp
+        )
         ids = _Ids(receipt.message_id, receipt.trace_id, receipt.at_ms, receipt.sha256)
         return self._emit_status(
             data, receipt.sender, to, receipt.document_id, code, ids, ctx, actor, about

@@ -19,15 +19,16 @@ from collections.abc import Sequence
 
 import structlog
 
+from broker.clock import now_ms
 from broker.config import Settings
 from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.core.events import ChainHead, link
-from broker.core.intake import AXIS_DEDUP_SENDER
 from broker.core.logrecords import NewRecord, Record, TopicPartition
 from broker.core.problems import Problem
-from broker.core.records import H, now_ms, received_at_ms
+from broker.core.records import H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
+from broker.pipeline.intake import AXIS_DEDUP_SENDER
 from broker.pipeline.partitioned import PartitionWorkers
 from broker.pipeline.processing import BatchContext, InboundProcessor, Outcome
 from broker.pipeline.workers import ProcessingPool, process_in_pool

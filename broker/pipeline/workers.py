@@ -27,7 +27,7 @@ _processor: InboundProcessor | None = None
 
 def _init(settings: Settings, parent: int) -> None:
     global _processor  # one per worker process, built once
-    from broker.runtime import build_processor
+    from broker.pipeline.build import build_processor
 
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     _processor = build_processor(settings)

@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from broker.clock import now_ms
 from broker.core.errors import DocbrokerError, InputRefused
-from broker.core.intake import Submission, door_refusal_record, inbound_record
 from broker.core.problems import Irregularity, Problem
-from broker.core.records import new_message_id, now_ms, trace_id_from
+from broker.core.records import new_message_id, trace_id_from
 from broker.directory.model import Agency
 from broker.edxml.model import BusinessKind, Envelope, Kind
+from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)

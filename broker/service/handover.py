@@ -9,9 +9,9 @@ so that the caller reads its own write.
 
 from __future__ import annotations
 
+from broker.clock import now_ms
 from broker.core.errors import BackendUnavailable
 from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import now_ms
 from broker.runtime import Runtime
 from broker.views.mailbox import Delivery
 

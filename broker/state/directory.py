@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from broker.clock import now_ms
 from broker.core.logrecords import Position, Record
 from broker.directory.book import Directory
 from broker.directory.model import Agency
@@ -51,7 +52,8 @@ async def put_agencies(
     log_: DurableLog, topic: str, agencies: Sequence[Agency], actor: str
 ) -> list[Position]:
     """Write agencies (atomically); they replace any record with the same code."""
-    return await log_.append([agency_record(topic, a, actor) for a in agencies])
+    at = now_ms()
+    return await log_.append([agency_record(topic, a, actor, at) for a in agencies])
 
 
 async def change_agencies(

@@ -1,4 +1,5 @@
-"""Loading keys and certificates (PEM or PKCS#12), and facts about certificates.
+"""Keys and certificates from their bytes (PEM or PKCS#12), and facts about
+certificates. Pure: reading the files is broker.keys.pem.
 
 Keys are loaded once at start: parsing an RSA key costs ~29 ms, using a loaded
 one ~0.5 ms per signature.
@@ -9,8 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -58,68 +58,61 @@ def subject_uid(cert: x509.Certificate) -> str | None:
     return str(attrs[0].value) if attrs else None
 
 
-def seconds_left(cert: x509.Certificate, now: datetime | None = None) -> float:
-    return (cert.not_valid_after_utc - (now or datetime.now(UTC))).total_seconds()
+def seconds_left(cert: x509.Certificate, now: datetime) -> float:
+    return (cert.not_valid_after_utc - now).total_seconds()
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-def load_certificates(path: Path) -> list[x509.Certificate]:
-    """Every certificate in a PEM file (or one DER certificate)."""
-    data = _read(path, "certificate file")
+def parse_certificates(data: bytes, where: str) -> list[x509.Certificate]:
+    """Every certificate in PEM bytes (or one DER certificate)."""
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
         return [x509.load_der_x509_certificate(data)]
     except ValueError as exc:
-        raise ConfigError(f"{path}: not a certificate file: {exc}") from None
+        raise ConfigError(f"{where}: not a certificate file: {exc}") from None
 
 
-def load_crl(path: Path) -> x509.CertificateRevocationList:
-    data = _read(path, "CRL")
+def parse_crl(data: bytes, where: str) -> x509.CertificateRevocationList:
     try:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
     except ValueError as exc:
-        raise ConfigError(f"{path}: not a CRL: {exc}") from None
+        raise ConfigError(f"{where}: not a CRL: {exc}") from None
 
 
-def load_key_material(
-    key_path: Path, cert_path: Path | None, passphrase: bytes | None
-) -> KeyMaterial:
-    """A key and its certificate: PKCS#12 (.p12/.pfx: one file holds both) or PEM."""
-    data = _read(key_path, "private key")
-    if key_path.suffix.lower() in (".p12", ".pfx"):
-        try:
-            key, cert, extra = pkcs12.load_key_and_certificates(data, passphrase)
-        except ValueError as exc:
-            raise ConfigError(f"{key_path}: cannot open the PKCS#12 file: {exc}") from None
-        if key is None or cert is None:
-            raise ConfigError(f"{key_path}: the PKCS#12 file needs a key and a certificate")
-        return _checked(key, cert, tuple(extra or ()), key_path)
+def parse_pkcs12(data: bytes, passphrase: bytes | None, where: str) -> KeyMaterial:
+    """A key, its certificate and chain from one PKCS#12 (.p12/.pfx) file's bytes."""
     try:
-        key = serialization.load_pem_private_key(data, passphrase)
+        key, cert, extra = pkcs12.load_key_and_certificates(data, passphrase)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: cannot open the PKCS#12 file: {exc}") from None
+    if key is None or cert is None:
+        raise ConfigError(f"{where}: the PKCS#12 file needs a key and a certificate")
+    return _checked(key, cert, tuple(extra or ()), where)
+
+
+def parse_pem_key(key_data: bytes, passphrase: bytes | None, where: str) -> object:
+    """A PEM private key (checked as a signing key by `key_material`)."""
+    try:
+        key = serialization.load_pem_private_key(key_data, passphrase)
     except TypeError:
         raise ConfigError(
-            f"{key_path}: the key is encrypted: give its passphrase (keys.passphrase_file "
+            f"{where}: the key is encrypted: give its passphrase (keys.passphrase_file "
             "or the variable named by keys.passphrase_env)"
         ) from None
     except ValueError as exc:
-        raise ConfigError(f"{key_path}: cannot load the private key: {exc}") from None
-    if cert_path is None:
-        raise ConfigError(f"{key_path}: a PEM key needs keys.certificate")
-    certs = load_certificates(cert_path)
-    return _checked(key, certs[0], tuple(certs[1:]), key_path)
+        raise ConfigError(f"{where}: cannot load the private key: {exc}") from None
+    return key
+
+
+def key_material(key: object, certificates: Sequence[x509.Certificate], where: str) -> KeyMaterial:
+    """A private key with its certificate (the first) and chain (the rest)."""
+    return _checked(key, certificates[0], tuple(certificates[1:]), where)
 
 
 def _checked(
-    key: object, cert: x509.Certificate, chain: Sequence[x509.Certificate], where: Path
+    key: object, cert: x509.Certificate, chain: Sequence[x509.Certificate], where: str
 ) -> KeyMaterial:
     if isinstance(key, ed25519.Ed25519PrivateKey) or not isinstance(
         key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey

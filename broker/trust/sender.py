@@ -46,7 +46,7 @@ def check_sender(
     envelope: Envelope,
     verifier: SignatureVerifier,
     book: PolicyBook,
-    at: datetime | None = None,
+    at: datetime,
 ) -> SenderCheck:
     sender = envelope.sender_id
     policy = book.for_agency(sender)

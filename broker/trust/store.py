@@ -12,13 +12,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.x509 import verification
 
-from broker.trust.certs import load_certificates, load_crl, subject_text
+from broker.trust.certs import subject_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +53,27 @@ class TrustStore:
         )
 
     @classmethod
-    def from_files(cls, ca_files: Sequence[Path], crl_files: Sequence[Path] = ()) -> TrustStore:
-        """Roots are the self-signed certificates of the files; others are intermediates."""
-        certs = [c for path in ca_files for c in load_certificates(path)]
-        roots = [c for c in certs if c.issuer == c.subject]
-        intermediates = [c for c in certs if c.issuer != c.subject]
-        return cls(roots, intermediates=intermediates, crls=[load_crl(p) for p in crl_files])
+    def of(
+        cls,
+        certificates: Sequence[x509.Certificate],
+        crls: Sequence[x509.CertificateRevocationList] = (),
+    ) -> TrustStore:
+        """Roots are the self-signed certificates; the others are intermediates."""
+        roots = [c for c in certificates if c.issuer == c.subject]
+        intermediates = [c for c in certificates if c.issuer != c.subject]
+        return cls(roots, intermediates=intermediates, crls=crls)
 
     def verify(
         self,
         leaf: x509.Certificate,
         presented: Sequence[x509.Certificate] = (),
         *,
-        at: datetime | None = None,
+        at: datetime,
     ) -> ChainResult:
         """Check `leaf` (with the intermediates it came with) at time `at`."""
         if self._store is None:
             return ChainResult(False, "no trusted CA is configured (trust.ca_files)")
-        when = at or datetime.now(UTC)
+        when = at
         verifier = (
             verification.PolicyBuilder()
             .store(self._store)
@@ -114,10 +116,8 @@ class TrustStore:
                     )
         return ""
 
-    def expiring(
-        self, within_seconds: float, now: datetime | None = None
-    ) -> list[x509.Certificate]:
-        when = now or datetime.now(UTC)
+    def expiring(self, within_seconds: float, now: datetime) -> list[x509.Certificate]:
+        when = now
         return [
             c
             for c in (*self.roots, *self.intermediates)

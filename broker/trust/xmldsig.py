@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -163,14 +163,15 @@ class SignatureVerifier:
         self.trust = trust
 
     def verify_all(
-        self, data: bytes, *, allow_sha1: bool = False, at: datetime | None = None
+        self, data: bytes, *, at: datetime, allow_sha1: bool = False
     ) -> list[SignatureResult]:
+        """Every signature, checked at time `at` (certificate validity, CRLs)."""
         tree = parse_untrusted(data)
         root = tree.getroot()
         return [self._verify(root, sig, allow_sha1, at) for sig in find_signatures(root)]
 
     def verify_sender(
-        self, data: bytes, *, allow_sha1: bool = False, at: datetime | None = None
+        self, data: bytes, *, at: datetime, allow_sha1: bool = False
     ) -> tuple[SignatureResult | None, list[SignatureResult]]:
         """The sender's signature (None if absent) and any signature in a place where
         no signature belongs (a wrapping attempt)."""
@@ -207,7 +208,7 @@ class SignatureVerifier:
         return self._verify(root, senders[0], allow_sha1, at), stray
 
     def _verify(
-        self, root: etree._Element, sig: etree._Element, allow_sha1: bool, at: datetime | None
+        self, root: etree._Element, sig: etree._Element, allow_sha1: bool, at: datetime
     ) -> SignatureResult:
         role = role_of(sig)
         base = SignatureResult(role, _profile(sig), element_path(sig), False)
@@ -258,8 +259,7 @@ class SignatureVerifier:
                 "unless the sender's policy allows legacy algorithms",
                 failure=WEAK_ALGORITHM,
             )
-        when = at or datetime.now(UTC)
-        chain = self.trust.verify(leaf, certs[1:], at=when)
+        chain = self.trust.verify(leaf, certs[1:], at=at)
         if not chain.ok:
             return replace(base, reason=chain.reason, failure=SIGNER_UNTRUSTED)
         location = SENDER_LOCATION if role is Role.SENDER else BROKER_LOCATION
@@ -268,7 +268,7 @@ class SignatureVerifier:
             expect_references=1,
             signature_methods=methods_ok,
             digest_algorithms=digests_ok,
-            verification_time=when,
+            verification_time=at,
         )
         # Only this signature may sit at the pinned place in the copy we verify.
         for other in find_signatures(doc):
@@ -330,10 +330,9 @@ class BrokerSigner:
         """`data` with an enveloped ds:Signature as the root's last child."""
         return self._sign(parse_untrusted(data).getroot())
 
-    def stamp_and_sign(
-        self, data: bytes, organ_id: str, timestamp: datetime | None = None
-    ) -> bytes:
-        """Append this hop's TraceHeader, then sign: what a forwarded envelope gets."""
+    def stamp_and_sign(self, data: bytes, organ_id: str, timestamp: datetime) -> bytes:
+        """Append this hop's TraceHeader (at `timestamp`, the standard's form), then sign:
+        what a forwarded envelope gets."""
         root = parse_untrusted(data).getroot()
         add_trace_header(root, organ_id, timestamp)
         return self._sign(root)

@@ -29,16 +29,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.http_api import build_app
 from adapters.http_api.server import server_tls_context
+from broker.clock import now_ms
 from broker.config import load_settings
-from broker.core.auth import derive_secret, new_system, new_token
 from broker.directory import credentials as creds
+from broker.directory.auth import derive_secret, new_system, new_token
 from broker.directory.book import Directory
 from broker.directory.model import Agency
+from broker.keys.devpki import cert_pem, issue, key_pem, revoke
 from broker.keys.files import SDK_MASTER_KEY, parse_sdk_master_key
 from broker.runtime import Runtime
 from broker.state.directory import change_agencies
 from broker.trust.certs import KeyMaterial
-from broker.trust.devpki import cert_pem, issue, key_pem, revoke
 from tests import pki
 from tests.conftest import backend_env
 from tests.credentials import runtime_system
@@ -153,17 +154,17 @@ async def world(
     for code, code102 in ((A, A102), (B, B102)):
         bearer: dict[str, str] = {}
         tokens = {
-            "valid": new_token(),
+            "valid": new_token(now_ms=now_ms()),
             "expired": new_token(now_ms=now - 2 * DAY_MS, expires_days=1),
-            "revoked": new_token(),
+            "revoked": new_token(now_ms=now_ms()),
         }
         for state, (plain, _) in tokens.items():
             bearer[state] = plain
         bearer["wrong secret"] = tokens["valid"][0][:-6] + "xxxxxx"
         systems = {
-            "valid": new_system(f"sys-{code}"),
+            "valid": new_system(f"sys-{code}", now_ms=now_ms()),
             "expired": new_system(f"sys-{code}-old", now_ms=now - 2 * DAY_MS, expires_days=1),
-            "revoked": new_system(f"sys-{code}-gone"),
+            "revoked": new_system(f"sys-{code}-gone", now_ms=now_ms()),
         }
         for state in ("valid", "expired", "revoked", "wrong secret"):
             no_cert = client_tls(ca_file)

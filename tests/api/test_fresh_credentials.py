@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from adapters.http_api.access import Access
-from broker.core.auth import Principal
 from broker.core.errors import AccessRefused
+from broker.directory.auth import Principal
 from tests.api.conftest import AgencyClient
 from tests.credentials import grant_tokens
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.core.routing import Route, route_envelope
 from broker.directory.book import Directory
 from broker.directory.io import check_unique, parse_csv, parse_file, parse_toml, to_csv, to_toml
 from broker.directory.model import Agency, AgencyKind, AgencyStatus, agency_from_mapping
+from broker.directory.routing import Route, route_envelope
 from broker.edxml.model import Envelope, Kind, Organization
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from broker.cli.client import DocbrokerClient
+from broker.clock import utc_now
 from broker.config import load_settings
 from broker.core.topics import Topics
 from broker.edxml.model import StatusCode
@@ -26,7 +27,7 @@ from tests.edxml_samples import document, status
 
 pytestmark = pytest.mark.e2e
 
-V = EnvelopeValidator()
+V = EnvelopeValidator(clock=utc_now)
 PROVINCE = "000.00.00.H35"  # Ủy ban nhân dân tỉnh Lai Châu (H35)
 DISTRICT = "000.00.41.H35"  # Ủy ban nhân dân Thành phố Lai Châu (H35.105)
 COMMUNE = "000.20.41.H35"  # Ủy ban nhân dân Phường Quyết Thắng (H35.105.03386)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from broker.clock import utc_now
 from broker.edxml.validator import EnvelopeValidator
 
 
 def main() -> None:
-    validator = EnvelopeValidator()
+    validator = EnvelopeValidator(clock=utc_now)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     verdict = validator.validate(Path(sys.argv[1]).read_bytes())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

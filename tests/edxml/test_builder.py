@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broker.clock import utc_now
 from broker.edxml.builder import append_trace_header, build_envelope, build_status
 from broker.edxml.model import (
     Attachment,
@@ -35,7 +36,7 @@ from broker.edxml.model import (
 from broker.edxml.validator import EnvelopeValidator
 from tests.edxml_samples import full_document
 
-V = EnvelopeValidator()
+V = EnvelopeValidator(clock=utc_now)
 TODAY = date(2030, 1, 1)
 
 # Text as senders write it: Vietnamese letters, digits, punctuation; no surrounding space

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.clock import utc_now
 from broker.edxml.model import BusinessKind, Kind, StatusCode
 from broker.edxml.validator import EnvelopeValidator
 
@@ -137,7 +138,7 @@ REFUSED = {
 
 @pytest.fixture(scope="module")
 def validator() -> EnvelopeValidator:
-    return EnvelopeValidator()
+    return EnvelopeValidator(clock=utc_now)
 
 
 def test_the_table_covers_every_sample() -> None:

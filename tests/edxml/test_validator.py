@@ -7,13 +7,14 @@ from datetime import date
 
 import pytest
 
+from broker.clock import utc_now
 from broker.edxml.model import Kind, Priority
 from broker.edxml.rules import Limits
 from broker.edxml.validator import EnvelopeValidator, Verdict
 from tests.edxml_samples import document, full_document, status
 
 TODAY = date(2026, 11, 24)
-V = EnvelopeValidator()
+V = EnvelopeValidator(clock=utc_now)
 
 
 def verdict(data: bytes, validator: EnvelopeValidator = V) -> Verdict:
@@ -199,21 +200,21 @@ class TestRules:
 
 class TestLimits:
     def test_too_large_is_refused_before_parsing(self) -> None:
-        small = EnvelopeValidator(Limits(max_bytes=1000))
+        small = EnvelopeValidator(Limits(max_bytes=1000), clock=utc_now)
         (p,) = small.validate(b"<" * 2000).problems
         assert p.code == "too-large"
 
     def test_too_many_recipients(self) -> None:
-        few = EnvelopeValidator(Limits(max_recipients=2))
+        few = EnvelopeValidator(Limits(max_recipients=2), clock=utc_now)
         assert codes(document(recipients=("A", "B", "C")), few) == ["too-many-recipients"]
 
     def test_too_many_attachments(self) -> None:
-        few = EnvelopeValidator(Limits(max_attachments=1))
+        few = EnvelopeValidator(Limits(max_attachments=1), clock=utc_now)
         data = full_document(attachments={"cid:1": b"a", "cid:2": b"b"})
         assert codes(data, few) == ["too-many-attachments"]
 
     def test_too_deep(self) -> None:
-        shallow = EnvelopeValidator(Limits(max_depth=10))
+        shallow = EnvelopeValidator(Limits(max_depth=10), clock=utc_now)
         data = full_document(extra_header='<v:a xmlns:v="urn:v">' + "<v:a>" * 10 + "</v:a>" * 11)
         p = only(data, shallow)
         assert p.code == "too-deep" and p.location.line is not None

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from broker.clock import utc_now
 from broker.core.problems import PROBLEM_TYPES, WARNING_TYPES, Irregularity
 from broker.edxml.model import TraceHeader
 from broker.edxml.validator import EnvelopeValidator, Verdict, schema_index
 from tests.edxml_samples import document, full_document, hop, status
 
 TODAY = date(2026, 11, 24)
-V = EnvelopeValidator()
+V = EnvelopeValidator(clock=utc_now)
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader"
 TRACE = f"{HEADER}/TraceHeaderList"
 BUSINESS = "<edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness>"

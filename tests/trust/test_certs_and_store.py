@@ -12,9 +12,11 @@ from cryptography.hazmat.primitives.serialization import (
     pkcs12,
 )
 
+from broker.clock import utc_now
 from broker.core.errors import ConfigError
-from broker.trust.certs import fingerprint, load_key_material, subject_uid
-from broker.trust.devpki import cert_pem, issue, key_pem, make_ca, revoke
+from broker.keys.devpki import cert_pem, issue, key_pem, make_ca, revoke
+from broker.keys.pem import load_key_material
+from broker.trust.certs import fingerprint, subject_uid
 from broker.trust.store import TrustStore
 from tests import pki
 
@@ -70,53 +72,57 @@ class TestLoading:
 
 class TestTrustStore:
     def test_chain_to_the_ca(self) -> None:
-        assert TrustStore([pki.ca().certificate]).verify(pki.agency("A.1").certificate).ok
+        assert (
+            TrustStore([pki.ca().certificate])
+            .verify(pki.agency("A.1").certificate, at=utc_now())
+            .ok
+        )
 
     def test_through_an_intermediate_presented_or_configured(self) -> None:
         inter = make_ca("intermediate", issuer=pki.ca())
         leaf = issue(inter, "commune", uid="C.1").certificate
-        assert TrustStore([pki.ca().certificate]).verify(leaf, [inter.certificate]).ok
+        assert TrustStore([pki.ca().certificate]).verify(leaf, [inter.certificate], at=utc_now()).ok
         configured = TrustStore([pki.ca().certificate], intermediates=[inter.certificate])
-        assert configured.verify(leaf).ok
-        assert not TrustStore([pki.ca().certificate]).verify(leaf).ok
+        assert configured.verify(leaf, at=utc_now()).ok
+        assert not TrustStore([pki.ca().certificate]).verify(leaf, at=utc_now()).ok
 
     def test_untrusted_ca(self) -> None:
         leaf = issue(pki.other_ca(), "x", uid="X").certificate
-        result = TrustStore([pki.ca().certificate]).verify(leaf)
+        result = TrustStore([pki.ca().certificate]).verify(leaf, at=utc_now())
         assert not result.ok and "not trusted" in result.reason
 
     def test_expired_and_not_yet_valid(self) -> None:
         store = TrustStore([pki.ca().certificate])
-        assert "expired on" in store.verify(pki.expired("E.1").certificate).reason
+        assert "expired on" in store.verify(pki.expired("E.1").certificate, at=utc_now()).reason
         future = issue(pki.ca(), "f", not_before=datetime.now(UTC) + timedelta(days=3))
-        assert "not valid before" in store.verify(future.certificate).reason
+        assert "not valid before" in store.verify(future.certificate, at=utc_now()).reason
 
     def test_revoked(self) -> None:
         leaf = issue(pki.ca(), "revoked", uid="R.1").certificate
         store = TrustStore([pki.ca().certificate], crls=[revoke(pki.ca(), [leaf])])
-        result = store.verify(leaf)
+        result = store.verify(leaf, at=utc_now())
         assert not result.ok and "revoked" in result.reason
-        assert store.verify(pki.agency("A.1").certificate).ok
+        assert store.verify(pki.agency("A.1").certificate, at=utc_now()).ok
 
     def test_an_expired_crl_fails_closed(self) -> None:
         old = revoke(pki.ca(), [], days=1, last_update=datetime.now(UTC) - timedelta(days=5))
         result = TrustStore([pki.ca().certificate], crls=[old]).verify(
-            pki.agency("A.1").certificate
+            pki.agency("A.1").certificate, at=utc_now()
         )
         assert not result.ok and "revocation status unknown" in result.reason
 
     def test_a_crl_not_signed_by_its_issuer_fails_closed(self) -> None:
         forged = revoke(make_ca("docbroker test CA"), [])  # same name, other key
         result = TrustStore([pki.ca().certificate], crls=[forged]).verify(
-            pki.agency("A.1").certificate
+            pki.agency("A.1").certificate, at=utc_now()
         )
         assert not result.ok and "invalid signature" in result.reason
 
     def test_no_ca_fails_closed(self) -> None:
-        result = TrustStore([]).verify(pki.agency("A.1").certificate)
+        result = TrustStore([]).verify(pki.agency("A.1").certificate, at=utc_now())
         assert not result.ok and "no trusted CA" in result.reason
 
     def test_an_expired_ca_fails_closed(self) -> None:
         old_ca = make_ca("old", days=10, not_before=datetime.now(UTC) - timedelta(days=20))
         leaf = issue(old_ca, "leaf", not_before=datetime.now(UTC) - timedelta(days=19), days=5)
-        assert not TrustStore([old_ca.certificate]).verify(leaf.certificate).ok
+        assert not TrustStore([old_ca.certificate]).verify(leaf.certificate, at=utc_now()).ok

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli import cli
-from broker.trust.certs import load_key_material
+from broker.keys.pem import load_key_material
 from tests.edxml_samples import full_document
 from tests.trust.signing import sign_as_sender
 
@@ -96,7 +96,7 @@ class TestSignAndVerify:
 
     def test_verify_lists_every_signature(self, tmp_path: Path) -> None:
         run(tmp_path, "keys", "init", "--agency", "000.00.00.H35")
-        from broker.trust.certs import load_key_material as load
+        from broker.keys.pem import load_key_material as load
 
         agency = load(tmp_path / "data/keys/agencies/000.00.00.H35.p12", None, None)
         src = tmp_path / "s.edxml"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime
 
 import pytest
 
+from broker.clock import utc_now
 from broker.core.topics import Topics
 from broker.edxml.validator import EnvelopeValidator
-from broker.trust.devpki import issue, revoke
+from broker.keys.devpki import issue, revoke
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import check_sender
 from broker.trust.store import TrustStore
@@ -19,8 +21,10 @@ from tests import pki
 from tests.edxml_samples import full_document
 from tests.trust.signing import sign_as_sender
 
+STAMP = datetime(2026, 12, 1, 9, 0, 0)  # a hop's TraceHeader time
+
 SENDER = "000.00.00.H35"
-V = EnvelopeValidator()
+V = EnvelopeValidator(clock=utc_now)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def doc() -> bytes:
 
 
 def sender_result(verifier: SignatureVerifier, data: bytes, **kw):
-    result, stray = verifier.verify_sender(data, **kw)
+    result, stray = verifier.verify_sender(data, at=kw.pop("at", utc_now()), **kw)
     assert result is not None
     return result, stray
 
@@ -184,7 +188,7 @@ class TestWrapping:
         data = self.signed()
         sig = data[data.index(b'<Signature xmlns="') : data.index(b"</Signature>") + 12]
         twice = data.replace(sig, sig + sig, 1)
-        result, extra = verifier.verify_sender(twice)
+        result, extra = verifier.verify_sender(twice, at=utc_now())
         assert result is not None and not result.valid and extra
         assert "more than one signature" in result.reason
 
@@ -194,11 +198,13 @@ class TestWrapping:
         data = self.signed()
         sig = data[data.index(b'<Signature xmlns="') : data.index(b"</Signature>") + 12]
         elsewhere = data.replace(sig, b"", 1).replace(b"</edXML:From>", b"</edXML:From>" + sig, 1)
-        result, stray = verifier.verify_sender(elsewhere)
+        result, stray = verifier.verify_sender(elsewhere, at=utc_now())
         assert result is None
         assert [s.role for s in stray] == [Role.UNEXPECTED]
         book = PolicyBook(SenderPolicy("required"))
-        check = check_sender(elsewhere, V.validate(elsewhere).envelope, verifier, book)
+        check = check_sender(
+            elsewhere, V.validate(elsewhere).envelope, verifier, book, at=utc_now()
+        )
         assert {p.code for p in check.problems} == {"signature-invalid", "signature-missing"}
 
     def test_reference_to_a_part_is_refused(self, verifier: SignatureVerifier) -> None:
@@ -210,7 +216,7 @@ class TestWrapping:
 
 class TestPolicy:
     def check(self, data: bytes, policy: SenderPolicy, verifier: SignatureVerifier, **book):
-        return check_sender(data, V.check(data), verifier, PolicyBook(policy, **book))
+        return check_sender(data, V.check(data), verifier, PolicyBook(policy, **book), at=utc_now())
 
     def test_required_refuses_what_does_not_verify(self, verifier: SignatureVerifier) -> None:
         required = SenderPolicy("required")
@@ -261,9 +267,9 @@ class TestBrokerSignature:
         self, verifier: SignatureVerifier
     ) -> None:
         signer = BrokerSigner(pki.broker())
-        out = signer.stamp_and_sign(doc(), pki.BROKER_ID)
+        out = signer.stamp_and_sign(doc(), pki.BROKER_ID, STAMP)
         assert out.rstrip().endswith(b"</ds:Signature></edXML>")
-        (result,) = verifier.verify_all(out)
+        (result,) = verifier.verify_all(out, at=utc_now())
         assert result.valid and result.role is Role.BROKER
         assert V.check(out).trace[-1].organ_id == pki.BROKER_ID
         hop = out.rindex(b"<edXML:TraceHeader>")
@@ -271,18 +277,20 @@ class TestBrokerSignature:
         payload = base64.b64encode(b"%PDF-1.7 the decision itself")[:8]
         for changed in (changed_hop, out.replace(payload, b"AAAAAAAA", 1)):
             assert changed != out
-            assert not verifier.verify_all(changed)[0].valid
+            assert not verifier.verify_all(changed, at=utc_now())[0].valid
 
     def test_edxml_readers_see_the_same_package(self) -> None:
-        out = BrokerSigner(pki.broker()).stamp_and_sign(doc(), pki.BROKER_ID)
+        out = BrokerSigner(pki.broker()).stamp_and_sign(doc(), pki.BROKER_ID, STAMP)
         verdict = V.validate(out)
         assert verdict.ok, verdict.problems
         assert [s.namespace for s in verdict.envelope.signatures] == ["xmldsig"]
 
     def test_a_previous_hops_signature_is_replaced(self, verifier: SignatureVerifier) -> None:
-        first = BrokerSigner(pki.agency("000.00.00.H53")).stamp_and_sign(doc(), "000.00.00.H53")
-        second = BrokerSigner(pki.broker()).stamp_and_sign(first, pki.BROKER_ID)
-        results = verifier.verify_all(second)
+        first = BrokerSigner(pki.agency("000.00.00.H53")).stamp_and_sign(
+            doc(), "000.00.00.H53", STAMP
+        )
+        second = BrokerSigner(pki.broker()).stamp_and_sign(first, pki.BROKER_ID, STAMP)
+        results = verifier.verify_all(second, at=utc_now())
         assert [(r.role, r.valid, r.signer_uid) for r in results] == [
             (Role.BROKER, True, pki.BROKER_ID)
         ]
@@ -290,8 +298,8 @@ class TestBrokerSignature:
 
     def test_sender_signature_stays_for_the_record(self, verifier: SignatureVerifier) -> None:
         signed = sign_as_sender(doc(), pki.agency(SENDER), profile="edxml")
-        out = BrokerSigner(pki.broker()).stamp_and_sign(signed, pki.BROKER_ID)
-        roles = {r.role: r for r in verifier.verify_all(out)}
+        out = BrokerSigner(pki.broker()).stamp_and_sign(signed, pki.BROKER_ID, STAMP)
+        roles = {r.role: r for r in verifier.verify_all(out, at=utc_now())}
         assert roles[Role.BROKER].valid
         assert not roles[Role.SENDER].valid  # the TraceHeader was added after it
         assert Topics  # the original bytes stay in `inbound` for checking

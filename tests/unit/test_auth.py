@@ -11,7 +11,9 @@ import pytest
 
 from adapters.http_api.ratelimit import RateLimiter
 from broker import vdxp
-from broker.core.auth import (
+from broker.core.errors import ConfigError, InputRefused, NotFound
+from broker.directory import credentials as creds
+from broker.directory.auth import (
     Method,
     NonceCache,
     Principal,
@@ -26,8 +28,6 @@ from broker.core.auth import (
     new_system,
     new_token,
 )
-from broker.core.errors import ConfigError, InputRefused, NotFound
-from broker.directory import credentials as creds
 from broker.directory.book import Directory
 from broker.directory.model import Agency, AgencyStatus, agency_from_mapping
 from broker.keys.files import CachedFile, new_admin_token, parse_admin_hashes, parse_sdk_master_key
@@ -247,7 +247,7 @@ class TestSdkSignatures:
 
     def test_system_ids_are_unique_across_the_directory(self) -> None:
         with pytest.raises(InputRefused):
-            creds.add_system(self.directory, B, new_system("qlvb-h35"))
+            creds.add_system(self.directory, B, new_system("qlvb-h35", now_ms=NOW))
 
     def test_old_records_with_legacy_still_load(self) -> None:
         data = {**A.to_dict(), "systems": [{"system_id": "s", "salt": "ab", "legacy": True}]}

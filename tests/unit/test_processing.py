@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from broker.core.events import EventType
-from broker.core.intake import Submission, door_refusal_record, inbound_record
 from broker.core.logrecords import Record
 from broker.core.problems import Problem
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.records import new_message_id
 from broker.directory.model import Agency
 from broker.edxml.model import Kind, StatusCode
+from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
 from broker.pipeline.processing import MESSAGE_ID_MAX, InboundProcessor, status_message_id
 from broker.views.mailbox import MailboxStore
 from tests.edxml_samples import document, full_document, hop, status

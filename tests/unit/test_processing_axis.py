@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from broker.core.events import EventType
-from broker.core.intake import SOURCE_AXIS, Submission, inbound_record
 from broker.core.logrecords import Record
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.edxml.model import Kind, StatusCode
+from broker.pipeline.intake import SOURCE_AXIS, Submission, inbound_record
 from broker.views.documents import DocumentsStore
 from broker.views.mailbox import MailboxStore
 from tests.documents_kit import DOC_ID, T0, Trail

@@ -10,7 +10,7 @@ from broker.core.records import H, make_headers, new_message_id, received_at_ms,
 
 class TestMessageId:
     def test_is_a_uuid7(self) -> None:
-        u = uuid.UUID(new_message_id())
+        u = uuid.UUID(new_message_id(1_795_000_000_000))
         assert u.version == 7 and u.variant == uuid.RFC_4122
 
     def test_sorts_by_time(self) -> None:

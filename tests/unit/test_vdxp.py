@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 
 from broker import vdxp
+from broker.vdxp.java import _bucket_hash
 
 # A request the real SDK made (systemid sys1, secret s3cret): getAgenciesList.
 SDK_SIGNED = (
@@ -51,7 +52,7 @@ class TestJavaBehaviour:
         keys = [f"k{i}" for i in range(20)]
         order = vdxp.java_hashmap_order(keys)
         assert sorted(order) == sorted(keys) and len(order) == 20
-        buckets = [vdxp._bucket_hash(k) & 31 for k in order]
+        buckets = [_bucket_hash(k) & 31 for k in order]
         assert buckets == sorted(buckets)
 
     def test_gson_escapes_like_gson(self) -> None:

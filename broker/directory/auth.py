@@ -18,7 +18,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,10 +73,6 @@ class Refusal:
 AuthResult = Principal | Refusal
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -85,11 +80,9 @@ def sha256_hex(text: str) -> str:
 # -- API tokens ------------------------------------------------------------------
 
 
-def new_token(
-    *, now_ms: int | None = None, expires_days: float = 0, label: str = ""
-) -> tuple[str, Token]:
+def new_token(*, now_ms: int, expires_days: float = 0, label: str = "") -> tuple[str, Token]:
     """A fresh token (shown once) and what the directory keeps of it."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = now_ms
     token_id = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(24)}"
     expires = int(now + expires_days * 86400_000) if expires_days else 0
@@ -103,8 +96,8 @@ def token_id_of(plaintext: str) -> str | None:
     return parts[1]
 
 
-def check_token(plaintext: str, directory: Directory, *, now_ms: int | None = None) -> AuthResult:
-    now = _now_ms() if now_ms is None else now_ms
+def check_token(plaintext: str, directory: Directory, *, now_ms: int) -> AuthResult:
+    now = now_ms
     token_id = token_id_of(plaintext)
     if token_id is None:
         return Refusal("unauthenticated", "not a docbroker token")
@@ -143,14 +136,14 @@ def derive_secret(master_key: bytes, system: SdkSystem) -> str:
 def new_system(
     system_id: str,
     *,
-    now_ms: int | None = None,
+    now_ms: int,
     expires_days: float = 0,
     plain_http: bool = False,
     networks: tuple[str, ...] = (),
     manage_agencies: bool = False,
 ) -> SdkSystem:
     """A system id with a fresh salt: its secret is `derive_secret(master, system)`."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = now_ms
     expires = int(now + expires_days * 86400_000) if expires_days else 0
     return SdkSystem(
         system_id,
@@ -223,7 +216,7 @@ def check_sdk_request(
     master_key: bytes,
     nonces: NonceCache,
     *,
-    now_ms: int | None = None,
+    now_ms: int,
 ) -> SdkCall | Refusal:
     """Verify an SDK request as the unchanged SDK signs it (broker.vdxp.read_signed:
     every parameter signed, HMAC over the signed set with the system's secret).
@@ -233,7 +226,7 @@ def check_sdk_request(
     or over plain HTTP only when an administrator allowed it and only from the
     networks named for it. A request that also signs a `nonce` (a client that can) is
     held to the replay window and refused when its nonce comes again."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = now_ms
     try:
         params = vdxp.read_signed(request.headers, request.all_values)
     except vdxp.SignatureError as exc:

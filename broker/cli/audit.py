@@ -1,0 +1,59 @@
+"""`docbroker trace` and `audit verify`: the audit trail."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from broker.cli.base import (
+    cli,
+    emit,
+    json_option,
+    run_with_log,
+)
+from broker.core.errors import EXIT_OK, EXIT_REFUSED
+
+if TYPE_CHECKING:
+    pass
+
+
+@cli.command()
+@click.argument("document_id")
+@json_option
+@click.pass_context
+def trace(ctx: click.Context, document_id: str, as_json: bool) -> None:
+    """The life of a document: every event, across recipients and statuses."""
+    from broker.core.errors import NotFound
+    from broker.views.audit import document_events, trace_lines
+
+    events = run_with_log(ctx, lambda log, topics: document_events(log, topics, document_id))
+    if not events:
+        raise NotFound(f"no event for document {document_id}")
+    emit(events, as_json, "\n".join(trace_lines(events)))
+
+
+@cli.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@json_option
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check every hash chain of the audit trail; exit 1 at the first break of any."""
+    from broker.views.audit import verify_audit
+
+    counts, breaks = run_with_log(ctx, lambda log, topics: verify_audit(log, topics))
+    data = {
+        "chains": counts,
+        "events": sum(counts.values()),
+        "breaks": [{"chain": b.chain, "seq": b.seq, "reason": b.reason} for b in breaks],
+    }
+    lines = [f"{sum(counts.values())} events in {len(counts)} chains"]
+    lines += [f"BREAK in chain {b.chain} at event {b.seq}: {b.reason}" for b in breaks]
+    if not breaks:
+        lines.append("every chain is intact")
+    emit(data, as_json, "\n".join(lines))
+    ctx.exit(EXIT_REFUSED if breaks else EXIT_OK)
