@@ -17,7 +17,8 @@ from broker.core.logrecords import NewRecord
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.topics import Topics
 from broker.directory.book import Directory
-from broker.pipeline.processing import BatchContext, InboundProcessor
+from broker.pipeline.batch import BatchContext
+from broker.pipeline.processing import InboundProcessor
 from tests.edxml_samples import status
 from tests.processing_kit import TOPICS, as_record, consumed, directory, processor
 

@@ -13,8 +13,9 @@ from broker.directory.book import Directory
 from broker.directory.io import parse_file
 from broker.directory.model import AgencyStatus
 from broker.edxml.validator import EnvelopeValidator
+from broker.pipeline.batch import BatchContext
 from broker.pipeline.intake import Submission, inbound_record
-from broker.pipeline.processing import BatchContext, InboundProcessor
+from broker.pipeline.processing import InboundProcessor
 from broker.trust.context import TrustContext
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.store import TrustStore

@@ -12,7 +12,7 @@ from aiohttp import web
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import RUNTIME
 from broker.core.errors import NotFound
-from broker.views.documents import DocumentState
+from broker.views.document_fold import DocumentState
 
 
 async def _visible_state(request: web.Request) -> DocumentState:

@@ -27,7 +27,7 @@ from broker.edxml.model import Envelope, Kind
 from broker.runtime import Runtime
 from broker.service.door import take_in
 from broker.service.handover import acknowledge, read_envelope
-from broker.views.documents import DocumentState, RecipientState
+from broker.views.document_fold import DocumentState, RecipientState
 from broker.views.mailbox import Delivery
 
 log = structlog.get_logger(__name__)

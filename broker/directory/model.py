@@ -158,62 +158,66 @@ def agency_from_mapping(
 ) -> tuple[Agency | None, list[Problem]]:
     """An agency from plain data (TOML table, CSV row, JSON), or the problems with it."""
     at = f"{where}: " if where else ""
-    problems: list[Problem] = []
-
-    def bad(message: str) -> None:
-        problems.append(Problem("invalid-value", at + message))
-
+    errors: list[str] = []
     unknown = sorted(set(data) - set(FIELDS) - {"contact"})
     if unknown:
-        bad(f"unknown field(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {}
+        errors.append(f"unknown field(s) {', '.join(unknown)}")
     contact = data.get("contact") or {}
     merged = {**contact, **{k: v for k, v in data.items() if k != "contact"}}
+    values: dict[str, Any] = {}
     for name in FIELDS:
-        if name not in merged or merged[name] is None:
-            continue
-        raw = merged[name]
-        if name in _CREDENTIALS:
-            kind = _CREDENTIALS[name]
-            try:
-                values[name] = tuple(
-                    kind(**item) if isinstance(kind, type) else kind(item) for item in raw
-                )
-            except (TypeError, ValueError) as exc:
-                bad(f"{name}: {exc}")
-            continue
-        if name in _TUPLES:
-            items = raw.split(";") if isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                bad(f"{name} must be a list of strings")
-                continue
-            values[name] = tuple(i.strip().lower() for i in items if i.strip())
-        elif name in _BOOLS | _OPTIONAL_BOOLS:
-            if name in _OPTIONAL_BOOLS and isinstance(raw, str) and not raw.strip():
-                continue
-            if isinstance(raw, str) and raw.strip().lower() in (
-                "true",
-                "1",
-                "yes",
-                "false",
-                "0",
-                "no",
-                "",
-            ):
-                values[name] = raw.strip().lower() in ("true", "1", "yes")
-            elif isinstance(raw, bool):
-                values[name] = raw
-            else:
-                bad(f"{name} must be true or false, not {raw!r}")
+        if name in merged and merged[name] is not None:
+            _read_field(name, merged[name], values, errors)
+    errors += _field_errors(values)
+    if errors:
+        return None, [Problem("invalid-value", at + e) for e in errors]
+    return Agency(**values), []
+
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no", "")
+
+
+def _read_field(name: str, raw: Any, values: dict[str, Any], errors: list[str]) -> None:
+    """One field's value into `values` in its type, or what is wrong with it."""
+    if name in _CREDENTIALS:
+        kind = _CREDENTIALS[name]
+        try:
+            values[name] = tuple(
+                kind(**item) if isinstance(kind, type) else kind(item) for item in raw
+            )
+        except (TypeError, ValueError) as exc:
+            errors.append(f"{name}: {exc}")
+    elif name in _TUPLES:
+        items = raw.split(";") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            errors.append(f"{name} must be a list of strings")
         else:
-            values[name] = str(raw).strip()
+            values[name] = tuple(i.strip().lower() for i in items if i.strip())
+    elif name in _BOOLS | _OPTIONAL_BOOLS:
+        if name in _OPTIONAL_BOOLS and isinstance(raw, str) and not raw.strip():
+            return
+        if isinstance(raw, str) and raw.strip().lower() in (*_TRUE, *_FALSE):
+            values[name] = raw.strip().lower() in _TRUE
+        elif isinstance(raw, bool):
+            values[name] = raw
+        else:
+            errors.append(f"{name} must be true or false, not {raw!r}")
+    else:
+        values[name] = str(raw).strip()
+
+
+def _field_errors(values: dict[str, Any]) -> list[str]:
+    """What is wrong with the fields read (codes, enums, policy, fingerprints); empty
+    enum fields are dropped (their default applies)."""
+    errors = []
     code = values.get("code", "")
     if not CODE.match(code):
-        bad(f"code {code!r} is not a QĐ 20/2020 code ([0-9A-Z.], at most 35 characters)")
+        errors.append(f"code {code!r} is not a QĐ 20/2020 code ([0-9A-Z.], at most 35 characters)")
     if not values.get("name"):
-        bad(f"agency {code or '?'} has no name")
+        errors.append(f"agency {code or '?'} has no name")
     if values.get("code102") and not CODE102.match(values["code102"]):
-        bad(f"code102 {values['code102']!r} is not a valid code")
+        errors.append(f"code102 {values['code102']!r} is not a valid code")
     for key, enum in (("kind", AgencyKind), ("status", AgencyStatus)):
         if key not in values:
             continue
@@ -223,15 +227,16 @@ def agency_from_mapping(
         try:
             values[key] = enum(values[key])
         except ValueError:
-            bad(f"{key} must be one of {', '.join(e.value for e in enum)}, not {values[key]!r}")
+            choices = ", ".join(e.value for e in enum)
+            errors.append(f"{key} must be one of {choices}, not {values[key]!r}")
     if values.get("signature_policy", "") not in POLICIES:
-        bad("signature_policy must be one of required, optional, ignored or empty")
-    for fp in values.get("certificates", ()):
-        if not FINGERPRINT.match(fp):
-            bad(f"certificate fingerprint {fp!r} is not 64 hex digits")
-    if problems:
-        return None, problems
-    return Agency(**values), []
+        errors.append("signature_policy must be one of required, optional, ignored or empty")
+    errors += [
+        f"certificate fingerprint {fp!r} is not 64 hex digits"
+        for fp in values.get("certificates", ())
+        if not FINGERPRINT.match(fp)
+    ]
+    return errors
 
 
 def agencies_from_records(

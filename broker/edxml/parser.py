@@ -95,35 +95,9 @@ def parse_untrusted(
     libxml2 a few hundred bytes, so 30 MB of `<a/>` would otherwise take 650 MB.
     The count of '<' bytes is an upper bound on the number of elements.
     """
-    if _BLANK.match(data):
-        raise InputRefused([Problem("empty-input", "the document is empty")])
-    line = doctype_line(data)
-    if line is not None:
-        raise InputRefused(
-            [Problem("dtd-forbidden", "DOCTYPE declarations are not accepted", Location(line=line))]
-        )
-    markup = data.count(b"<")
-    if markup > 2 * max_elements:
-        raise InputRefused(
-            [
-                Problem(
-                    "too-many-elements",
-                    f"about {markup // 2} elements; the limit is {max_elements}",
-                )
-            ]
-        )
-    junk = _junk_before_markup(data)
-    if junk is not None:
-        raise InputRefused(
-            [
-                Problem(
-                    "not-well-formed",
-                    f"{len(junk)} stray byte(s) {junk[:16]!r} before the XML prolog: the document "
-                    "must start with '<' (or a byte order mark)",
-                    Location(line=1, column=1),
-                )
-            ]
-        )
+    refused = _refused_before_parsing(data, max_elements)
+    if refused is not None:
+        raise InputRefused([refused])
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
@@ -150,6 +124,32 @@ def parse_untrusted(
             [Problem("dtd-forbidden", "DOCTYPE declarations are not accepted", Location(line=1))]
         )
     return tree
+
+
+def _refused_before_parsing(data: bytes, max_elements: int) -> Problem | None:
+    """What refuses the bytes before libxml2 sees them: empty, a DOCTYPE, too many
+    elements to build, junk before the prolog."""
+    if _BLANK.match(data):
+        return Problem("empty-input", "the document is empty")
+    line = doctype_line(data)
+    if line is not None:
+        return Problem(
+            "dtd-forbidden", "DOCTYPE declarations are not accepted", Location(line=line)
+        )
+    markup = data.count(b"<")
+    if markup > 2 * max_elements:
+        return Problem(
+            "too-many-elements", f"about {markup // 2} elements; the limit is {max_elements}"
+        )
+    junk = _junk_before_markup(data)
+    if junk is not None:
+        return Problem(
+            "not-well-formed",
+            f"{len(junk)} stray byte(s) {junk[:16]!r} before the XML prolog: the document "
+            "must start with '<' (or a byte order mark)",
+            Location(line=1, column=1),
+        )
+    return None
 
 
 def first_too_deep(root: etree._Element, max_depth: int) -> etree._Element | None:

@@ -112,6 +112,22 @@ class _Reader:
     def problem(self, code: str, message: str, el: etree._Element) -> None:
         self.problems.append(Problem(code, message, location(el)))
 
+    def promulgation(self, el: etree._Element | None) -> Promulgation | None:
+        if el is None:
+            return None
+        return Promulgation(
+            place=text(child(el, "Place")), date=self.date(child(el, "PromulgationDate"))
+        )
+
+    def document_type(self, el: etree._Element | None) -> DocumentType | None:
+        if el is None:
+            return None
+        return DocumentType(
+            type=self.integer(child(el, "Type")),
+            detail=self.integer(child(el, "TypeDetail")),
+            name=text(child(el, "TypeName")),
+        )
+
     def date(self, el: etree._Element | None) -> date | None:
         raw = text(el)
         if not raw or el is None:
@@ -323,6 +339,16 @@ def signature_info(sig: etree._Element) -> SignatureInfo:
     )
 
 
+def _signer(el: etree._Element | None) -> SignerInfo | None:
+    if el is None:
+        return None
+    return SignerInfo(
+        competence=text(child(el, "Competence")),
+        position=text(child(el, "Position")),
+        full_name=text(child(el, "FullName")),
+    )
+
+
 def read_envelope(parts: Parts) -> tuple[Envelope, list[Problem]]:
     """The envelope view of a parsed package, with the problems met while reading."""
     r = _Reader()
@@ -336,9 +362,6 @@ def read_envelope(parts: Parts) -> tuple[Envelope, list[Problem]]:
         code = DocumentCode(
             text(child(code_el, "CodeNumber")), text(child(code_el, "CodeNotation"))
         )
-    promulgation_el = child(m, "PromulgationInfo")
-    doctype_el = child(m, "DocumentType")
-    signer_el = child(m, "SignerInfo")
     status_raw = text(child(m, "StatusCode"))
     trace_list = child(parts.header, "TraceHeaderList")
     sender_el = child(m, "From")
@@ -348,28 +371,11 @@ def read_envelope(parts: Parts) -> tuple[Envelope, list[Problem]]:
         recipients=tuple(r.organization(t) for t in children(m, "To")),
         document_id=text(child(m, "DocumentId")),
         code=code,
-        promulgation=Promulgation(
-            place=text(child(promulgation_el, "Place")),
-            date=r.date(child(promulgation_el, "PromulgationDate")),
-        )
-        if promulgation_el is not None
-        else None,
-        document_type=DocumentType(
-            type=r.integer(child(doctype_el, "Type")),
-            detail=r.integer(child(doctype_el, "TypeDetail")),
-            name=text(child(doctype_el, "TypeName")),
-        )
-        if doctype_el is not None
-        else None,
+        promulgation=r.promulgation(child(m, "PromulgationInfo")),
+        document_type=r.document_type(child(m, "DocumentType")),
         subject=text(child(m, "Subject")),
         content=text(child(m, "Content")),
-        signer=SignerInfo(
-            competence=text(child(signer_el, "Competence")),
-            position=text(child(signer_el, "Position")),
-            full_name=text(child(signer_el, "FullName")),
-        )
-        if signer_el is not None
-        else None,
+        signer=_signer(child(m, "SignerInfo")),
         due_date=r.date(child(m, "DueDate")),
         to_places=tuple(t for t in (text(p) for p in children(child(m, "ToPlaces"), "Place")) if t),
         other=r.other(child(m, "OtherInfo")),

@@ -21,113 +21,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
 
 from broker.core.errors import InputRefused
 from broker.core.events import Event, EventType
 from broker.core.logrecords import NewRecord, Record
-from broker.core.problems import Irregularity, Problem
-from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import H, make_headers, received_at_ms
-from broker.core.topics import Topics
-from broker.directory.book import Directory
+from broker.core.problems import Problem
+from broker.core.records import H
 from broker.directory.model import Agency
 from broker.directory.routing import Decision, Route, route_envelope
-from broker.edxml.builder import build_status, build_status_for, vietnam_time
-from broker.edxml.model import BusinessKind, Envelope, Kind, Organization, ResponseFor, StatusCode
-from broker.edxml.validator import EnvelopeValidator, Verdict
+from broker.edxml.model import BusinessKind, Envelope, Kind, StatusCode
+from broker.pipeline.batch import (
+    BatchContext,
+    Hop,
+    Outcome,
+    Passed,
+    accepted_event,
+    event_fields,
+    ids_of,
+    iso_seconds,
+    routed_event,
+    with_changes,
+)
 from broker.pipeline.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
-from broker.trust.context import TrustContext
+from broker.pipeline.receipts import ReceiptSteps
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import SenderCheck, check_sender
 
 log = structlog.get_logger(__name__)
 
-DedupLookup = Callable[[str, str], int | None]  # (sender code, document id) -> first seen ms
 
-NATIONAL_AXIS = "national-axis"  # the actor of what the national axis did
-MESSAGE_ID_MAX = 64  # the HTTP API's bound on a message id in a path
-_ID_PART = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # the agency-code alphabet of paths
-
-
-@dataclass(frozen=True, slots=True)
-class BatchContext:
-    """What one batch is processed against: the directory and dedup index as they are."""
-
-    directory: Directory
-    seen: DedupLookup
-    now_ms: int  # the batch's time (the runner read the clock)
-
-    @property
-    def at(self) -> datetime:
-        return datetime.fromtimestamp(self.now_ms / 1000, UTC)
-
-    @property
-    def stamp(self) -> datetime:
-        """The batch's time as edXML timestamps are written (Vietnam, naive)."""
-        return vietnam_time(self.at)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The records one input record turns into, and what happened to it."""
-
-    outcome: str  # routed | rejected | failed | receipt
-    records: tuple[NewRecord, ...] = ()
-    events: tuple[Event, ...] = ()
-    deliveries: int = 0  # mailbox records of the submission itself (for the latency metric)
-    codes: tuple[str, ...] = ()  # problem codes of a refusal
-    signature: tuple[str, str] | None = None  # (outcome, policy) of the sender's signature
-    dedup: tuple[tuple[str, str], ...] = ()  # (sender, document id) to remember
-    warnings: tuple[str, ...] = ()  # the warning codes of an accepted submission, each once
-
-
-@dataclass(frozen=True, slots=True)
-class _Passed:
-    """A submission the checks let through: its view, its sender, the sender's
-    signature verdict and the package's warnings."""
-
-    env: Envelope
-    sender: Agency
-    check: SenderCheck
-    warnings: tuple[Irregularity, ...]
-
-
-@dataclass(frozen=True)
-class _Ids:
-    message_id: str
-    trace_id: str
-    received_at: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class InboundProcessor:
+class InboundProcessor(ReceiptSteps):
     """Built once at start; `process_batch` is a function of records and a context."""
-
-    topics: Topics
-    validator: EnvelopeValidator
-    trust: TrustContext
-    default_policy: SenderPolicy = field(default_factory=SenderPolicy)
-    bind_by_subject_uid: bool = True
-    dedup_window_ms: int = 30 * 86400 * 1000
-    broker_name: str = "Trục liên thông văn bản"
-    strict_default: bool = False  # for senders whose directory record does not say
-
-    def for_sender(self, verdict: Verdict, sender: Agency | None) -> Verdict:
-        """The verdict under the sender's policy: a strict sender's warnings refuse."""
-        strict = self.strict_default if sender is None or sender.strict is None else sender.strict
-        return verdict.strict() if strict else verdict
-
-    @property
-    def broker_org(self) -> Organization:
-        return Organization(self.trust.organ_id, self.broker_name)
 
     # -- entry points
 
@@ -162,8 +89,6 @@ class InboundProcessor:
             problem = Problem("internal-error", f"{exc.__class__.__name__}: {exc}")
             return self.refuse(record, [problem], ctx, outcome="failed")
 
-    # -- submissions
-
     def _submission(self, record: Record, ctx: BatchContext) -> Outcome:
         """A package from the national axis is taken once per axis docId, whatever its
         fate: the receiver may append it again after a crash before it confirmed."""
@@ -173,10 +98,9 @@ class InboundProcessor:
         if ctx.seen(AXIS_DEDUP_SENDER, axis_doc) is not None:
             return Outcome("duplicate")
         outcome = self._checked(record, ctx)
-        return _with(outcome, dedup=(*outcome.dedup, (AXIS_DEDUP_SENDER, axis_doc)))
+        return with_changes(outcome, dedup=(*outcome.dedup, (AXIS_DEDUP_SENDER, axis_doc)))
 
     def _checked(self, record: Record, ctx: BatchContext) -> Outcome:
-        data = record.value or b""
         if record.header_str(H.STAGE) == STAGE_ACCEPT:  # refused at the door: record it
             problems = [
                 Problem.from_dict(p) for p in json.loads(record.header_str(H.PROBLEMS) or "[]")
@@ -184,50 +108,25 @@ class InboundProcessor:
             return self.refuse(
                 record, problems or [Problem("internal-error", "no problems")], ctx, stage="accept"
             )
-        validated = self.validator.validate(data)
+        validated = self.validator.validate(record.value or b"")
         try:
             env = validated.envelope_or_raise()
         except InputRefused as exc:
             return self.refuse(record, exc.problems, ctx)
         sender = ctx.directory.find(env.sender_id)
-        if sender is None:
-            return self.refuse(
-                record,
-                [Problem("unknown-sender", f"{env.sender_id} is not in the agency directory")],
-                ctx,
-                env,
-            )
-        if not sender.active:
-            return self.refuse(
-                record,
-                [Problem("sender-suspended", f"{sender.code} ({sender.name}) is suspended")],
-                ctx,
-                env,
-            )
-        if record.header_str(H.SOURCE) == SOURCE_AXIS and sender.local:
-            problem = Problem(
-                "sender-mismatch",
-                f"the national axis brought a package from {env.sender_id}, "
-                "an agency of this province",
-            )
-            return self.refuse(record, [problem], ctx, env)
-        authenticated = record.header_str(AUTHENTICATED)
-        if authenticated and authenticated not in sender.codes():
-            return self.refuse(
-                record,
-                [
-                    Problem(
-                        "sender-mismatch",
-                        f"From/OrganId is {env.sender_id} but the caller is {authenticated}",
-                    )
-                ],
-                ctx,
-                env,
-            )
+        problem = sender_problem(record, env, sender)
+        if problem is not None or sender is None:
+            return self.refuse(record, [problem] if problem else [], ctx, env)
         judged = self.for_sender(validated, sender)
         if not judged.ok:
             return self.refuse(record, judged.problems, ctx, env, sender)
-        check = self._signature(data, env, sender, ctx)
+        return self._signed_and_new(record, Passed(env, sender, None, validated.warnings), ctx)
+
+    def _signed_and_new(self, record: Record, passed: Passed, ctx: BatchContext) -> Outcome:
+        """The sender's signature per its policy (acting on what it covers), then a new
+        document not already received from that sender within the window, then routed."""
+        env, sender = passed.env, passed.sender
+        check = self._signature(record.value or b"", env, sender, ctx)
         verdict = (check.outcome, check.policy)
         if check.problems:
             refused = self.refuse(
@@ -238,7 +137,7 @@ class InboundProcessor:
                 sender,
                 details={"sender_signature": check.audit()},
             )
-            return _with(refused, signature=verdict)
+            return with_changes(refused, signature=verdict)
         if check.signed_data is not None:
             env = self.validator.check(check.signed_data)  # act on what the signature covers
         dedup: tuple[tuple[str, str], ...] = ()
@@ -249,14 +148,15 @@ class InboundProcessor:
                 problem = Problem(
                     "duplicate-document",
                     f"{env.sender_id} already sent "
-                    f"{env.document_id} (first received {_iso(first)})",
+                    f"{env.document_id} (first received {iso_seconds(first)})",
                 )
-                return _with(self.refuse(record, [problem], ctx, env, sender), signature=verdict)
+                refused = self.refuse(record, [problem], ctx, env, sender)
+                return with_changes(refused, signature=verdict)
             dedup = (key,)
-        passed = _Passed(env, sender, check, validated.warnings)
+        passed = Passed(env, sender, check, passed.warnings)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
-            return _with(self._route_down(record, passed, ctx), dedup=dedup)
-        return _with(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
+            return with_changes(self._route_down(record, passed, ctx), dedup=dedup)
+        return with_changes(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
 
     def _signature(
         self, data: bytes, env: Envelope, sender: Agency, ctx: BatchContext
@@ -277,85 +177,35 @@ class InboundProcessor:
     def _route(
         self,
         record: Record,
-        passed: _Passed,
+        passed: Passed,
         ctx: BatchContext,
         decisions: Sequence[Decision] | None = None,
     ) -> Outcome:
         """Accepted: the audit event (with the sender's signature verdict and the
         package's warnings), then each recipient's route (`decisions`, or all)."""
-        env, sender, check, warnings = passed.env, passed.sender, passed.check, passed.warnings
+        env = passed.env
         if decisions is None:
             decisions = route_envelope(env, ctx.directory)
         data = record.value or b""
-        ids = _ids(record)
+        ids = ids_of(record)
         forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
-        forwarded_sha = hashlib.sha256(forwarded).hexdigest()
-        document_id = env.subject_document_id
-        common = {
-            "message_id": ids.message_id,
-            "document_id": document_id,
-            "sender": env.sender_id,
-            "trace_id": ids.trace_id,
-        }
-        events = [
-            Event(
-                EventType.ACCEPTED,
-                ctx.now_ms,
-                actor=sender.code,
-                sha256=ids.sha256,
-                details={
-                    "kind": str(env.kind),
-                    "business": env.business_kind.name.lower(),
-                    "status_code": env.status_code.value if env.status_code else None,
-                    "status_description": env.status_description
-                    if env.kind is Kind.STATUS
-                    else None,
-                    "targets": list(env.business.targets) if env.business else [],
-                    "recipients": list(env.recipient_ids),
-                    "size": len(data),
-                    "subject": env.subject,
-                    "code": str(env.code) if env.code else "",
-                    "received_at_ms": ids.received_at,
-                    "sender_signature": check.audit(),
-                    "warnings": [w.to_dict() for w in warnings],
-                },
-                **common,
-            )
-        ]
+        hop = Hop(forwarded, hashlib.sha256(forwarded).hexdigest(), ids, event_fields(env, ids))
+        events = [accepted_event(passed, ids, len(data), ctx.now_ms)]
         records: list[NewRecord] = []
         upstream: list[Decision] = []
         deliveries = 0
         for decision in decisions:
             if decision.route is Route.REFUSED:
-                events.append(
-                    Event(
-                        EventType.RECIPIENT_REFUSED,
-                        ctx.now_ms,
-                        recipient=decision.requested,
-                        actor="docbroker",
-                        details={"code": decision.code, "reason": decision.reason},
-                        **common,
-                    )
-                )
-                if env.kind is Kind.DOCUMENT:
-                    recs, evs = self._status_to_sender(
-                        env,
-                        sender,
-                        StatusCode.REFUSED,
-                        decision.reason,
-                        ids,
-                        ctx,
-                        about=decision.requested,
-                    )
-                    records += recs
-                    events += evs
+                recs, evs = self._recipient_refused(passed, decision, hop, ctx)
+                records += recs
+                events += evs
                 continue
             if decision.route is Route.MAILBOX:
                 records.append(
                     self._delivery(
                         self.topics.mailbox,
                         forwarded,
-                        forwarded_sha,
+                        hop.sha256,
                         decision.agency,
                         decision.requested,
                         env,
@@ -366,23 +216,38 @@ class InboundProcessor:
                 deliveries += 1
             else:
                 upstream.append(decision)
-            events.append(
-                Event(
-                    EventType.ROUTED,
-                    ctx.now_ms,
-                    recipient=decision.agency,
-                    actor="docbroker",
-                    sha256=forwarded_sha,
-                    details={"to": str(decision.route), "requested": decision.requested},
-                    **common,
-                )
-            )
+            events.append(routed_event(decision, hop, ctx.now_ms))
         if upstream:
-            records.append(self._upstream(forwarded, forwarded_sha, upstream, env, ids, ctx.now_ms))
-        codes = tuple(dict.fromkeys(w.code for w in warnings))
+            records.append(self._upstream(forwarded, hop.sha256, upstream, env, ids, ctx.now_ms))
+        codes = tuple(dict.fromkeys(w.code for w in passed.warnings))
         return Outcome("routed", tuple(records), tuple(events), deliveries, warnings=codes)
 
-    def _route_down(self, record: Record, passed: _Passed, ctx: BatchContext) -> Outcome:
+    def _recipient_refused(
+        self, passed: Passed, decision: Decision, hop: Hop, ctx: BatchContext
+    ) -> tuple[list[NewRecord], list[Event]]:
+        """A recipient that cannot be served: its event, and a 02 about it to the sender."""
+        event = Event(
+            EventType.RECIPIENT_REFUSED,
+            ctx.now_ms,
+            recipient=decision.requested,
+            actor="docbroker",
+            details={"code": decision.code, "reason": decision.reason},
+            **hop.common,
+        )
+        if passed.env.kind is not Kind.DOCUMENT:
+            return [], [event]
+        recs, evs = self._status_to_sender(
+            passed.env,
+            passed.sender,
+            StatusCode.REFUSED,
+            decision.reason,
+            hop.ids,
+            ctx,
+            about=decision.requested,
+        )
+        return recs, [event, *evs]
+
+    def _route_down(self, record: Record, passed: Passed, ctx: BatchContext) -> Outcome:
         """A package the national axis brought down is for this province's agencies among
         its recipients; the others are served by their own provinces, so they are neither
         sent back up nor refused. None of ours: refused, and the sender hears."""
@@ -397,358 +262,22 @@ class InboundProcessor:
             return self.refuse(record, [problem], ctx, env, passed.sender)
         return self._route(record, passed, ctx, ours)
 
-    def _upstream(
-        self,
-        forwarded: bytes,
-        sha: str,
-        decisions: Sequence[Decision],
-        env: Envelope,
-        ids: _Ids,
-        at: int,
-    ) -> NewRecord:
-        """One record for the national axis with every external recipient (one sendEdoc
-        with a `to` list, so that a province receiving several of them takes it once),
-        keyed by sender: one sender's packages go up in order."""
-        first = decisions[0]
-        record = self._delivery(
-            self.topics.upstream, forwarded, sha, first.agency, first.requested, env, ids, at
+
+def sender_problem(record: Record, env: Envelope, sender: Agency | None) -> Problem | None:
+    """Why the package's sender may not send it: unknown, suspended, one of ours coming
+    down from the national axis, or not the agency the adapter authenticated."""
+    if sender is None:
+        return Problem("unknown-sender", f"{env.sender_id} is not in the agency directory")
+    if not sender.active:
+        return Problem("sender-suspended", f"{sender.code} ({sender.name}) is suspended")
+    if record.header_str(H.SOURCE) == SOURCE_AXIS and sender.local:
+        return Problem(
+            "sender-mismatch",
+            f"the national axis brought a package from {env.sender_id}, an agency of this province",
         )
-        to = make_headers(
-            {
-                H.UPSTREAM_TO: json.dumps([d.agency for d in decisions]),
-                H.UPSTREAM_REQUESTED: json.dumps([d.requested for d in decisions]),
-            }
+    authenticated = record.header_str(AUTHENTICATED)
+    if authenticated and authenticated not in sender.codes():
+        return Problem(
+            "sender-mismatch", f"From/OrganId is {env.sender_id} but the caller is {authenticated}"
         )
-        return replace(record, key=env.sender_id.encode(), headers=record.headers + to)
-
-    def _delivery(
-        self,
-        topic: str,
-        forwarded: bytes,
-        sha: str,
-        agency: str,
-        requested: str,
-        env: Envelope,
-        ids: _Ids,
-        at: int,
-    ) -> NewRecord:
-        promulgation = env.promulgation.date if env.promulgation else None
-        return NewRecord(
-            topic=topic,
-            key=agency.encode(),
-            value=forwarded,
-            headers=make_headers(
-                {
-                    H.MESSAGE_ID: ids.message_id,
-                    H.DOCUMENT_ID: env.subject_document_id,
-                    H.SENDER: env.sender_id,
-                    H.RECIPIENT: agency,
-                    "requested-as": requested,
-                    H.TRACE_ID: ids.trace_id,
-                    H.RECEIVED_AT: ids.received_at,
-                    H.PRODUCED_AT: at,
-                    H.KIND: str(env.kind),
-                    H.SHA256: sha,
-                    "code": str(env.code) if env.code else None,
-                    "promulgation-date": promulgation.strftime("%Y/%m/%d")
-                    if promulgation
-                    else None,
-                    "status-code": env.status_code.value if env.status_code else None,
-                }
-            ),
-        )
-
-    def _status_to_sender(
-        self,
-        env: Envelope,
-        sender: Agency,
-        code: StatusCode,
-        reason: str,
-        ids: _Ids,
-        ctx: BatchContext,
-        about: str | None = None,
-    ) -> tuple[list[NewRecord], list[Event]]:
-        """A status from the broker to the document's sender (02 on refusals); `about`
-        is the refused recipient as the document named it, None for the whole submission."""
-        data = build_status(
-            env, code, sender=self.broker_org, description=reason, timestamp=ctx.stamp
-        )
-        return self._emit_status(
-            data,
-            env.sender_id,
-            sender,
-            env.document_id,
-            code,
-            ids,
-            ctx,
-            actor="docbroker",
-            about=about,
-        )
-
-    def _emit_status(
-        self,
-        data: bytes,
-        requested: str,
-        to: Agency,
-        document_id: str,
-        code: StatusCode,
-        ids: _Ids,
-        ctx: BatchContext,
-        actor: str,
-        about: str | None = None,
-    ) -> tuple[list[NewRecord], list[Event]]:
-        """The status record and its event. `about` (a refused recipient) goes into the
-        message id, so that the sender's mailbox keeps one 02 per refused recipient,
-        and into the event, which otherwise names only the sender it goes to."""
-        status_env = self.validator.check(data)
-        signed = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
-        sha = hashlib.sha256(signed).hexdigest()
-        topic = self.topics.mailbox if to.local else self.topics.upstream
-        message_id = status_message_id(ids.message_id, code, to.code, about)
-        status_ids = _Ids(message_id, ids.trace_id, ctx.now_ms, sha)
-        if to.local:
-            record = self._delivery(
-                topic, signed, sha, to.code, requested, status_env, status_ids, ctx.now_ms
-            )
-        else:
-            decision = Decision(requested, Route.UPSTREAM, to.code)
-            record = self._upstream(signed, sha, [decision], status_env, status_ids, ctx.now_ms)
-        event = Event(
-            EventType.STATUS_EMITTED,
-            ctx.now_ms,
-            status_ids.message_id,
-            document_id,
-            status_env.sender_id,
-            ids.trace_id,
-            recipient=to.code,
-            actor=actor,
-            sha256=sha,
-            details={
-                "status_code": code.value,
-                "to": topic.rsplit(".", 1)[-1],
-                "description": status_env.status_description,
-                **({"about": about} if about is not None else {}),
-            },
-        )
-        return [record], [event]
-
-    # -- refusals
-
-    def refuse(
-        self,
-        record: Record,
-        problems: Sequence[Problem],
-        ctx: BatchContext,
-        env: Envelope | None = None,
-        sender: Agency | None = None,
-        *,
-        outcome: str = "rejected",
-        stage: str = "pipeline",
-        details: dict[str, Any] | None = None,
-    ) -> Outcome:
-        """Dead-letter the record with its problems, an event, and a status 02 to the
-        sender where the sender is known."""
-        ids = _ids(record)
-        sender_id = env.sender_id if env else record.header_str(H.SENDER)
-        document_id = env.subject_document_id if env else record.header_str(H.DOCUMENT_ID)
-        rejected = NewRecord(
-            topic=self.topics.rejected,
-            key=(sender_id or ids.message_id).encode(),
-            value=record.value or b"",
-            headers=make_headers(
-                {
-                    H.MESSAGE_ID: ids.message_id,
-                    H.DOCUMENT_ID: document_id or None,
-                    H.SENDER: sender_id or None,
-                    H.TRACE_ID: ids.trace_id,
-                    H.RECEIVED_AT: ids.received_at,
-                    H.PRODUCED_AT: ctx.now_ms,
-                    H.SHA256: ids.sha256,
-                    H.STAGE: stage,
-                    H.SOURCE: record.header_str(H.SOURCE) or None,
-                    H.PROBLEMS: json.dumps([p.to_dict() for p in problems], ensure_ascii=False),
-                }
-            ),
-        )
-        events = [
-            Event(
-                EventType.REFUSED,
-                ctx.now_ms,
-                ids.message_id,
-                document_id,
-                sender_id,
-                ids.trace_id,
-                actor="docbroker",
-                sha256=ids.sha256,
-                details={
-                    "stage": stage,
-                    "problems": [p.to_dict() for p in problems],
-                    **(details or {}),
-                },
-            )
-        ]
-        records = [rejected]
-        if env is not None and sender is not None and sender.active and env.kind is Kind.DOCUMENT:
-            reason = "; ".join(f"{p.code}: {p.message}" for p in problems)
-            recs, evs = self._status_to_sender(env, sender, StatusCode.REFUSED, reason, ids, ctx)
-            records += recs
-            events += evs
-        return Outcome(
-            outcome, tuple(records), tuple(events), codes=tuple(p.code for p in problems)
-        )
-
-    # -- receipts
-
-    def _receipt(self, record: Record, ctx: BatchContext) -> Outcome:
-        receipt = Receipt.from_record(record)
-        common = {
-            "message_id": receipt.message_id,
-            "document_id": receipt.document_id,
-            "sender": receipt.sender,
-            "trace_id": receipt.trace_id,
-        }
-        if receipt.kind in (ReceiptKind.FETCHED, ReceiptKind.UPSTREAM_TAKEN):
-            event = Event(
-                EventType.DELIVERED,
-                receipt.at_ms,
-                recipient=receipt.recipient,
-                actor=receipt.recipient,
-                sha256=receipt.sha256 or None,
-                **common,
-            )
-            return Outcome("receipt", events=(event,))
-        if receipt.kind is ReceiptKind.SENT_UPSTREAM:
-            event = Event(
-                EventType.SENT_UPSTREAM,
-                receipt.at_ms,
-                recipient=receipt.recipient,
-                actor=NATIONAL_AXIS,
-                sha256=receipt.sha256 or None,
-                details={"axis_doc_id": receipt.axis_doc_id, "kind": receipt.envelope_kind},
-                **common,
-            )
-            return Outcome("receipt", events=(event,))
-        if receipt.kind is ReceiptKind.UPSTREAM_FAILED:
-            return self._upstream_failed(receipt, ctx)
-        events = [
-            Event(
-                EventType.ACKNOWLEDGED,
-                receipt.at_ms,
-                recipient=receipt.recipient,
-                actor=receipt.recipient,
-                sha256=receipt.sha256 or None,
-                **common,
-            )
-        ]
-        records: list[NewRecord] = []
-        recipient = ctx.directory.find(receipt.recipient)
-        sender = ctx.directory.find(receipt.sender)
-        if receipt.envelope_kind == "document" and recipient is not None and sender is not None:
-            me = Organization(recipient.code102 or recipient.code, recipient.name)
-            recs, evs = self._status_for_receipt(
-                receipt, sender, StatusCode.RECEIVED, me, ctx, actor=recipient.code
-            )
-            records += recs
-            events += evs
-        return Outcome("receipt", tuple(records), tuple(events))
-
-    def _status_for_receipt(
-        self,
-        receipt: Receipt,
-        to: Agency,
-        code: StatusCode,
-        by: Organization,
-        ctx: BatchContext,
-        *,
-        actor: str,
-        description: str = "",
-        about: str | None = None,
-    ) -> tuple[list[NewRecord], list[Event]]:
-        """A status from `by` about the document a receipt concerns, to its sender."""
-        answered = ResponseFor(
-            organ_id=receipt.sender,
-            document_id=receipt.document_id,
-            code=receipt.code,
-            promulgation_date=_date(receipt.promulgation_date),
-        )
-        data = build_status_for(
-            answered, code, sender=by, description=description, timestamp=ctx.stamp
-        )
-        ids = _Ids(receipt.message_id, receipt.trace_id, receipt.at_ms, receipt.sha256)
-        return self._emit_status(
-            data, receipt.sender, to, receipt.document_id, code, ids, ctx, actor, about
-        )
-
-    def _upstream_failed(self, receipt: Receipt, ctx: BatchContext) -> Outcome:
-        """The national axis could not take an envelope for `receipt.recipient`: the
-        recipient is refused in the audit trail, and a document's sender gets a 02."""
-        event = Event(
-            EventType.RECIPIENT_REFUSED,
-            receipt.at_ms,
-            receipt.message_id,
-            receipt.document_id,
-            receipt.sender,
-            receipt.trace_id,
-            recipient=receipt.recipient,
-            actor=NATIONAL_AXIS,
-            sha256=receipt.sha256 or None,
-            details={
-                "code": "upstream-failed",
-                "reason": receipt.reason,
-                "axis_error": receipt.error_code,
-            },
-        )
-        sender = ctx.directory.find(receipt.sender)
-        if receipt.envelope_kind != "document" or sender is None or not sender.local:
-            return Outcome("receipt", events=(event,))
-        recs, evs = self._status_for_receipt(
-            receipt,
-            sender,
-            StatusCode.REFUSED,
-            self.broker_org,
-            ctx,
-            actor="docbroker",
-            description=f"the national axis could not take it for {receipt.recipient}: "
-            f"{receipt.reason}",
-            about=receipt.recipient,
-        )
-        return Outcome("receipt", tuple(recs), (event, *evs))
-
-
-def status_message_id(message_id: str, code: StatusCode, to: str, about: str | None = None) -> str:
-    """The id of a status docbroker makes about the submission `message_id`, for the
-    agency `to`: `<message id>.<status code>.<to>`, then `.<about>` for a status about
-    one recipient. Unique per (submission, code, to, about), so the mailbox (unique on
-    recipient and message id) keeps each. Codes outside the id alphabet, or an id
-    longer than the API accepts, give `<message id>.<status code>.<16 hex of a hash>`."""
-    parts = [to] if about is None else [to, about]
-    readable = ".".join([message_id, code.value, *parts])
-    if len(readable) <= MESSAGE_ID_MAX and all(_ID_PART.match(p) for p in parts):
-        return readable
-    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return f"{message_id}.{code.value}.{digest}"
-
-
-def _ids(record: Record) -> _Ids:
-    return _Ids(
-        record.header_str(H.MESSAGE_ID),
-        record.header_str(H.TRACE_ID),
-        received_at_ms(record),
-        record.header_str(H.SHA256) or hashlib.sha256(record.value or b"").hexdigest(),
-    )
-
-
-def _with(outcome: Outcome, **changes: Any) -> Outcome:
-    return replace(outcome, **changes)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
-
-
-def _date(raw: str) -> date | None:
-    try:
-        y, m, d = (int(x) for x in raw.split("/"))
-        return date(y, m, d)
-    except ValueError:
-        return None
+    return None

@@ -28,9 +28,10 @@ from broker.core.problems import Problem
 from broker.core.records import H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
+from broker.pipeline.batch import BatchContext, Outcome
 from broker.pipeline.intake import AXIS_DEDUP_SENDER
 from broker.pipeline.partitioned import PartitionWorkers
-from broker.pipeline.processing import BatchContext, InboundProcessor, Outcome
+from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.workers import ProcessingPool, process_in_pool
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState

@@ -20,7 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 from broker.config import Settings
 from broker.core.logrecords import Record
 from broker.directory.book import Directory
-from broker.pipeline.processing import BatchContext, InboundProcessor, Outcome
+from broker.pipeline.batch import BatchContext, Outcome
+from broker.pipeline.processing import InboundProcessor
 
 _processor: InboundProcessor | None = None
 

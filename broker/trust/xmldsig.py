@@ -250,8 +250,6 @@ class SignatureVerifier:
             signer_uid=subject_uid(leaf),
             signer_fingerprint=fingerprint(leaf),
         )
-        methods_ok = _STRONG_METHODS | (_SHA1_METHODS if allow_sha1 else frozenset())
-        digests_ok = _STRONG_DIGESTS | (_SHA1_DIGESTS if allow_sha1 else frozenset())
         if not allow_sha1 and ("sha1" in base.algorithm or "sha1" in base.digest):
             return replace(
                 base,
@@ -262,37 +260,53 @@ class SignatureVerifier:
         chain = self.trust.verify(leaf, certs[1:], at=at)
         if not chain.ok:
             return replace(base, reason=chain.reason, failure=SIGNER_UNTRUSTED)
-        location = SENDER_LOCATION if role is Role.SENDER else BROKER_LOCATION
-        config = SignatureConfiguration(
-            location=location,
-            expect_references=1,
-            signature_methods=methods_ok,
-            digest_algorithms=digests_ok,
-            verification_time=at,
+        return _value_checked(doc, target, leaf, base, allow_sha1, at)
+
+
+def _value_checked(
+    doc: etree._Element,
+    target: etree._Element,
+    leaf: x509.Certificate,
+    base: SignatureResult,
+    allow_sha1: bool,
+    at: datetime,
+) -> SignatureResult:
+    """signxml's verdict on the signature value, pinned to its place and certificate;
+    trust only what it returns (signed_data)."""
+    methods_ok = _STRONG_METHODS | (_SHA1_METHODS if allow_sha1 else frozenset())
+    digests_ok = _STRONG_DIGESTS | (_SHA1_DIGESTS if allow_sha1 else frozenset())
+    role = base.role
+    location = SENDER_LOCATION if role is Role.SENDER else BROKER_LOCATION
+    config = SignatureConfiguration(
+        location=location,
+        expect_references=1,
+        signature_methods=methods_ok,
+        digest_algorithms=digests_ok,
+        verification_time=at,
+    )
+    # Only this signature may sit at the pinned place in the copy we verify.
+    for other in find_signatures(doc):
+        if other is not target and other.getparent() is target.getparent():
+            other.getparent().remove(other)
+    try:
+        result = _Verifier().verify(etree.tostring(doc), x509_cert=leaf, expect_config=config)
+    except InvalidDigest as exc:
+        return replace(
+            base,
+            reason=f"the content was changed after signing ({exc})",
+            failure=SIGNATURE_INVALID,
         )
-        # Only this signature may sit at the pinned place in the copy we verify.
-        for other in find_signatures(doc):
-            if other is not target and other.getparent() is target.getparent():
-                other.getparent().remove(other)
-        try:
-            result = _Verifier().verify(etree.tostring(doc), x509_cert=leaf, expect_config=config)
-        except InvalidDigest as exc:
-            return replace(
-                base,
-                reason=f"the content was changed after signing ({exc})",
-                failure=SIGNATURE_INVALID,
-            )
-        except InvalidCertificate as exc:
-            return replace(base, reason=str(exc), failure=SIGNER_UNTRUSTED)
-        except (InvalidSignature, InvalidInput) as exc:
-            return replace(
-                base,
-                reason=f"{exc}".strip() or "the signature value does not verify",
-                failure=SIGNATURE_INVALID,
-            )
-        except (ValueError, etree.LxmlError) as exc:
-            return replace(base, reason=f"unreadable signature: {exc}", failure=SIGNATURE_INVALID)
-        return replace(base, valid=True, signed_data=result.signed_data)
+    except InvalidCertificate as exc:
+        return replace(base, reason=str(exc), failure=SIGNER_UNTRUSTED)
+    except (InvalidSignature, InvalidInput) as exc:
+        return replace(
+            base,
+            reason=f"{exc}".strip() or "the signature value does not verify",
+            failure=SIGNATURE_INVALID,
+        )
+    except (ValueError, etree.LxmlError) as exc:
+        return replace(base, reason=f"unreadable signature: {exc}", failure=SIGNATURE_INVALID)
+    return replace(base, valid=True, signed_data=result.signed_data)
 
 
 def _profile(sig: etree._Element) -> str:

@@ -11,7 +11,8 @@ import pytest
 from broker.config import KafkaSettings
 from broker.core.errors import Fenced
 from broker.core.logrecords import NewRecord, TopicPartition, TopicSpec
-from broker.log.embedded import EmbeddedGroupConsumer, EmbeddedLog
+from broker.log.embedded import EmbeddedLog
+from broker.log.embedded_consumers import EmbeddedGroupConsumer
 from tests.kafka_broker import KafkaBroker
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from broker.core.receipts import ReceiptKind
 from broker.core.records import iso_ms as iso
-from broker.views.documents import DocumentState, RecipientState, fold_document
+from broker.views.document_fold import DocumentState, RecipientState, fold_document
 from tests.documents_kit import (
     COMMUNE,
     DOC_ID,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from broker.core.logrecords import NewRecord, Record, TopicPartition
-from broker.views.documents import SCHEMA_VERSION, DocumentsStore, fold_document
+from broker.views.document_fold import fold_document
+from broker.views.documents import SCHEMA_VERSION, DocumentsStore
 from tests.documents_kit import DOC_ID, NOI_VU, PROVINCE, T0, VP, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import TOPICS

@@ -14,8 +14,9 @@ from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.records import new_message_id
 from broker.directory.model import Agency
 from broker.edxml.model import Kind, StatusCode
+from broker.pipeline.batch import MESSAGE_ID_MAX, status_message_id
 from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
-from broker.pipeline.processing import MESSAGE_ID_MAX, InboundProcessor, status_message_id
+from broker.pipeline.processing import InboundProcessor
 from broker.views.mailbox import MailboxStore
 from tests.edxml_samples import document, full_document, hop, status
 from tests.forwarded import assert_forwarded

@@ -1,0 +1,248 @@
+"""The Kafka backend's readers: a consumer-group member (one transactional producer
+per assigned input partition, so that a zombie is fenced) and a group-less tailer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import (
+    KafkaError,
+    ProducerFenced,
+)
+
+from broker.core.errors import BackendUnavailable, Fenced
+from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
+from broker.log.interface import BeforeCommitHook, GroupConsumer, Tailer
+from broker.log.kafka_common import get_many, kafka_tp, record_of, send_all, tp_of, wrapped
+
+if TYPE_CHECKING:
+    from broker.log.kafka import KafkaLog
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
+    """A group member owning one transactional producer per assigned partition."""
+
+    def __init__(self, log_: KafkaLog, group: str, topics: list[str]) -> None:
+        self.log_ = log_
+        self.group = group
+        self.topics = topics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._locks: dict[TopicPartition, asyncio.Lock] = {}
+
+    def _txn_id(self, tp: TopicPartition) -> str:
+        return f"{self.group}.{tp.topic}.{tp.partition}"
+
+    async def start(self) -> None:
+        s = self.log_.settings
+        self._consumer = AIOKafkaConsumer(
+            **self.log_.consumer_kwargs(),
+            group_id=self.group,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(300, s.session_timeout_ms // 3),
+        )
+        self._consumer.subscribe(self.topics, listener=self)
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            raise wrapped(exc, f"join group {self.group}") from exc
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._consumer.stop()
+            self._consumer = None
+        for tp in list(self._producers):
+            await self._close_producer(tp)
+
+    async def _close_producer(self, tp: TopicPartition) -> None:
+        producer = self._producers.pop(tp, None)
+        self._committed.pop(tp, None)
+        if producer is not None:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+    async def _open_partition(self, tp: TopicPartition) -> None:
+        """Fence the previous owner, then start from the group's committed offset."""
+        assert self._consumer is not None
+        producer = self.log_.transactional_producer(self._txn_id(tp))
+        await producer.start()  # init_transactions: completes or aborts the old owner's txn
+        try:
+            await self._seek_committed(tp)
+        except BaseException:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            raise
+        # Only now may poll hand out records of tp (it filters on this mapping).
+        self._producers[tp] = producer
+
+    async def _seek_committed(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        ktp = kafka_tp(tp)
+        committed = await self._consumer.committed(ktp)
+        if committed is None:
+            committed = 0  # from the start; auto_offset_reset=earliest if it was deleted
+        self._consumer.seek(ktp, committed)
+        self._committed[tp] = committed
+
+    # ConsumerRebalanceListener
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for ktp in revoked:
+            tp = tp_of(ktp)
+            async with self._lock(tp):
+                await self._close_producer(tp)
+        if revoked:
+            log.info(
+                "partitions revoked",
+                group=self.group,
+                partitions=sorted(map(str, map(tp_of, revoked))),
+            )
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        new = [tp_of(k) for k in assigned if tp_of(k) not in self._producers]
+        await asyncio.gather(*(self._open_partition(tp) for tp in new))
+        if new:
+            log.info("partitions assigned", group=self.group, partitions=sorted(map(str, new)))
+
+    def _lock(self, tp: TopicPartition) -> asyncio.Lock:
+        return self._locks.setdefault(tp, asyncio.Lock())
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._producers)
+
+    def _owned_ktps(self, tps: Collection[TopicPartition]) -> list[Any]:
+        assigned = self._consumer.assignment() if self._consumer is not None else set()
+        return [k for k in map(kafka_tp, tps) if k in assigned]
+
+    def pause(self, tps: Collection[TopicPartition]) -> None:
+        if self._consumer is not None:
+            self._consumer.pause(*self._owned_ktps(tps))
+
+    def resume(self, tps: Collection[TopicPartition]) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._owned_ktps(tps))
+
+    async def poll(
+        self, timeout: float, max_records: int
+    ) -> Mapping[TopicPartition, Sequence[Record]]:
+        data = await get_many(self._consumer, timeout, max_records, "poll")
+        out: dict[TopicPartition, list[Record]] = {}
+        for ktp, msgs in data.items():
+            tp = tp_of(ktp)
+            if tp in self._producers and msgs:
+                out[tp] = [record_of(m) for m in msgs]
+        return out
+
+    async def commit(
+        self,
+        tp: TopicPartition,
+        next_offset: int,
+        outputs: Sequence[NewRecord] = (),
+        *,
+        before_commit: BeforeCommitHook | None = None,
+    ) -> list[Position]:
+        async with self._lock(tp):
+            producer = self._producers.get(tp)
+            if producer is None:
+                raise Fenced(f"{tp} is not assigned to this member")
+            try:
+                await producer.begin_transaction()
+                metas = await send_all(producer, outputs)
+                await producer.send_offsets_to_transaction({kafka_tp(tp): next_offset}, self.group)
+                if before_commit is not None:
+                    before_commit()
+                await producer.commit_transaction()
+            except ProducerFenced as exc:
+                await self._close_producer(tp)
+                raise Fenced(f"{tp}: fenced by a newer owner") from exc
+            except KafkaError as exc:
+                # The transaction's fate may be unknown (a timeout): a fresh producer's
+                # init_transactions settles it, then the committed offset tells the truth.
+                await self._reset(tp)
+                raise wrapped(exc, f"commit {tp}") from exc
+            self._committed[tp] = next_offset
+            return [Position(m.topic, m.partition, m.offset) for m in metas]
+
+    async def _reset(self, tp: TopicPartition) -> None:
+        await self._close_producer(tp)
+        try:
+            await self._open_partition(tp)
+        except KafkaError as exc:
+            log.warning("partition reset failed", partition=str(tp), error=str(exc))
+
+    async def rewind(self, tp: TopicPartition) -> None:
+        if self._consumer is not None and tp in self._committed:
+            self._consumer.seek(kafka_tp(tp), self._committed[tp])
+
+
+class KafkaTailer(Tailer):
+    """Every partition of some topics, read_committed, from remembered positions."""
+
+    def __init__(
+        self,
+        log_: KafkaLog,
+        topics: list[str],
+        positions: dict[TopicPartition, int],
+        only: Collection[TopicPartition] | None = None,
+    ) -> None:
+        self.log_ = log_
+        self.topics = topics
+        self._positions = positions
+        self._only = frozenset(only) if only is not None else None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(**self.log_.consumer_kwargs(), group_id=None)
+        try:
+            await self._consumer.start()
+            tps = [
+                tp
+                for tp in await self.log_.partitions_of(self.topics)
+                if self._only is None or tp in self._only
+            ]
+            self._consumer.assign([kafka_tp(tp) for tp in tps])
+            for tp in tps:
+                # Offset 0 may be gone to retention: auto_offset_reset=earliest covers it.
+                self._consumer.seek(kafka_tp(tp), self._positions.get(tp, 0))
+        except KafkaError as exc:
+            raise wrapped(exc, "tail") from exc
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await _stop_consumer(self._consumer)
+            self._consumer = None
+
+    async def positions(self) -> dict[TopicPartition, int]:
+        if self._consumer is None:
+            raise BackendUnavailable("tailer is not started")
+        try:
+            return {tp_of(k): await self._consumer.position(k) for k in self._consumer.assignment()}
+        except KafkaError as exc:
+            raise wrapped(exc, "tail position") from exc
+
+    async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
+        data = await get_many(self._consumer, timeout, max_records, "tail poll")
+        out = []
+        for msgs in data.values():
+            for m in msgs:
+                out.append(record_of(m))
+                self._positions[TopicPartition(m.topic, m.partition)] = m.offset + 1
+        return out
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer. aiokafka's group-less coordinator cancels its own background
+    task on close and awaits it; when the consumer stops right after it started (an
+    empty topic read to its end) that task has not run yet, and the await raises
+    CancelledError halfway through the stop. One turn of the loop lets it start."""
+    await asyncio.sleep(0)
+    with contextlib.suppress(KafkaError):
+        await consumer.stop()
