@@ -53,7 +53,7 @@ async def runtime_system(
     runtime: Runtime, code: str, *, system_id: str | None = None, **flags: Any
 ) -> tuple[str, str]:
     """An SDK system for agency `code` (default id `sys-<code>`): (system id, secret);
-    `flags` as broker.auth.new_system takes them (plain_http, networks, ...)."""
+    `flags` as broker.directory.auth.new_system takes them (plain_http, networks, ...)."""
     key_path = runtime.settings.key_file(runtime.settings.auth.sdk_master_key_file, SDK_MASTER_KEY)
     key = parse_sdk_master_key(key_path.read_text())
     made = []

@@ -1,4 +1,4 @@
-"""Who is calling, what they may do, and how often: the HTTP side of broker.auth.
+"""Who is calling, what they may do, and how often: the HTTP side of broker.directory.auth.
 
 Every /v1 request must carry a credential: `Authorization: Bearer <token>` (an
 agency's API token, or an admin token), or a client certificate on an HTTPS

@@ -3,7 +3,7 @@
 An agency system built for the national axis points its endpoint at
 `https://<docbroker>/vdxp` and works unchanged: the SDK's operation paths and
 methods, its parameters as signed `XroadVnpt-<name>` headers (verified as the jars
-sign them: broker.vdxp, broker.auth.check_sdk_request), and answers in the shapes its
+sign them: broker.vdxp, broker.directory.auth.check_sdk_request), and answers in the shapes its
 readers take (`status`, `ErrorCode`, `ErrorDesc` and every field each reader requires,
 never null), refusals included, so that the SDK's user sees why and never a null
 result. Only signed parameters are used; left-overs from the SDK's earlier calls are

@@ -2,7 +2,7 @@
 
 Tokens and SDK systems live in the directory record of their agency, so that
 every instance sees a new or revoked credential as it sees any directory
-change. Only hashes (tokens) and salts (systems) are kept; see broker.auth.
+change. Only hashes (tokens) and salts (systems) are kept; see broker.directory.auth.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   label (`<hash>  <label>`); `#` starts a comment. Plain tokens are never
   stored: `docbroker keys admin-token` prints a new one once.
 - `sdk-master.key`: 32 random bytes (hex); SDK systems' shared secrets are
-  derived from it (broker.auth.derive_secret), so every instance of one
+  derived from it (broker.directory.auth.derive_secret), so every instance of one
   deployment must share the file, and replacing it changes every secret.
 
 Both are read through `CachedFile`, which rereads a file when its mtime changes:

@@ -5,7 +5,7 @@ tailing every partition of both topics from the positions stored with it (so a
 restart continues, and deleting the file rebuilds it from the log). The view
 holds metadata and record positions; the envelope bytes stay in the log and are
 read with `read_at` when a recipient fetches them. The file, its positions and
-its thread are a read model's (`broker.readmodel`), as for the document view.
+its thread are a read model's (`broker.views.readmodel`), as for the document view.
 """
 
 from __future__ import annotations
