@@ -73,6 +73,12 @@ class HttpSettings:
         5.0, "seconds an acknowledgement waits for the mailbox view to show it", min=0
     )
     max_long_poll: float = setting(60.0, "longest wait a mailbox listing may ask for", min=0)
+    append_timeout: float = setting(
+        10.0,
+        "seconds a submission waits for its durable append; then 503 with Retry-After "
+        "(the append may still land: a resend is then answered with its message id)",
+        min=0.1,
+    )
     tls: bool = setting(
         False, "serve HTTPS; agencies may then also authenticate with client certificates"
     )

@@ -134,7 +134,7 @@ class Runtime:
             "state loaded",
             agencies=len(self.directory.current),
             chains=len(self.heads.heads),
-            dedup=len(self.dedup.first_seen),
+            dedup=len(self.dedup.first),
         )
         yield
         for follower in reversed(followers):

@@ -20,7 +20,7 @@ from broker.directory.book import Directory
 from broker.pipeline.batch import BatchContext
 from broker.pipeline.processing import InboundProcessor
 from tests.edxml_samples import status
-from tests.processing_kit import TOPICS, as_record, consumed, directory, processor
+from tests.processing_kit import TOPICS, as_record, consumed, directory, first_seen, processor
 
 PROVINCE, VP, NOI_VU = "000.00.00.H35", "000.00.01.H35", "000.00.02.H35"
 UPSTREAM = "000.00.00.G22"  # outside the province: goes to the national axis
@@ -80,7 +80,7 @@ class Trail:
             consumed(data, offset=i, message_id=m)
             for i, (data, m) in enumerate(zip(datas, ids, strict=True))
         ]
-        known = dict(seen or {})
+        known = first_seen(seen or {})
         ctx = BatchContext(d or directory(), lambda s, doc: known.get((s, doc)), at_ms)
         outcomes = _processor().process_batch(batch, ctx)
         return self.link([e for o in outcomes for e in o.events], chain)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 
 from broker.clock import utc_now
 from broker.core.logrecords import NewRecord, Record
+from broker.core.records import FirstSeen
 from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.directory.io import parse_file
@@ -59,8 +61,18 @@ def with_strict(code: str, strict: bool | None) -> Directory:
     return directory().with_agency(replace(agency, strict=strict))
 
 
-def ctx(seen: dict[tuple[str, str], int] | None = None, d: Directory | None = None) -> BatchContext:
-    known = seen or {}
+def first_seen(seen: Mapping[tuple[str, str], int | FirstSeen]) -> dict[tuple[str, str], FirstSeen]:
+    """Dedup facts: a bare time is an earlier submission whose bytes are not known."""
+    return {
+        k: v if isinstance(v, FirstSeen) else FirstSeen(v, "an-earlier-submission")
+        for k, v in seen.items()
+    }
+
+
+def ctx(
+    seen: Mapping[tuple[str, str], int | FirstSeen] | None = None, d: Directory | None = None
+) -> BatchContext:
+    known = first_seen(seen or {})
     return BatchContext(d or directory(), lambda s, doc: known.get((s, doc)), NOW)
 
 

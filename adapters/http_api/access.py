@@ -94,7 +94,23 @@ class Access:
     async def sdk_caller(self, request: web.Request) -> SdkCall:
         """The system behind an HMAC-signed SDK request and what it signed, or
         AccessRefused."""
-        return await self._fresh_if_needed(lambda: self._sdk_caller(request))
+        call = await self._fresh_if_needed(lambda: self._sdk_caller(request))
+        nonce = call.params.get("nonce")
+        if nonce is not None:
+            await self._shared_nonce(call.system.system_id, nonce)
+        return call
+
+    async def _shared_nonce(self, system_id: str, nonce: str) -> None:
+        """A signed nonce is refused when any instance saw it within the window: each
+        instance's own cache catches a replay to it at once, the dedup topic one to
+        another instance (after the time it takes to follow it)."""
+        dedup = self.runtime.dedup
+        now = now_ms()
+        if dedup.nonce_seen(system_id, nonce, now - self.nonces.window_ms):
+            raise AccessRefused.because(
+                "replayed-request", "this request was already received (nonce reused)"
+            )
+        await self.runtime.log.append([dedup.nonce_record(system_id, nonce, now)])
 
     async def _fresh_if_needed(self, check: Callable[[], A | Refusal]) -> A:
         """A credential made or rotated a moment ago may not be in this instance's copy

@@ -21,7 +21,7 @@ from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, wa
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.core.errors import DocbrokerError, RateLimited
+from broker.core.errors import BackendUnavailable, DocbrokerError, RateLimited
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -98,6 +98,8 @@ def error_headers(exc: DocbrokerError) -> dict[str, str]:
     if exc.http_status == 401:
         return {"WWW-Authenticate": BEARER_CHALLENGE}
     if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if isinstance(exc, BackendUnavailable) and exc.retry_after:
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return {}
 

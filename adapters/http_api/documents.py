@@ -15,26 +15,35 @@ from broker.core.errors import NotFound
 from broker.views.document_fold import DocumentState
 
 
-async def _visible_state(request: web.Request) -> DocumentState:
-    document_id = request.match_info["document_id"]
-    state = await request.app[RUNTIME].documents.state(document_id)
+def _sender_codes(request: web.Request) -> tuple[str, ...] | None:
+    """Whose document: the caller's own (a document's identity is (sender, DocumentId));
+    an administrator names the sender with `?sender=`, or gets the first sender's."""
     principal = principal_of(request)
-    visible = state is not None and (
-        principal.admin or (state.sender is not None and principal.is_agency(state.sender))
-    )
-    if not visible:
-        raise NotFound(f"no document {document_id} sent by {principal.name}")
-    assert state is not None
-    return state
+    if principal.agency is not None:
+        return principal.agency.codes()
+    named = request.query.get("sender")
+    if not named:
+        return None
+    agency = request.app[RUNTIME].directory.current.find(named)
+    return agency.codes() if agency is not None else (named,)
+
+
+async def _visible_state(request: web.Request) -> tuple[DocumentState, tuple[str, ...] | None]:
+    document_id = request.match_info["document_id"]
+    codes = _sender_codes(request)
+    state = await request.app[RUNTIME].documents.state(document_id, codes)
+    if state is None or state.sender is None:
+        raise NotFound(f"no document {document_id} sent by {principal_of(request).name}")
+    return state, codes
 
 
 async def document_state(request: web.Request) -> web.StreamResponse:
-    return web.json_response((await _visible_state(request)).to_json())
+    return web.json_response((await _visible_state(request))[0].to_json())
 
 
 async def document_trace(request: web.Request) -> web.StreamResponse:
-    state = await _visible_state(request)
-    events = await request.app[RUNTIME].documents.trace(state.document_id)
+    state, codes = await _visible_state(request)
+    events = await request.app[RUNTIME].documents.trace(state.document_id, codes)
     return web.json_response({"document_id": state.document_id, "events": events})
 
 

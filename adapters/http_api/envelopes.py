@@ -72,16 +72,20 @@ async def submit(request: web.Request) -> web.StreamResponse:
     data = await read_body(request, request.read)
     key = request.headers.get(idempotency.HEADER)
     if key is None:
-        return await _take(request, principal, data)
+        return await _take(request, principal, data, None)
     return await request.app[IDEMPOTENCY].once(
         principal.name,
         key,
         hashlib.sha256(data).hexdigest(),
-        lambda: _take(request, principal, data),
+        lambda: _take(request, principal, data, key),
     )
 
 
-async def _take(request: web.Request, principal: Principal, data: bytes) -> web.Response:
+async def _take(
+    request: web.Request, principal: Principal, data: bytes, key: str | None
+) -> web.Response:
+    """Through the door; an Idempotency-Key is claimed in the log with the submission,
+    so that a retry at another instance is recognised too."""
     runtime = request.app[RUNTIME]
     taken = await take_in(
         runtime,
@@ -89,6 +93,7 @@ async def _take(request: web.Request, principal: Principal, data: bytes) -> web.
         source="http",
         caller=principal.agency,
         traceparent=request.headers.get("traceparent"),
+        idempotency=(principal.name, key) if key else None,
     )
     if taken.refused:
         return problem_response(

@@ -25,7 +25,7 @@ from adapters.http_api.access import ACCESS
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.sdk_answers import Operation, SdkAnswer, answer_response
 from broker import vdxp
-from broker.core.errors import DocbrokerError, NotFound, RateLimited
+from broker.core.errors import BackendUnavailable, DocbrokerError, NotFound, RateLimited
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
     else:
         body = vdxp.answer_bytes(vdxp.answer_fail(name, code, text))
         response = web.Response(status=exc.http_status, body=body, content_type=vdxp.JSON)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | BackendUnavailable) and exc.retry_after:
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
     return response
 

@@ -276,7 +276,7 @@ async def sent_list(request: web.Request, runtime: Runtime, call: SdkCall) -> Sd
     codes = [c for a in call.agencies for c in a.codes()]
     items: list[dict[str, str]] = []
     for sent in await runtime.documents.sent_by(codes, limit=SENT_DOCUMENTS):
-        state = await runtime.documents.state(sent["document_id"])
+        state = await runtime.documents.state(sent["document_id"], codes)
         if state is not None:
             items += _sent_items(state, sent["message_id"], sent["sender"])
     return SdkAnswer(vdxp.answer_ok("getSentEdocList", data=items[:LIST_LIMIT]))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from broker.cli.base import (
+    _current_directory,
     cli,
     emit,
     json_option,
@@ -20,14 +21,20 @@ if TYPE_CHECKING:
 
 @cli.command()
 @click.argument("document_id")
+@click.option("--sender", help="the sending agency (either code), when others used the id too")
 @json_option
 @click.pass_context
-def trace(ctx: click.Context, document_id: str, as_json: bool) -> None:
-    """The life of a document: every event, across recipients and statuses."""
+def trace(ctx: click.Context, document_id: str, sender: str | None, as_json: bool) -> None:
+    """The life of a document: every event, across recipients and statuses (of one
+    sender's document with --sender: a document is (sender, DocumentId))."""
     from broker.core.errors import NotFound
     from broker.views.audit import document_events, trace_lines
+    from broker.views.document_fold import events_of
 
     events = run_with_log(ctx, lambda log, topics: document_events(log, topics, document_id))
+    if sender:
+        agency = _current_directory(ctx).find(sender)
+        events = events_of(events, agency.codes() if agency else (sender,))
     if not events:
         raise NotFound(f"no event for document {document_id}")
     emit(events, as_json, "\n".join(trace_lines(events)))

@@ -21,9 +21,10 @@ from broker.core.problems import PROBLEM_TYPES, Problem
 class ApiProblem(ProblemsError):
     """The server refused or failed a request."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], retry_after: float | None = None) -> None:
         self.status = status
         self.body = body
+        self.retry_after = retry_after  # seconds, from the Retry-After header
         raw = body.get("problems") or [
             {"code": body.get("code", "internal-error"), "message": body.get("detail", "")}
         ]
@@ -111,7 +112,9 @@ class DocbrokerClient:
                 payload = json.loads(raw)
             except ValueError:
                 payload = {"code": "internal-error", "detail": raw.decode("utf-8", "replace")}
-            raise ApiProblem(exc.code, payload) from None
+            after = exc.headers.get("Retry-After") if exc.headers else None
+            retry = float(after) if after and after.isdigit() else None
+            raise ApiProblem(exc.code, payload, retry) from None
         except (urllib.error.URLError, OSError) as exc:
             raise Unreachable(f"cannot reach docbroker at {self.base_url}: {exc}") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,12 @@ agency_option = click.option("--agency", required=True, help="the agency code of
 @json_option
 @click.pass_context
 def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: bool) -> None:
-    """Submit edXML files; print each message id (and the warnings of each)."""
+    """Submit edXML files; print each message id (and the warnings of each).
+
+    Each file goes with an Idempotency-Key made from its bytes, so sending it again
+    (after a lost answer, or running the command twice) is answered with the first
+    message id, by any instance; a 503 (the log is slow or down) is retried after its
+    Retry-After, up to three times."""
     from broker.cli.client import ApiProblem
 
     client = client_of(ctx, url)
@@ -110,7 +116,7 @@ def send(ctx: click.Context, files: tuple[Path, ...], url: str | None, as_json: 
     worst = EXIT_OK
     for path in files:
         try:
-            answer = client.submit(path.read_bytes())
+            answer = submit_idempotently(client, path.read_bytes())
             results.append({"file": str(path), "ok": True, **answer})
             if not as_json:
                 click.echo(
@@ -206,3 +212,23 @@ def ack(ctx: click.Context, agency: str, message_id: str, url: str | None, as_js
     """Acknowledge an envelope in a mailbox."""
     answer = client_of(ctx, url).ack(agency, message_id)
     emit(answer, as_json, f"{message_id}: acknowledged at {answer['acknowledged_at']}")
+
+
+SEND_RETRIES = 3
+
+
+def submit_idempotently(client: Any, data: bytes) -> dict[str, Any]:
+    """One file, its key the SHA-256 of its bytes; retried while the broker answers 503."""
+    import time
+
+    from broker.cli.client import ApiProblem
+
+    key = "docbroker-send-" + hashlib.sha256(data).hexdigest()
+    for attempt in range(SEND_RETRIES + 1):
+        try:
+            return client.submit(data, idempotency_key=key)  # type: ignore[no-any-return]
+        except ApiProblem as exc:
+            if exc.status != 503 or attempt == SEND_RETRIES:
+                raise
+            time.sleep(min(float(exc.retry_after or 1), 30))
+    raise AssertionError("unreachable")

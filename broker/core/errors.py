@@ -106,11 +106,16 @@ class NotFound(DocbrokerError):
 
 
 class BackendUnavailable(DocbrokerError):
-    """The durable log cannot be reached or refused an operation; retry later."""
+    """The durable log cannot be reached or refused an operation; retry later
+    (`retry_after` seconds, when the broker can say)."""
 
     code = "backend-unavailable"
     http_status = 503
     retriable = True
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RecordTooLarge(DocbrokerError):

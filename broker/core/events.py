@@ -33,6 +33,7 @@ class EventType(StrEnum):
     DELIVERED = "delivered"  # the recipient fetched it
     ACKNOWLEDGED = "acknowledged"  # the recipient acknowledged it
     SENT_UPSTREAM = "sent-upstream"  # the national axis confirmed it
+    DUPLICATE = "duplicate"  # the same bytes again under a DocumentId already taken in
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broker.core.logrecords import Headers, Record
@@ -80,3 +81,13 @@ def received_at_ms(record: Record) -> int:
         return int(raw) if raw is not None else record.timestamp_ms
     except ValueError:
         return record.timestamp_ms
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSeen:
+    """The first submission of a (sender, DocumentId): when it was received, as which
+    message, the SHA-256 of its bytes ("" where an older entry did not say)."""
+
+    at_ms: int
+    message_id: str
+    sha256: str = ""

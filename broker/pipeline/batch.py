@@ -13,7 +13,7 @@ from typing import Any
 from broker.core.events import Event, EventType
 from broker.core.logrecords import NewRecord, Record
 from broker.core.problems import Irregularity
-from broker.core.records import H, received_at_ms
+from broker.core.records import FirstSeen, H, received_at_ms
 from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.directory.routing import Decision
@@ -21,7 +21,7 @@ from broker.edxml.builder import vietnam_time
 from broker.edxml.model import Envelope, Kind, StatusCode
 from broker.trust.sender import SenderCheck
 
-DedupLookup = Callable[[str, str], int | None]  # (sender code, document id) -> first seen ms
+DedupLookup = Callable[[str, str], FirstSeen | None]  # (sender code, document id) -> first
 
 NATIONAL_AXIS = "national-axis"  # the actor of what the national axis did
 MESSAGE_ID_MAX = 64  # the HTTP API's bound on a message id in a path

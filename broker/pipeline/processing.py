@@ -29,7 +29,7 @@ from broker.core.errors import InputRefused
 from broker.core.events import Event, EventType
 from broker.core.logrecords import NewRecord, Record
 from broker.core.problems import Problem
-from broker.core.records import H
+from broker.core.records import FirstSeen, H
 from broker.directory.model import Agency
 from broker.directory.routing import Decision, Route, route_envelope
 from broker.edxml.model import BusinessKind, Envelope, Kind, StatusCode
@@ -60,17 +60,18 @@ class InboundProcessor(ReceiptSteps):
 
     def process_batch(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
         """In order; a document repeated inside the batch is caught too."""
-        fresh: dict[tuple[str, str], int] = {}
+        fresh: dict[tuple[str, str], FirstSeen] = {}
 
-        def seen(sender: str, document_id: str) -> int | None:
+        def seen(sender: str, document_id: str) -> FirstSeen | None:
             return fresh.get((sender, document_id)) or ctx.seen(sender, document_id)
 
         batch_ctx = BatchContext(ctx.directory, seen, ctx.now_ms)
         out = []
         for record in records:
             outcome = self.process(record, batch_ctx)
+            first = FirstSeen(ctx.now_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)
             for key in outcome.dedup:
-                fresh[key] = ctx.now_ms
+                fresh.setdefault(key, first)
             out.append(outcome)
         return out
 
@@ -143,20 +144,49 @@ class InboundProcessor(ReceiptSteps):
         dedup: tuple[tuple[str, str], ...] = ()
         if env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW:
             key = (sender.code, env.document_id)
-            first = ctx.seen(*key)
-            if first is not None and ctx.now_ms - first < self.dedup_window_ms:
-                problem = Problem(
-                    "duplicate-document",
-                    f"{env.sender_id} already sent "
-                    f"{env.document_id} (first received {iso_seconds(first)})",
-                )
-                refused = self.refuse(record, [problem], ctx, env, sender)
-                return with_changes(refused, signature=verdict)
+            again = self._already_received(record, env, sender, ctx.seen(*key), ctx)
+            if again is not None:
+                return with_changes(again, signature=verdict)
             dedup = (key,)
         passed = Passed(env, sender, check, passed.warnings)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
             return with_changes(self._route_down(record, passed, ctx), dedup=dedup)
         return with_changes(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
+
+    def _already_received(
+        self,
+        record: Record,
+        env: Envelope,
+        sender: Agency,
+        first: FirstSeen | None,
+        ctx: BatchContext,
+    ) -> Outcome | None:
+        """A new document its sender already sent within the window: the same bytes again
+        (a resend the door could not recognise yet: another instance, a lost answer) are
+        recorded as a duplicate and change nothing else, no 02 about a document that was
+        delivered; other bytes under a used DocumentId are refused (truthfully, a 02).
+        The first submission itself (claimed at the door) is not a duplicate of itself."""
+        ids = ids_of(record)
+        if first is None or first.message_id == ids.message_id:
+            return None
+        if ctx.now_ms - first.at_ms >= self.dedup_window_ms:
+            return None
+        if first.sha256 and first.sha256 == ids.sha256:
+            event = Event(
+                EventType.DUPLICATE,
+                ctx.now_ms,
+                actor="docbroker",
+                sha256=ids.sha256,
+                details={"first_message_id": first.message_id},
+                **event_fields(env, ids),
+            )
+            return Outcome("duplicate", events=(event,))
+        problem = Problem(
+            "duplicate-document",
+            f"{env.sender_id} already sent {env.document_id} (first received "
+            f"{iso_seconds(first.at_ms)} as {first.message_id}), with other content",
+        )
+        return self.refuse(record, [problem], ctx, env, sender)
 
     def _signature(
         self, data: bytes, env: Envelope, sender: Agency, ctx: BatchContext

@@ -25,10 +25,10 @@ from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.core.events import ChainHead, link
 from broker.core.logrecords import NewRecord, Record, TopicPartition
 from broker.core.problems import Problem
-from broker.core.records import H, received_at_ms
+from broker.core.records import FirstSeen, H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
-from broker.pipeline.batch import BatchContext, Outcome
+from broker.pipeline.batch import BatchContext, Outcome, ids_of
 from broker.pipeline.intake import AXIS_DEDUP_SENDER
 from broker.pipeline.partitioned import PartitionWorkers
 from broker.pipeline.processing import InboundProcessor
@@ -157,7 +157,7 @@ class Pipeline(PartitionWorkers):
         """The batch's CPU work, off the event loop: in a worker process if there are any."""
         if self._pool is None:
             return await asyncio.to_thread(self.processor.process_batch, records, ctx)
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, str], FirstSeen] = {}
         for r in records:
             sender = ctx.directory.find(r.header_str(H.SENDER))
             key = (sender.code if sender else "", r.header_str(H.DOCUMENT_ID))
@@ -179,8 +179,8 @@ class Pipeline(PartitionWorkers):
         linked, new_head = link(events, head, self.topics.events, self.topics.chains)
         outputs += linked
         for outcome, record in zip(outcomes, records, strict=True):
-            message_id = record.header_str(H.MESSAGE_ID)
-            outputs += [self.dedup.record(key, at, message_id) for key in outcome.dedup]
+            first = first_seen(record, at)
+            outputs += [self.dedup.record(key, first) for key in outcome.dedup]
         return outputs, new_head
 
     def _committed(
@@ -194,7 +194,7 @@ class Pipeline(PartitionWorkers):
         if tp in self._owned:
             self._owned[tp] = head
         for outcome, record in zip(outcomes, records, strict=True):
-            self.dedup.remember(outcome.dedup, at, record.header_str(H.MESSAGE_ID))
+            self.dedup.remember(outcome.dedup, first_seen(record, at))
 
     async def _commit_one_by_one(
         self,
@@ -248,3 +248,8 @@ class Pipeline(PartitionWorkers):
                 self.metrics.envelope_warned(code)
             if outcome.signature is not None:
                 self.metrics.sender_signature(*outcome.signature)
+
+
+def first_seen(record: Record, at_ms: int) -> FirstSeen:
+    """What the dedup index keeps of a submission the pipeline took in at `at_ms`."""
+    return FirstSeen(at_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)

@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from broker.config import Settings
 from broker.core.logrecords import Record
+from broker.core.records import FirstSeen
 from broker.directory.book import Directory
 from broker.pipeline.batch import BatchContext, Outcome
 from broker.pipeline.processing import InboundProcessor
@@ -43,7 +44,10 @@ def _exit_with(parent: int, interval: float = 1.0) -> None:
 
 
 def _process(
-    records: Sequence[Record], directory: Directory, seen: dict[tuple[str, str], int], now_ms: int
+    records: Sequence[Record],
+    directory: Directory,
+    seen: dict[tuple[str, str], FirstSeen],
+    now_ms: int,
 ) -> list[Outcome]:
     assert _processor is not None, "worker not initialised"
     ctx = BatchContext(directory, lambda sender, doc: seen.get((sender, doc)), now_ms)
@@ -81,7 +85,10 @@ class ProcessingPool:
 
 
 def process_in_pool(
-    records: Sequence[Record], directory: Directory, seen: dict[tuple[str, str], int], now_ms: int
+    records: Sequence[Record],
+    directory: Directory,
+    seen: dict[tuple[str, str], FirstSeen],
+    now_ms: int,
 ) -> list[Outcome]:
     """The function the pool runs (importable by name in the workers)."""
     return _process(records, directory, seen, now_ms)

@@ -20,13 +20,14 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from broker.clock import now_ms
-from broker.core.errors import DocbrokerError, InputRefused
+from broker.core.errors import BackendUnavailable, DocbrokerError, InputRefused
 from broker.core.problems import Irregularity, Problem
-from broker.core.records import new_message_id, trace_id_from
+from broker.core.records import FirstSeen, new_message_id, trace_id_from
 from broker.directory.model import Agency
 from broker.edxml.model import BusinessKind, Envelope, Kind
 from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
 from broker.runtime import Runtime
+from broker.state.dedup import IdempotentRequest
 
 log = structlog.get_logger(__name__)
 
@@ -74,11 +75,13 @@ async def take_in(
     also: Callable[[Envelope], list[Problem]] | None = None,
     axis_doc_id: str | None = None,
     acts_for: Sequence[Agency] = (),
+    idempotency: tuple[str, str] | None = None,
 ) -> Taken:
     """Take one envelope in from `caller` (None: a trusted adapter, e.g. the national
     axis, which names its own id for the package in `axis_doc_id`); `also` adds an
     adapter's own checks (e.g. the SDK's message type); `acts_for`, the agencies the
-    caller may send as besides itself (an SDK system's registered sub-agencies)."""
+    caller may send as besides itself (an SDK system's registered sub-agencies);
+    `idempotency`, the caller and Idempotency-Key the request came with."""
     received = now_ms()
     sub = Submission(
         data,
@@ -104,37 +107,133 @@ async def take_in(
         problems += runtime.processor.for_sender(verdict, sender).problems
         if problems:
             return await _refused(runtime, sub, problems, env)
-        first = _already_taken(runtime, env, sender, received)
-        if first is not None:
-            log.info("resent document", document_id=env.document_id, original=first)
-            return Taken(first, sub, env, duplicate=True, warnings=verdict.warnings)
+        keys = _claims(env, sender, idempotency, sub)
+        again = _resend(runtime, keys, sub, env, verdict.warnings)
+        if again is not None and again.problems:
+            return await _refused(runtime, sub, again.problems, env)
+        if again is not None:
+            return again
         started = time.monotonic()
-        await runtime.log.append([inbound_record(sub, env, runtime.topics)])
+        await _append(runtime, sub, env, keys)
         runtime.metrics.envelope_accepted(len(data), time.monotonic() - started)
-        log.info(
-            "envelope accepted",
-            document_id=env.subject_document_id,
-            sender=env.sender_id,
-            recipients=list(env.recipient_ids),
-            size=len(data),
-            source=source,
-            warnings=[w.code for w in verdict.warnings],
-        )
+        _log_accepted(env, sub, verdict.warnings)
         return Taken(sub.message_id, sub, env, warnings=verdict.warnings)
 
 
-def _already_taken(runtime: Runtime, env: Envelope, sender: Agency | None, now: int) -> str | None:
-    """The message id this sender's new document was taken in under within the dedup
-    window, if it was: a resend is answered, not taken twice."""
-    if env.kind is not Kind.DOCUMENT or env.business_kind is not BusinessKind.NEW:
-        return None
-    if sender is None:
-        return None
-    key = (sender.code, env.document_id)
-    first = runtime.dedup.lookup(*key)
-    if first is None or now - first >= runtime.dedup.window_ms:
-        return None
-    return runtime.dedup.message_ids.get(key) or None
+def _log_accepted(env: Envelope, sub: Submission, warnings: Sequence[Irregularity]) -> None:
+    log.info(
+        "envelope accepted",
+        document_id=env.subject_document_id,
+        sender=env.sender_id,
+        recipients=list(env.recipient_ids),
+        size=len(sub.data),
+        source=sub.source,
+        warnings=[w.code for w in warnings],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    """What a submission claims in the dedup index: a new document's (sender,
+    DocumentId), and the caller's Idempotency-Key."""
+
+    document: tuple[str, str] | None
+    idempotency: tuple[str, str] | None
+
+    def all(self) -> list[tuple[str, str]]:
+        return [k for k in (self.document, self.idempotency) if k is not None]
+
+
+def _claims(
+    env: Envelope, sender: Agency | None, idempotency: tuple[str, str] | None, sub: Submission
+) -> _Claims:
+    new = env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW
+    document = (sender.code, env.document_id) if new and sender is not None else None
+    return _Claims(document, (IDEMPOTENT, *idempotency) if idempotency else None)
+
+
+IDEMPOTENT = "@idempotency"  # the `pending` key of an Idempotency-Key: (IDEMPOTENT, caller, key)
+
+
+def _resend(
+    runtime: Runtime,
+    claims: _Claims,
+    sub: Submission,
+    env: Envelope,
+    warnings: Sequence[Irregularity],
+) -> Taken | None:
+    """The first submission this one repeats, if any: the same bytes again are answered
+    with the first message id (whether it was taken in by this instance a moment ago or
+    by any instance within the dedup window); other bytes under a used DocumentId or
+    Idempotency-Key are refused. A first submission whose append has not settled yet
+    (the log is slow) makes the resend wait: 503, retry."""
+    dedup = runtime.dedup
+    for key in claims.all():
+        pending = dedup.pending.get(key)
+        if pending is not None and not pending[1].done():
+            raise BackendUnavailable(
+                "the first submission of this document is still being written to the log; "
+                "retry in a moment",
+                retry_after=2,
+            )
+    firsts = []
+    if claims.document is not None:
+        first = dedup.lookup(*claims.document)
+        if first is not None and sub.received_at_ms - first.at_ms < dedup.window_ms:
+            firsts.append(("DocumentId", first.message_id, first.sha256))
+    if claims.idempotency is not None:
+        known = dedup.idempotency.get(claims.idempotency[1:])
+        if known is not None:
+            firsts.append(("Idempotency-Key", known.message_id, known.request_sha256))
+    for what, message_id, sha256 in firsts:
+        if sha256 and sha256 != sub.sha256:
+            code = "duplicate-document" if what == "DocumentId" else "idempotency-key-reused"
+            message = f"this {what} was already used, as {message_id}, for another package"
+            return Taken(message_id, sub, env, problems=(Problem(code, message),))
+        log.info("resent document", document_id=env.document_id, original=message_id)
+        return Taken(message_id, sub, env, duplicate=True, warnings=tuple(warnings))
+    return None
+
+
+async def _append(runtime: Runtime, sub: Submission, env: Envelope, claims: _Claims) -> None:
+    """The submission and its claims, in one atomic append, waited for at most
+    `http.append_timeout`: then 503, while the append goes on. Until it settles, a
+    resend is told to retry (it may still land); once it did, the resend gets its id."""
+    first = FirstSeen(sub.received_at_ms, sub.message_id, sub.sha256)
+    records = [inbound_record(sub, env, runtime.topics)]
+    if claims.document is not None:
+        records.append(runtime.dedup.record(claims.document, first))
+    if claims.idempotency is not None:
+        _, caller, key = claims.idempotency
+        request = IdempotentRequest(sub.sha256, sub.message_id)
+        records.append(runtime.dedup.idempotency_record(caller, key, request, sub.received_at_ms))
+    task = asyncio.ensure_future(runtime.log.append(records))
+    for key in claims.all():
+        runtime.dedup.pending[key] = (first, task)
+    task.add_done_callback(lambda t: _settled(runtime, claims, first, t))
+    timeout = runtime.settings.http.append_timeout
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        raise BackendUnavailable(
+            f"the log did not confirm the submission within {timeout:g} s; retry: a resend "
+            "is answered with the message id of whichever attempt was taken in",
+            retry_after=max(1, round(timeout)),
+        ) from None
+
+
+def _settled(runtime: Runtime, claims: _Claims, first: FirstSeen, task: asyncio.Future) -> None:
+    dedup = runtime.dedup
+    for key in claims.all():
+        if dedup.pending.get(key, (None, None))[1] is task:
+            del dedup.pending[key]
+    if task.cancelled() or task.exception() is not None:
+        return
+    if claims.document is not None:
+        dedup.remember([claims.document], first)
+    if claims.idempotency is not None:
+        slot = claims.idempotency[1:]
+        dedup.idempotency.setdefault(slot, IdempotentRequest(first.sha256, first.message_id))
 
 
 async def _refused(

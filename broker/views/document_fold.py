@@ -8,7 +8,7 @@ The document view (broker.views.documents) keeps the events and calls it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -222,6 +222,25 @@ class _Recipients:
             r.update(agency=agency)
             r.codes.add(agency)
         return r
+
+
+def events_of(events: Iterable[Body], sender_codes: Collection[str]) -> list[Body]:
+    """The events of the document one sender sent under a DocumentId (its identity is
+    (sender, DocumentId): another agency may use the same DocumentId). Kept: what that
+    sender's submissions caused (their `sender` is it), the statuses that answer it
+    (addressed to it: a recipient's status names it in its recipients, docbroker's
+    statuses and their deliveries name it as recipient)."""
+    codes = set(sender_codes)
+    return [
+        e
+        for e in events
+        if e.get("sender") in codes
+        or e.get("recipient") in codes
+        or (
+            details(e).get("kind") == "status"
+            and codes.intersection(details(e).get("recipients") or ())
+        )
+    ]
 
 
 def fold_document(events: Iterable[Body], resolve: Resolve | None = None) -> DocumentState | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from broker.views.document_fold import (
     DocumentState,
     Resolve,
     details,
+    events_of,
     fold_document,
     is_document_accepted,
 )
@@ -168,16 +169,26 @@ class DocumentsStore:
         keys = ("recipient", "document_id", "message_id", "sender", "trace_id", "kind")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def events(self, document_id: str) -> list[dict[str, Any]]:
-        """The document's events as stored, in order (time, chain, sequence)."""
+    def events(
+        self, document_id: str, sender_codes: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The document's events as stored, in order (time, chain, sequence): those of
+        the sender `sender_codes` names (either code form), or of every sender."""
         rows = self._conn.execute(
             "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
             (document_id,),
         )
-        return [json.loads(body) for (body,) in rows]
+        events = [json.loads(body) for (body,) in rows]
+        return events if sender_codes is None else events_of(events, sender_codes)
 
-    def state(self, document_id: str, resolve: Resolve | None = None) -> DocumentState | None:
-        return fold_document(self.events(document_id), resolve)
+    def state(
+        self,
+        document_id: str,
+        resolve: Resolve | None = None,
+        sender_codes: Collection[str] | None = None,
+    ) -> DocumentState | None:
+        """The state of (sender, DocumentId); with no sender, of its first sender."""
+        return fold_document(self.events(document_id, sender_codes), resolve)
 
     def sent_by(
         self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100
@@ -365,14 +376,20 @@ class DocumentsView:
             raise BackendUnavailable("the documents view is not started")
         return self._store
 
-    async def state(self, document_id: str) -> DocumentState | None:
-        """The document's state per recipient; None when no event names it."""
+    async def state(
+        self, document_id: str, sender_codes: Collection[str] | None = None
+    ) -> DocumentState | None:
+        """The state per recipient of the document `sender_codes` sent (of its first
+        sender when None); None when no event names it."""
         store = self._store_or_fail()
-        return await self._thread.run(store.state, document_id, self.resolve)
+        return await self._thread.run(store.state, document_id, self.resolve, sender_codes)
 
-    async def trace(self, document_id: str) -> list[dict[str, Any]]:
+    async def trace(
+        self, document_id: str, sender_codes: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
         """The document's events as stored (see `audit.trace_lines`), in order."""
-        return await self._thread.run(self._store_or_fail().events, document_id)
+        store = self._store_or_fail()
+        return await self._thread.run(store.events, document_id, sender_codes)
 
     async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
         """See DocumentsStore.upstream_undelivered."""

@@ -11,7 +11,7 @@ from broker.core.events import EventType
 from broker.core.logrecords import Record
 from broker.core.problems import Problem
 from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import new_message_id
+from broker.core.records import FirstSeen, new_message_id
 from broker.directory.model import Agency
 from broker.edxml.model import Kind, StatusCode
 from broker.pipeline.batch import MESSAGE_ID_MAX, status_message_id
@@ -178,14 +178,39 @@ class TestRefusals:
         assert "about" not in emitted.details  # about the whole submission
 
     def test_duplicates_inside_one_batch_and_after_the_window(self) -> None:
+        """The same bytes twice in one batch (two instances took a resend in): the second
+        is recorded as a duplicate, nothing else; no 02 about a delivered document."""
         data = document()
         batch = [consumed(data, offset=1, message_id="a"), consumed(data, offset=2, message_id="b")]
         first, second = processor().process_batch(batch, ctx())
         assert first.outcome == "routed" and first.dedup
-        assert second.codes == ("duplicate-document",)
+        assert second.outcome == "duplicate" and second.records == () and second.codes == ()
+        (event,) = second.events
+        assert event.type is EventType.DUPLICATE and event.details == {"first_message_id": "a"}
         doc_id = VALIDATOR.check(data).document_id
         old = {("H35", doc_id): NOW - 31 * 86400 * 1000}
         assert processor().process(consumed(data), ctx(old)).outcome == "routed"
+
+    def test_other_bytes_under_a_used_document_id_are_refused(self) -> None:
+        data = document()
+        other = document(subject="Another document, the same DocumentId")
+        batch = [
+            consumed(data, offset=1, message_id="a"),
+            consumed(other, offset=2, message_id="b"),
+        ]
+        first, second = processor().process_batch(batch, ctx())
+        assert first.outcome == "routed"
+        assert second.codes == ("duplicate-document",)
+        (status,) = on(second.records, TOPICS.mailbox)
+        assert "other content" in VALIDATOR.check(status.value).status_description
+
+    def test_its_own_claim_is_not_a_duplicate(self) -> None:
+        """The door claims (sender, DocumentId) with the submission: processing that very
+        submission (again, after a crash) is not a resend of itself."""
+        data = document()
+        doc_id = VALIDATOR.check(data).document_id
+        claim = {("H35", doc_id): FirstSeen(NOW - 5, "m-1", "anything")}
+        assert processor().process(consumed(data), ctx(claim)).outcome == "routed"
 
     def test_updates_are_not_duplicates_of_their_document(self) -> None:
         update = document().replace(
