@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -46,6 +48,12 @@ def process_count(settings: Settings) -> int:
         return configured
     cpus = os.cpu_count() or 1
     return cpus if cpus > 1 else 0
+
+
+# The default executor of each event loop a runtime runs on, and how many runtimes use it.
+_LOOP_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass
@@ -184,11 +192,24 @@ class Runtime:
 
     @asynccontextmanager
     async def _worker_pool(self) -> AsyncIterator[None]:
-        workers = self.settings.pipeline.workers or os.cpu_count() or 2
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docbroker-work")
-        asyncio.get_running_loop().set_default_executor(pool)  # what asyncio.to_thread uses
-        yield
-        pool.shutdown(wait=True)
+        """The thread pool asyncio.to_thread uses, sized by pipeline.workers; shared by
+        the runtimes of one event loop (tests run two instances in one process) and
+        shut down with the last of them."""
+        loop = asyncio.get_running_loop()
+        shared = _LOOP_POOLS.get(loop)
+        if shared is None:
+            workers = self.settings.pipeline.workers or os.cpu_count() or 2
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docbroker-work")
+            loop.set_default_executor(pool)
+            shared = _LOOP_POOLS[loop] = [pool, 0]
+        shared[1] += 1
+        try:
+            yield
+        finally:
+            shared[1] -= 1
+            if shared[1] == 0:
+                del _LOOP_POOLS[loop]
+                shared[0].shutdown(wait=True)
 
     @asynccontextmanager
     async def _durable_log(self) -> AsyncIterator[None]:

@@ -91,3 +91,14 @@ class FirstSeen:
     at_ms: int
     message_id: str
     sha256: str = ""
+    # True: the pipeline took it in (it decides, in partition order); False: the door's
+    # claim of a submission still on its way (a hint for answering resends).
+    committed: bool = True
+
+
+IDEMPOTENCY_PREFIX = "@idem:"  # dedup key `@idem:<caller>` + Idempotency-Key
+
+
+def idempotency_key(caller: str, key: str) -> tuple[str, str]:
+    """The dedup index key of a caller's Idempotency-Key."""
+    return (f"{IDEMPOTENCY_PREFIX}{caller}", key)

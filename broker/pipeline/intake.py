@@ -24,6 +24,7 @@ STAGE_ACCEPT = "accept"  # refused at the door; the pipeline only records it
 SOURCE_AXIS = "axis"  # H.SOURCE of a package the national axis brought down
 AXIS_DEDUP_SENDER = "@axis"  # dedup index key (AXIS_DEDUP_SENDER, axis docId): taken once
 AUTHENTICATED = "authenticated"  # header: the agency the adapter authenticated
+IDEMPOTENCY_KEY = "idempotency-key"  # header: the caller's Idempotency-Key, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Submission:
     source: str  # http | spool | axis
     authenticated: str | None = None  # the calling agency, when the adapter authenticated one
     axis_doc_id: str | None = None  # the national axis's id, for a package it brought down
+    idempotency_key: str | None = None  # the Idempotency-Key it came with
 
     @property
     def sha256(self) -> str:
@@ -66,6 +68,7 @@ def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:
                 H.SOURCE: sub.source,
                 AUTHENTICATED: sub.authenticated,
                 H.AXIS_DOC_ID: sub.axis_doc_id,
+                IDEMPOTENCY_KEY: sub.idempotency_key,
             }
         ),
     )

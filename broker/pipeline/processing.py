@@ -29,7 +29,8 @@ from broker.core.errors import InputRefused
 from broker.core.events import Event, EventType
 from broker.core.logrecords import NewRecord, Record
 from broker.core.problems import Problem
-from broker.core.records import FirstSeen, H
+from broker.core.records import IDEMPOTENCY_PREFIX, FirstSeen, H, idempotency_key
+from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.directory.routing import Decision, Route, route_envelope
 from broker.edxml.model import BusinessKind, Envelope, Kind, StatusCode
@@ -45,7 +46,13 @@ from broker.pipeline.batch import (
     routed_event,
     with_changes,
 )
-from broker.pipeline.intake import AUTHENTICATED, AXIS_DEDUP_SENDER, SOURCE_AXIS, STAGE_ACCEPT
+from broker.pipeline.intake import (
+    AUTHENTICATED,
+    AXIS_DEDUP_SENDER,
+    IDEMPOTENCY_KEY,
+    SOURCE_AXIS,
+    STAGE_ACCEPT,
+)
 from broker.pipeline.receipts import ReceiptSteps
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import SenderCheck, check_sender
@@ -141,13 +148,11 @@ class InboundProcessor(ReceiptSteps):
             return with_changes(refused, signature=verdict)
         if check.signed_data is not None:
             env = self.validator.check(check.signed_data)  # act on what the signature covers
-        dedup: tuple[tuple[str, str], ...] = ()
-        if env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW:
-            key = (sender.code, env.document_id)
-            again = self._already_received(record, env, sender, ctx.seen(*key), ctx)
+        dedup = dedup_keys(record, env, sender)
+        for key in dedup:
+            again = self._already_received(record, env, sender, key, ctx)
             if again is not None:
                 return with_changes(again, signature=verdict)
-            dedup = (key,)
         passed = Passed(env, sender, check, passed.warnings)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
             return with_changes(self._route_down(record, passed, ctx), dedup=dedup)
@@ -158,7 +163,7 @@ class InboundProcessor(ReceiptSteps):
         record: Record,
         env: Envelope,
         sender: Agency,
-        first: FirstSeen | None,
+        key: tuple[str, str],
         ctx: BatchContext,
     ) -> Outcome | None:
         """A new document its sender already sent within the window: the same bytes again
@@ -166,10 +171,11 @@ class InboundProcessor(ReceiptSteps):
         recorded as a duplicate and change nothing else, no 02 about a document that was
         delivered; other bytes under a used DocumentId are refused (truthfully, a 02).
         The first submission itself (claimed at the door) is not a duplicate of itself."""
-        ids = ids_of(record)
+        ids, first = ids_of(record), ctx.seen(*key)
         if first is None or first.message_id == ids.message_id:
             return None
-        if ctx.now_ms - first.at_ms >= self.dedup_window_ms:
+        keyed = key[0].startswith(IDEMPOTENCY_PREFIX)
+        if not keyed and ctx.now_ms - first.at_ms >= self.dedup_window_ms:
             return None
         if first.sha256 and first.sha256 == ids.sha256:
             event = Event(
@@ -182,9 +188,10 @@ class InboundProcessor(ReceiptSteps):
             )
             return Outcome("duplicate", events=(event,))
         problem = Problem(
-            "duplicate-document",
-            f"{env.sender_id} already sent {env.document_id} (first received "
-            f"{iso_seconds(first.at_ms)} as {first.message_id}), with other content",
+            "idempotency-key-reused" if keyed else "duplicate-document",
+            f"{env.sender_id} already sent {'its Idempotency-Key' if keyed else env.document_id}"
+            f" (first received {iso_seconds(first.at_ms)} as {first.message_id}), with "
+            "other content",
         )
         return self.refuse(record, [problem], ctx, env, sender)
 
@@ -311,3 +318,30 @@ def sender_problem(record: Record, env: Envelope, sender: Agency | None) -> Prob
             "sender-mismatch", f"From/OrganId is {env.sender_id} but the caller is {authenticated}"
         )
     return None
+
+
+def dedup_keys(record: Record, env: Envelope, sender: Agency) -> tuple[tuple[str, str], ...]:
+    """What a submission is first of, if nothing committed came before it: a new
+    document's (sender, DocumentId), and the caller's Idempotency-Key."""
+    keys = []
+    if env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW:
+        keys.append((sender.code, env.document_id))
+    idem, caller = record.header_str(IDEMPOTENCY_KEY), record.header_str(AUTHENTICATED)
+    if idem and caller:
+        keys.append(idempotency_key(caller, idem))
+    return tuple(keys)
+
+
+def lookup_keys(record: Record, directory: Directory) -> list[tuple[str, str]]:
+    """The dedup keys processing `record` may ask about (for a worker process, which
+    gets the answers with the batch): its sender's (sender, DocumentId), its axis docId,
+    its caller's Idempotency-Key."""
+    sender = directory.find(record.header_str(H.SENDER))
+    keys = [(sender.code if sender else "", record.header_str(H.DOCUMENT_ID))]
+    axis_doc = record.header_str(H.AXIS_DOC_ID)
+    if axis_doc:
+        keys.append((AXIS_DEDUP_SENDER, axis_doc))
+    idem, caller = record.header_str(IDEMPOTENCY_KEY), record.header_str(AUTHENTICATED)
+    if idem and caller:
+        keys.append(idempotency_key(caller, idem))
+    return keys

@@ -29,9 +29,8 @@ from broker.core.records import FirstSeen, H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
 from broker.pipeline.batch import BatchContext, Outcome, ids_of
-from broker.pipeline.intake import AXIS_DEDUP_SENDER
 from broker.pipeline.partitioned import PartitionWorkers
-from broker.pipeline.processing import InboundProcessor
+from broker.pipeline.processing import InboundProcessor, lookup_keys
 from broker.pipeline.workers import ProcessingPool, process_in_pool
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState
@@ -127,7 +126,7 @@ class Pipeline(PartitionWorkers):
         """Process and commit one batch; False when the partition's queue must be dropped."""
         started = time.monotonic()
         head = await self._take_over(tp)
-        ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
+        ctx = BatchContext(self.directory.current, self.dedup.committed, now_ms())
         outcomes = await self._process(records, ctx)
         outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
@@ -159,10 +158,7 @@ class Pipeline(PartitionWorkers):
             return await asyncio.to_thread(self.processor.process_batch, records, ctx)
         seen: dict[tuple[str, str], FirstSeen] = {}
         for r in records:
-            sender = ctx.directory.find(r.header_str(H.SENDER))
-            key = (sender.code if sender else "", r.header_str(H.DOCUMENT_ID))
-            axis_doc = r.header_str(H.AXIS_DOC_ID)
-            for k in (key, (AXIS_DEDUP_SENDER, axis_doc)) if axis_doc else (key,):
+            for k in lookup_keys(r, ctx.directory):
                 first = ctx.seen(*k)
                 if first is not None:
                     seen[k] = first

@@ -22,12 +22,17 @@ from structlog.contextvars import bound_contextvars
 from broker.clock import now_ms
 from broker.core.errors import BackendUnavailable, DocbrokerError, InputRefused
 from broker.core.problems import Irregularity, Problem
-from broker.core.records import FirstSeen, new_message_id, trace_id_from
+from broker.core.records import (
+    IDEMPOTENCY_PREFIX,
+    FirstSeen,
+    idempotency_key,
+    new_message_id,
+    trace_id_from,
+)
 from broker.directory.model import Agency
 from broker.edxml.model import BusinessKind, Envelope, Kind
 from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
 from broker.runtime import Runtime
-from broker.state.dedup import IdempotentRequest
 
 log = structlog.get_logger(__name__)
 
@@ -107,8 +112,10 @@ async def take_in(
         problems += runtime.processor.for_sender(verdict, sender).problems
         if problems:
             return await _refused(runtime, sub, problems, env)
-        keys = _claims(env, sender, idempotency, sub)
-        again = _resend(runtime, keys, sub, env, verdict.warnings)
+        keys = _claims(env, sender, idempotency)
+        if idempotency is not None:
+            sub = replace(sub, idempotency_key=idempotency[1])
+        again = await _resend(runtime, keys, sub, env, verdict.warnings)
         if again is not None and again.problems:
             return await _refused(runtime, sub, again.problems, env)
         if again is not None:
@@ -132,85 +139,83 @@ def _log_accepted(env: Envelope, sub: Submission, warnings: Sequence[Irregularit
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Claims:
-    """What a submission claims in the dedup index: a new document's (sender,
-    DocumentId), and the caller's Idempotency-Key."""
-
-    document: tuple[str, str] | None
-    idempotency: tuple[str, str] | None
-
-    def all(self) -> list[tuple[str, str]]:
-        return [k for k in (self.document, self.idempotency) if k is not None]
-
-
 def _claims(
-    env: Envelope, sender: Agency | None, idempotency: tuple[str, str] | None, sub: Submission
-) -> _Claims:
-    new = env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW
-    document = (sender.code, env.document_id) if new and sender is not None else None
-    return _Claims(document, (IDEMPOTENT, *idempotency) if idempotency else None)
+    env: Envelope, sender: Agency | None, idempotency: tuple[str, str] | None
+) -> list[tuple[str, str]]:
+    """The dedup keys a submission claims: a new document's (sender, DocumentId), and
+    the caller's Idempotency-Key."""
+    keys = []
+    if env.kind is Kind.DOCUMENT and env.business_kind is BusinessKind.NEW and sender:
+        keys.append((sender.code, env.document_id))
+    if idempotency is not None:
+        keys.append(idempotency_key(*idempotency))
+    return keys
 
 
-IDEMPOTENT = "@idempotency"  # the `pending` key of an Idempotency-Key: (IDEMPOTENT, caller, key)
-
-
-def _resend(
+async def _resend(
     runtime: Runtime,
-    claims: _Claims,
+    keys: Sequence[tuple[str, str]],
     sub: Submission,
     env: Envelope,
     warnings: Sequence[Irregularity],
 ) -> Taken | None:
     """The first submission this one repeats, if any: the same bytes again are answered
-    with the first message id (whether it was taken in by this instance a moment ago or
-    by any instance within the dedup window); other bytes under a used DocumentId or
-    Idempotency-Key are refused. A first submission whose append has not settled yet
-    (the log is slow) makes the resend wait: 503, retry."""
+    with the first message id, whether it was taken in a moment ago (its append still
+    on its way: waited for, up to http.append_timeout) or by any instance within the
+    dedup window; other bytes under a used DocumentId or Idempotency-Key are refused."""
     dedup = runtime.dedup
-    for key in claims.all():
+    for key in keys:
         pending = dedup.pending.get(key)
-        if pending is not None and not pending[1].done():
-            raise BackendUnavailable(
-                "the first submission of this document is still being written to the log; "
-                "retry in a moment",
-                retry_after=2,
+        if pending is not None:
+            await _settle_first(runtime, pending[1])
+        first = dedup.lookup(*key)
+        if first is None or first.message_id == sub.message_id:
+            continue
+        if sub.received_at_ms - first.at_ms >= dedup.window_ms:
+            continue
+        if first.sha256 and first.sha256 != sub.sha256:
+            what = "Idempotency-Key" if key[0].startswith(IDEMPOTENCY_PREFIX) else "DocumentId"
+            code = (
+                "idempotency-key-reused"
+                if key[0].startswith(IDEMPOTENCY_PREFIX)
+                else "duplicate-document"
             )
-    firsts = []
-    if claims.document is not None:
-        first = dedup.lookup(*claims.document)
-        if first is not None and sub.received_at_ms - first.at_ms < dedup.window_ms:
-            firsts.append(("DocumentId", first.message_id, first.sha256))
-    if claims.idempotency is not None:
-        known = dedup.idempotency.get(claims.idempotency[1:])
-        if known is not None:
-            firsts.append(("Idempotency-Key", known.message_id, known.request_sha256))
-    for what, message_id, sha256 in firsts:
-        if sha256 and sha256 != sub.sha256:
-            code = "duplicate-document" if what == "DocumentId" else "idempotency-key-reused"
-            message = f"this {what} was already used, as {message_id}, for another package"
-            return Taken(message_id, sub, env, problems=(Problem(code, message),))
-        log.info("resent document", document_id=env.document_id, original=message_id)
-        return Taken(message_id, sub, env, duplicate=True, warnings=tuple(warnings))
+            message = f"this {what} was already used, as {first.message_id}, for another package"
+            return Taken(first.message_id, sub, env, problems=(Problem(code, message),))
+        log.info("resent document", document_id=env.document_id, original=first.message_id)
+        return Taken(first.message_id, sub, env, duplicate=True, warnings=tuple(warnings))
     return None
 
 
-async def _append(runtime: Runtime, sub: Submission, env: Envelope, claims: _Claims) -> None:
+async def _settle_first(runtime: Runtime, task: asyncio.Future[object]) -> None:
+    """Wait for the first submission's append (shielded: this request must not cancel
+    it); still unsettled after http.append_timeout: 503, retry."""
+    timeout = runtime.settings.http.append_timeout
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        raise BackendUnavailable(
+            "the first submission of this document is still being written to the log; "
+            "retry in a moment",
+            retry_after=max(1, round(timeout)),
+        ) from None
+    except Exception:  # noqa: S110 - the first append failed: this one is taken in afresh
+        pass
+
+
+async def _append(
+    runtime: Runtime, sub: Submission, env: Envelope, keys: Sequence[tuple[str, str]]
+) -> None:
     """The submission and its claims, in one atomic append, waited for at most
     `http.append_timeout`: then 503, while the append goes on. Until it settles, a
-    resend is told to retry (it may still land); once it did, the resend gets its id."""
-    first = FirstSeen(sub.received_at_ms, sub.message_id, sub.sha256)
+    resend waits for it; once it did, the resend gets its id."""
+    claim = FirstSeen(sub.received_at_ms, sub.message_id, sub.sha256, committed=False)
     records = [inbound_record(sub, env, runtime.topics)]
-    if claims.document is not None:
-        records.append(runtime.dedup.record(claims.document, first))
-    if claims.idempotency is not None:
-        _, caller, key = claims.idempotency
-        request = IdempotentRequest(sub.sha256, sub.message_id)
-        records.append(runtime.dedup.idempotency_record(caller, key, request, sub.received_at_ms))
+    records += [runtime.dedup.record(key, claim) for key in keys]
     task = asyncio.ensure_future(runtime.log.append(records))
-    for key in claims.all():
-        runtime.dedup.pending[key] = (first, task)
-    task.add_done_callback(lambda t: _settled(runtime, claims, first, t))
+    for key in keys:
+        runtime.dedup.pending[key] = (claim, task)
+    task.add_done_callback(lambda t: _settled(runtime, keys, claim, t))
     timeout = runtime.settings.http.append_timeout
     try:
         await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -222,18 +227,18 @@ async def _append(runtime: Runtime, sub: Submission, env: Envelope, claims: _Cla
         ) from None
 
 
-def _settled(runtime: Runtime, claims: _Claims, first: FirstSeen, task: asyncio.Future) -> None:
+def _settled(
+    runtime: Runtime,
+    keys: Sequence[tuple[str, str]],
+    claim: FirstSeen,
+    task: asyncio.Future[object],
+) -> None:
     dedup = runtime.dedup
-    for key in claims.all():
-        if dedup.pending.get(key, (None, None))[1] is task:
+    for key in keys:
+        if key in dedup.pending and dedup.pending[key][1] is task:
             del dedup.pending[key]
-    if task.cancelled() or task.exception() is not None:
-        return
-    if claims.document is not None:
-        dedup.remember([claims.document], first)
-    if claims.idempotency is not None:
-        slot = claims.idempotency[1:]
-        dedup.idempotency.setdefault(slot, IdempotentRequest(first.sha256, first.message_id))
+    if not task.cancelled() and task.exception() is None:
+        dedup.remember(keys, claim)
 
 
 async def _refused(
