@@ -8,6 +8,11 @@ the member takes a partition over it first catches up with the chain heads and
 the dedup index, so it continues exactly where its predecessor committed.
 Partitions are handled concurrently; batches of one partition in order. On
 stop, the batch in hand is finished and committed before the consumer leaves.
+
+Each batch is committed through the claim of the generation it was polled in
+(broker.pipeline.partitioned): after a rebalance that gives a partition back, or
+a failed commit, the records come again and are processed once. What the
+partition's chain head was is cached per generation.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
 from broker.pipeline.batch import BatchContext, Outcome, ids_of
 from broker.pipeline.intake import AXIS_DEDUP_SENDER
-from broker.pipeline.partitioned import PartitionWorkers
+from broker.pipeline.partitioned import Claim, PartitionWorkers
 from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.workers import ProcessingPool, process_in_pool
 from broker.state.dedup import DedupIndex
@@ -71,7 +76,8 @@ class Pipeline(PartitionWorkers):
         self.topics = processor.topics
         self._consumer: GroupConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
+        # Partitions caught up with, the generation that did, and their chain's head.
+        self._owned: dict[TopicPartition, tuple[int, ChainHead]] = {}
         self._processes = processes
         self._settings = settings
         self._pool: ProcessingPool | None = None
@@ -112,44 +118,46 @@ class Pipeline(PartitionWorkers):
     def _released(self, tp: TopicPartition) -> None:
         self._owned.pop(tp, None)
 
-    async def _take_over(self, tp: TopicPartition) -> ChainHead:
-        """Catch up with what the partition's previous owner committed."""
-        head = self._owned.get(tp)
-        if head is None:
-            await self.heads.follower.caught_up()
-            await self.dedup.follower.caught_up()
-            head = self._owned[tp] = self.heads.get(self.chain_of(tp))
+    async def _take_over(self, claim: Claim) -> ChainHead:
+        """Catch up with what the partition's previous owner committed, once per
+        generation (a partition given back may have had another owner meanwhile)."""
+        cached = self._owned.get(claim.tp)
+        if cached is not None and cached[0] == claim.generation:
+            return cached[1]
+        await self.heads.follower.caught_up()
+        await self.dedup.follower.caught_up()
+        head = self.heads.get(self.chain_of(claim.tp))
+        self._owned[claim.tp] = (claim.generation, head)
         return head
 
-    async def _handle_batch(
-        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
-    ) -> bool:
+    async def _handle_batch(self, claim: Claim, records: Sequence[Record]) -> bool:
         """Process and commit one batch; False when the partition's queue must be dropped."""
         started = time.monotonic()
-        head = await self._take_over(tp)
+        tp = claim.tp
+        head = await self._take_over(claim)
         ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
         outcomes = await self._process(records, ctx)
         outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
-            await consumer.commit(tp, records[-1].offset + 1, outputs)
+            await claim.commit(records[-1].offset + 1, outputs)
         except Fenced as exc:
             self._owned.pop(tp, None)
             self.metrics.pipeline_commit_failed("fenced")
             log.info(
-                "pipeline: partition taken over by another member",
+                "pipeline: partition read again or taken over; its batch is dropped",
                 partition=str(tp),
                 detail=str(exc),
             )
             return False
         except RecordTooLarge:
             self.metrics.pipeline_commit_failed("too-large")
-            outcomes = await self._commit_one_by_one(consumer, tp, records, ctx)
+            outcomes = await self._commit_one_by_one(claim, records, ctx)
         except BackendUnavailable:
             self._owned.pop(tp, None)  # reload the head after the rewind
             self.metrics.pipeline_commit_failed("backend")
             raise
         else:
-            self._committed(tp, new_head, outcomes, records, ctx.now_ms)
+            self._committed(claim, new_head, outcomes, records, ctx.now_ms)
         self._observe(records, outcomes, time.monotonic() - started)
         return True
 
@@ -185,32 +193,31 @@ class Pipeline(PartitionWorkers):
 
     def _committed(
         self,
-        tp: TopicPartition,
+        claim: Claim,
         head: ChainHead,
         outcomes: Sequence[Outcome],
         records: Sequence[Record],
         at: int,
     ) -> None:
-        if tp in self._owned:
-            self._owned[tp] = head
+        if claim.tp in self._owned:
+            self._owned[claim.tp] = (claim.generation, head)
         for outcome, record in zip(outcomes, records, strict=True):
             self.dedup.remember(outcome.dedup, first_seen(record, at))
 
     async def _commit_one_by_one(
         self,
-        consumer: GroupConsumer,
-        tp: TopicPartition,
+        claim: Claim,
         records: Sequence[Record],
         ctx: BatchContext,
     ) -> list[Outcome]:
         """A batch whose outputs were too large: find the record and dead-letter it."""
         done: list[Outcome] = []
-        head = await self._take_over(tp)
+        head = await self._take_over(claim)
         for record in records:
             (outcome,) = await self._process([record], ctx)
             outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
             try:
-                await consumer.commit(tp, record.offset + 1, outputs)
+                await claim.commit(record.offset + 1, outputs)
             except RecordTooLarge as exc:
                 stripped = Record(
                     record.topic,
@@ -224,9 +231,9 @@ class Pipeline(PartitionWorkers):
                 problem = Problem("too-large", f"outputs exceed the record limit: {exc}")
                 outcome = self.processor.refuse(stripped, [problem], ctx)
                 outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
-                await consumer.commit(tp, record.offset + 1, outputs)
+                await claim.commit(record.offset + 1, outputs)
             head = new_head
-            self._committed(tp, head, [outcome], [record], ctx.now_ms)
+            self._committed(claim, head, [outcome], [record], ctx.now_ms)
             done.append(outcome)
         return done
 
