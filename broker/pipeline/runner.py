@@ -12,12 +12,15 @@ stop, the batch in hand is finished and committed before the consumer leaves.
 Each batch is committed through the claim of the generation it was polled in
 (broker.pipeline.partitioned): after a rebalance that gives a partition back, or
 a failed commit, the records come again and are processed once. What the
-partition's chain head was is cached per generation.
+partition's chain head was is cached per generation. An output the log refuses
+as too large (the processor refuses what exceeds the configured limit itself)
+makes the batch commit record by record, the offending one refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -134,12 +137,11 @@ class Pipeline(PartitionWorkers):
         """Process and commit one batch; False when the partition's queue must be dropped."""
         started = time.monotonic()
         tp = claim.tp
-        head = await self._take_over(claim)
         ctx = BatchContext(self.directory.current, self.dedup.lookup, now_ms())
+        await self._take_over(claim)
         outcomes = await self._process(records, ctx)
-        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
-            await claim.commit(records[-1].offset + 1, outputs)
+            outcomes = await self._commit(claim, records, outcomes, ctx)
         except Fenced as exc:
             self._owned.pop(tp, None)
             self.metrics.pipeline_commit_failed("fenced")
@@ -149,17 +151,27 @@ class Pipeline(PartitionWorkers):
                 detail=str(exc),
             )
             return False
-        except RecordTooLarge:
-            self.metrics.pipeline_commit_failed("too-large")
-            outcomes = await self._commit_one_by_one(claim, records, ctx)
         except BackendUnavailable:
             self._owned.pop(tp, None)  # reload the head after the rewind
             self.metrics.pipeline_commit_failed("backend")
             raise
-        else:
-            self._committed(claim, new_head, outcomes, records, ctx.now_ms)
         self._observe(records, outcomes, time.monotonic() - started)
         return True
+
+    async def _commit(
+        self, claim: Claim, records: Sequence[Record], outcomes: list[Outcome], ctx: BatchContext
+    ) -> list[Outcome]:
+        """The batch's outputs and offset in one transaction; record by record when the
+        log refuses an output as too large (the batch is not read again)."""
+        head = await self._take_over(claim)
+        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
+        try:
+            await claim.commit(records[-1].offset + 1, outputs)
+        except RecordTooLarge:
+            self.metrics.pipeline_commit_failed("too-large")
+            return await self._commit_each(claim, records, outcomes, ctx)
+        self._committed(claim, new_head, outcomes, records, ctx.now_ms)
+        return outcomes
 
     async def _process(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
         """The batch's CPU work, off the event loop: in a worker process if there are any."""
@@ -204,38 +216,49 @@ class Pipeline(PartitionWorkers):
         for outcome, record in zip(outcomes, records, strict=True):
             self.dedup.remember(outcome.dedup, first_seen(record, at))
 
-    async def _commit_one_by_one(
+    async def _commit_each(
         self,
         claim: Claim,
         records: Sequence[Record],
+        outcomes: Sequence[Outcome],
         ctx: BatchContext,
     ) -> list[Outcome]:
-        """A batch whose outputs were too large: find the record and dead-letter it."""
+        """A batch whose outputs were too large for the log: each record's outcome (not
+        processed again) committed alone, and the one that is too large refused."""
         done: list[Outcome] = []
-        head = await self._take_over(claim)
-        for record in records:
-            (outcome,) = await self._process([record], ctx)
+        for record, outcome in zip(records, outcomes, strict=True):
+            head = await self._take_over(claim)
             outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
             try:
                 await claim.commit(record.offset + 1, outputs)
             except RecordTooLarge as exc:
-                stripped = Record(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    b"",
-                    record.headers,
-                    record.timestamp_ms,
-                )
-                problem = Problem("too-large", f"outputs exceed the record limit: {exc}")
-                outcome = self.processor.refuse(stripped, [problem], ctx)
-                outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
-                await claim.commit(record.offset + 1, outputs)
-            head = new_head
-            self._committed(claim, head, [outcome], [record], ctx.now_ms)
+                outcome, new_head = await self._refuse_too_large(claim, record, head, ctx, exc)
+            self._committed(claim, new_head, [outcome], [record], ctx.now_ms)
             done.append(outcome)
         return done
+
+    async def _refuse_too_large(
+        self,
+        claim: Claim,
+        record: Record,
+        head: ChainHead,
+        ctx: BatchContext,
+        exc: RecordTooLarge,
+    ) -> tuple[Outcome, ChainHead]:
+        """Commit the refusal of a record whose outputs the log would not take (its dead
+        letter without the package if even that is too large)."""
+        outcome = await asyncio.to_thread(self.processor.too_large, record, ctx, str(exc))
+        outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+        try:
+            await claim.commit(record.offset + 1, outputs)
+        except RecordTooLarge:
+            bare = dataclasses.replace(record, value=b"")
+            outcome = self.processor.refuse(
+                bare, [Problem("too-large", f"its outputs exceed the record limit: {exc}")], ctx
+            )
+            outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+            await claim.commit(record.offset + 1, outputs)
+        return outcome, new_head
 
     def _observe(
         self, records: Sequence[Record], outcomes: Sequence[Outcome], seconds: float
