@@ -40,6 +40,7 @@ from broker.pipeline.batch import (
     Passed,
     accepted_event,
     event_fields,
+    first_seen,
     ids_of,
     iso_seconds,
     routed_event,
@@ -69,7 +70,7 @@ class InboundProcessor(ReceiptSteps):
         out = []
         for record in records:
             outcome = self.process(record, batch_ctx)
-            first = FirstSeen(ctx.now_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)
+            first = first_seen(record, ctx.now_ms)
             for key in outcome.dedup:
                 fresh.setdefault(key, first)
             out.append(outcome)

@@ -14,7 +14,9 @@ Each batch is committed through the claim of the generation it was polled in
 a failed commit, the records come again and are processed once. What the
 partition's chain head was is cached per generation. An output the log refuses
 as too large (the processor refuses what exceeds the configured limit itself)
-makes the batch commit record by record, the offending one refused.
+makes the batch commit record by record, the offending one refused. The worker
+processes are supervised (broker.pipeline.supervisor): rebuilt when one dies, a
+record that keeps killing them refused.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from broker.core.problems import Problem
 from broker.core.records import FirstSeen, H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
-from broker.pipeline.batch import BatchContext, Outcome, ids_of
+from broker.pipeline.batch import BatchContext, Outcome, first_seen
 from broker.pipeline.intake import AXIS_DEDUP_SENDER
 from broker.pipeline.partitioned import Claim, PartitionWorkers
 from broker.pipeline.processing import InboundProcessor
-from broker.pipeline.workers import ProcessingPool, process_in_pool
+from broker.pipeline.supervisor import SupervisedPool
+from broker.pipeline.workers import ProcessingPool
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState
 from broker.state.heads import ChainHeads
@@ -83,17 +86,28 @@ class Pipeline(PartitionWorkers):
         self._owned: dict[TopicPartition, tuple[int, ChainHead]] = {}
         self._processes = processes
         self._settings = settings
-        self._pool: ProcessingPool | None = None
+        self._pool: SupervisedPool | None = None
         self.running = False
 
     def chain_of(self, tp: TopicPartition) -> str:
         name = "receipts" if tp.topic == self.topics.receipts else "inbound"
         return f"{name}:{tp.partition}"
 
+    def health(self) -> str:
+        """Either "ok" or why the pipeline cannot process now (for /readyz)."""
+        if not self.running:
+            return "not running"
+        problem = self._pool.problem if self._pool is not None else None
+        return problem or "ok"
+
     async def start(self) -> None:
         if self._processes and self._settings is not None:
-            self._pool = ProcessingPool(self._settings, self._processes)
-            await asyncio.to_thread(self._pool.warm_up)
+            settings, processes = self._settings, self._processes
+            self._pool = SupervisedPool(
+                lambda: ProcessingPool.for_pipeline(settings, processes),
+                on_rebuild=self.metrics.pipeline_pool_rebuilt,
+            )
+            await self._pool.start()
             log.info("pipeline worker processes started", processes=self._processes)
         self._consumer = self.log_.group_consumer(
             self.group, [self.topics.inbound, self.topics.receipts]
@@ -110,7 +124,7 @@ class Pipeline(PartitionWorkers):
         if self._consumer is not None:
             await self._consumer.close()
         if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown)
+            await self._pool.stop()
         self.running = False
 
     async def _loop(self) -> None:
@@ -186,10 +200,25 @@ class Pipeline(PartitionWorkers):
                 first = ctx.seen(*k)
                 if first is not None:
                     seen[k] = first
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool.executor, process_in_pool, records, ctx.directory, seen, ctx.now_ms
+        outcomes = await self._pool.process(records, ctx.directory, seen, ctx.now_ms)
+        return [
+            outcome if outcome is not None else self._poison(record, ctx)
+            for record, outcome in zip(records, outcomes, strict=True)
+        ]
+
+    def _poison(self, record: Record, ctx: BatchContext) -> Outcome:
+        """A record that killed a worker process each time: refused, not retried."""
+        log.error(
+            "pipeline: a record killed a worker process each time; refused",
+            partition=str(record.tp),
+            offset=record.offset,
+            message_id=record.header_str(H.MESSAGE_ID),
         )
+        problem = Problem(
+            "internal-error",
+            "a pipeline worker process died each time it processed this record",
+        )
+        return self.processor.refuse(record, [problem], ctx, outcome="failed")
 
     def _outputs(
         self, outcomes: Sequence[Outcome], records: Sequence[Record], head: ChainHead, at: int
@@ -278,8 +307,3 @@ class Pipeline(PartitionWorkers):
                 self.metrics.envelope_warned(code)
             if outcome.signature is not None:
                 self.metrics.sender_signature(*outcome.signature)
-
-
-def first_seen(record: Record, at_ms: int) -> FirstSeen:
-    """What the dedup index keeps of a submission the pipeline took in at `at_ms`."""
-    return FirstSeen(at_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)

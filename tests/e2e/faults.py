@@ -75,8 +75,10 @@ class Submitters:
         token: Callable[[bytes], str],
         urls: Callable[[int], str],  # attempt -> the daemon to try
         threads: int = 4,
+        interval: float = 0.0,  # seconds each thread waits after an accepted submission
     ) -> None:
         self.make, self.total, self.token, self.urls = make, total, token, urls
+        self.interval = interval
         self.accepted: dict[str, str] = {}  # DocumentId -> message id
         self.posts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -120,6 +122,7 @@ class Submitters:
                     continue
                 with self._lock:
                     self.accepted[doc_id] = answer["message_id"]
+                time.sleep(self.interval)
                 break
 
 
