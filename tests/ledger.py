@@ -36,7 +36,8 @@ class Expected:
     from `sender` delivered once to each of its recipients (directory codes), none
     refused but those named in `refused` (document -> problem codes)."""
 
-    sender: str  # the sender's directory code
+    # The sender's directory code, or each document's (DocumentId -> code).
+    sender: str | Mapping[str, str]
     documents: Mapping[str, tuple[str, ...]]  # DocumentId -> recipients (directory codes)
     refused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     acknowledged: bool = False  # the recipients acknowledged: one 01 each to the sender
@@ -46,6 +47,9 @@ class Expected:
     # `duplicate` event, at most one per extra POST; never a refusal, a dead letter
     # or a 02 about a document that was delivered.
     resent: Mapping[str, int] = field(default_factory=dict)
+
+    def sender_of(self, document_id: str) -> str:
+        return self.sender if isinstance(self.sender, str) else self.sender[document_id]
 
 
 @dataclass
@@ -118,11 +122,11 @@ class Ledger:
 
     def discrepancies(self, expected: Expected) -> list[str]:
         """Everything the output holds that `expected` does not say, and the reverse."""
-        seen = _Seen.of(self, expected.sender)
+        seen = _Seen.of(self)
         out: list[str] = []
         for doc, recipients in expected.documents.items():
             if doc in expected.refused:
-                out += seen.refusal_problems(doc, expected.refused[doc], recipients)
+                out += seen.refusal_problems(doc, expected, recipients)
             else:
                 out += seen.delivery_problems(doc, recipients, expected)
         sent = set(expected.documents)
@@ -131,9 +135,17 @@ class Ledger:
             ("refused", set(seen.refused)),
             ("dead-lettered", set(seen.dead)),
             ("accepted", set(seen.accepted)),
+            ("answered by a status", {d for _, d, _ in seen.statuses}),
         ):
             if strays := docs - sent:
                 out.append(f"{what} but never sent: {sorted(strays)[:5]}")
+        elsewhere = {
+            (code, d, to)
+            for code, d, to in seen.statuses
+            if d in sent and to != expected.sender_of(d)
+        }
+        if elsewhere:
+            out.append(f"statuses not to the document's sender: {sorted(elsewhere)[:5]}")
         return out
 
     def missing(self, expected: Expected) -> list[str]:
@@ -150,7 +162,7 @@ class Ledger:
         was delivered, or a second one about a refused document)."""
         statuses = self.statuses()
         return sum(
-            max(0, statuses[(REFUSED, doc, expected.sender)] - (doc in expected.refused))
+            max(0, statuses[(REFUSED, doc, expected.sender_of(doc))] - (doc in expected.refused))
             for doc in expected.documents
         )
 
@@ -170,7 +182,6 @@ class Ledger:
 class _Seen:
     """The ledger counted once, for the checks of each expected document."""
 
-    sender: str
     deliveries: Counter[tuple[str, str]]
     statuses: Counter[tuple[str, str, str]]
     accepted: Counter[str]
@@ -181,9 +192,8 @@ class _Seen:
     duplicates: Counter[str]
 
     @classmethod
-    def of(cls, ledger: Ledger, sender: str) -> _Seen:
+    def of(cls, ledger: Ledger) -> _Seen:
         return cls(
-            sender,
             ledger.deliveries(),
             ledger.statuses(),
             ledger.event_counts("accepted"),
@@ -206,34 +216,36 @@ class _Seen:
         ]
         if self.accepted[doc] != 1 or self.routed[doc] != len(recipients):
             out.append(f"{doc}: {self.accepted[doc]} accepted, {self.routed[doc]} routed events")
-        n02 = self.statuses[(REFUSED, doc, self.sender)]
+        sender = expected.sender_of(doc)
+        n02 = self.statuses[(REFUSED, doc, sender)]
         if self.refused[doc] or self.dead[doc] or n02:
             out.append(
                 f"{doc}: {self.refused[doc]} refusals {self.codes.get(doc, [])}, "
-                f"{self.dead[doc]} dead letters, {n02} status 02 to {self.sender} (false)"
+                f"{self.dead[doc]} dead letters, {n02} status 02 to {sender} (false)"
             )
         posts = expected.resent.get(doc, 1)
         if self.duplicates[doc] > posts - 1:
             out.append(f"{doc}: {self.duplicates[doc]} duplicate events for {posts} POSTs")
-        n01 = self.statuses[(RECEIVED, doc, self.sender)]
+        n01 = self.statuses[(RECEIVED, doc, sender)]
         want01 = len(recipients) if expected.acknowledged else n01
         if n01 != want01 or n01 > len(recipients):
             out.append(f"{doc}: {n01} status 01 to the sender, {want01} expected")
         return out
 
     def refusal_problems(
-        self, doc: str, codes: tuple[str, ...], recipients: tuple[str, ...]
+        self, doc: str, expected: Expected, recipients: tuple[str, ...]
     ) -> list[str]:
-        """A refused document: one refusal with these problem codes, one dead letter,
-        one status 02 to its sender, never accepted nor delivered."""
+        """A refused document: one refusal with the expected problem codes, one dead
+        letter, one status 02 to its sender, never accepted nor delivered."""
         out = []
+        codes, sender = expected.refused[doc], expected.sender_of(doc)
         got = self.codes.get(doc, [])
         if len(got) != 1 or self.dead[doc] != 1 or not set(codes) <= set(got[0]):
             out.append(
                 f"{doc}: refusals {got}, {self.dead[doc]} dead letters; one {codes} expected"
             )
-        if (n02 := self.statuses[(REFUSED, doc, self.sender)]) != 1:
-            out.append(f"{doc}: {n02} status 02 to {self.sender}; 1 expected")
+        if (n02 := self.statuses[(REFUSED, doc, sender)]) != 1:
+            out.append(f"{doc}: {n02} status 02 to {sender}; 1 expected")
         if self.accepted[doc]:
             out.append(f"{doc}: refused but {self.accepted[doc]} accepted events")
         out += [
