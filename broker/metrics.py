@@ -94,6 +94,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._pool_rebuilds = Counter(
+            "docbroker_pipeline_pool_rebuilds_total",
+            "Pipeline worker pools rebuilt after a worker process died",
+            registry=r,
+        )
         self._deliveries = Counter(
             "docbroker_mailbox_deliveries_total", "Envelopes put into agency mailboxes", registry=r
         )
@@ -229,6 +234,9 @@ class Metrics:
 
     def pipeline_commit_failed(self, reason: str) -> None:
         self._commit_failures.labels(reason).inc()
+
+    def pipeline_pool_rebuilt(self) -> None:
+        self._pool_rebuilds.inc()
 
     def delivered(self, latency_seconds: float) -> None:
         self._deliveries.inc()

@@ -272,6 +272,6 @@ class Runtime:
         )
         checks["mailbox_view"] = "ok" if self.view.ready else "not started"
         checks["documents_view"] = "ok" if self.documents.ready else "not started"
-        checks["pipeline"] = "ok" if self.pipeline.running else "not running"
+        checks["pipeline"] = self.pipeline.health()
         self.metrics.readiness(all(v.startswith("ok") for v in checks.values()))
         return checks

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -133,6 +135,23 @@ async def no_blocking_loop() -> AsyncIterator[None]:
         logger.removeHandler(handler)
         loop.set_debug(False)
     assert not handler.slow, "the event loop was blocked:\n" + "\n".join(handler.slow)
+
+
+async def eventually(
+    condition: Callable[[], object], timeout: float, interval: float = 0.05
+) -> bool:
+    """Whether `condition()` (awaited if it is a coroutine function) became true within
+    `timeout` seconds, checked each `interval`, the event loop running meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
 
 
 def backend_env(

@@ -38,7 +38,7 @@ from broker.core.topics import Topics
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
 from broker.pipeline.intake import problems_json
-from broker.pipeline.partitioned import PartitionWorkers
+from broker.pipeline.partitioned import Claim, PartitionWorkers
 
 log = structlog.get_logger(__name__)
 
@@ -94,18 +94,19 @@ class UpstreamSender(PartitionWorkers):
     def _released(self, tp: TopicPartition) -> None:
         self._unconfirmed.pop(tp, None)
 
-    async def _handle_batch(
-        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
-    ) -> bool:
+    async def _handle_batch(self, claim: Claim, records: Sequence[Record]) -> bool:
+        tp = claim.tp
         self._unconfirmed.setdefault(tp, records[0].offset)
         for record in records:
+            if not claim.current:  # read again since polled: not sent twice
+                return False
             outputs = await self._deliver(record)
             if outputs is None:  # stopping: not confirmed, read again later
                 return False
             try:
-                await consumer.commit(tp, record.offset + 1, outputs)
+                await claim.commit(record.offset + 1, outputs)
             except Fenced:
-                log.info("axis sender: partition taken over", partition=str(tp))
+                log.info("axis sender: partition read again or taken over", partition=str(tp))
                 self._unconfirmed.pop(tp, None)
                 return False
             self._unconfirmed[tp] = record.offset + 1

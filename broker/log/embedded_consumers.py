@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from broker.core.errors import BackendUnavailable, Fenced
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
 from broker.log.embedded_store import (
     now_ms,
@@ -49,6 +49,8 @@ class EmbeddedGroupConsumer(GroupConsumer):
     _committed: dict[TopicPartition, int] = field(default_factory=dict)
     _inflight: set[TopicPartition] = field(default_factory=set)
     _paused: set[TopicPartition] = field(default_factory=set)
+    _generations: dict[TopicPartition, int] = field(default_factory=dict)
+    _last_generation: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _task: asyncio.Task[None] | None = None
     _closed: bool = False
@@ -175,10 +177,17 @@ class EmbeddedGroupConsumer(GroupConsumer):
                 if tp not in self._owned:
                     self._owned[tp] = epoch
                     self._committed[tp] = result.committed[tp]
-                    self._positions[tp] = result.committed[tp]
+                    self._restart(tp)
+
+    def _restart(self, tp: TopicPartition) -> None:
+        """Read tp again from its committed offset, in a new generation."""
+        self._positions[tp] = self._committed[tp]
+        self._last_generation += 1
+        self._generations[tp] = self._last_generation
 
     def _drop(self, tp: TopicPartition) -> None:
         self._owned.pop(tp, None)
+        self._generations.pop(tp, None)
         self._positions.pop(tp, None)
         self._committed.pop(tp, None)
         self._inflight.discard(tp)
@@ -186,6 +195,9 @@ class EmbeddedGroupConsumer(GroupConsumer):
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._owned)
+
+    def generation(self, tp: TopicPartition) -> int | None:
+        return self._generations.get(tp)
 
     def pause(self, tps: Collection[TopicPartition]) -> None:
         self._paused.update(tp for tp in tps if tp in self._owned)
@@ -223,11 +235,14 @@ class EmbeddedGroupConsumer(GroupConsumer):
         next_offset: int,
         outputs: Sequence[NewRecord] = (),
         *,
+        generation: int | None = None,
         before_commit: BeforeCommitHook | None = None,
     ) -> list[Position]:
         epoch = self._owned.get(tp)
         if epoch is None:
             raise Fenced(f"{tp} is not assigned to this member")
+        if generation is not None and generation != self._generations.get(tp):
+            raise Fenced(f"{tp}: polled in generation {generation}, read again since")
         await self.log_._check_topics(outputs)
         grp, me, now = self.group, self.member_id, now_ms()
 
@@ -257,6 +272,8 @@ class EmbeddedGroupConsumer(GroupConsumer):
         except Fenced:
             self._drop(tp)
             raise
+        except RecordTooLarge:
+            raise  # nothing written, nothing to read again: the caller commits without it
         except BaseException:
             await self.rewind(tp)
             raise
@@ -266,7 +283,7 @@ class EmbeddedGroupConsumer(GroupConsumer):
 
     async def rewind(self, tp: TopicPartition) -> None:
         if tp in self._owned:
-            self._positions[tp] = self._committed[tp]
+            self._restart(tp)
         self._inflight.discard(tp)
 
 

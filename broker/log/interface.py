@@ -53,6 +53,14 @@ class GroupConsumer(abc.ABC):
 
     Contract: every batch returned by `poll` is committed (`commit`) or given up
     (`rewind`) before the next `poll`, so that reassignment happens between batches.
+
+    Generations: a member's reading of a partition restarts from the committed
+    offset whenever the partition is (re)assigned to it (even back to itself), is
+    rewound, or a commit fails (other than `RecordTooLarge`). Each restart starts a
+    new generation of that partition (`generation`); a member that queues polled
+    records ahead of its commits passes the generation they were polled in to
+    `commit`, which refuses them once it is over: they will be polled again, and
+    must not be processed twice.
     """
 
     @abc.abstractmethod
@@ -66,7 +74,15 @@ class GroupConsumer(abc.ABC):
     async def poll(
         self, timeout: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:
-        """Records of assigned partitions, in offset order per partition; {} on timeout."""
+        """Records of assigned partitions, in offset order per partition; {} on timeout.
+
+        The records of a partition belong to its `generation` as read when `poll`
+        returns (before the caller's next await)."""
+
+    @abc.abstractmethod
+    def generation(self, tp: TopicPartition) -> int | None:
+        """The current generation of this member's reading of `tp` (it changes each
+        time the reading restarts from the committed offset); None when not assigned."""
 
     @abc.abstractmethod
     async def commit(
@@ -75,18 +91,23 @@ class GroupConsumer(abc.ABC):
         next_offset: int,
         outputs: Sequence[NewRecord] = (),
         *,
+        generation: int | None = None,
         before_commit: BeforeCommitHook | None = None,
     ) -> list[Position]:
         """Atomically append `outputs` and set the group's offset of `tp` to `next_offset`.
 
-        Raises `Fenced` when this member no longer owns `tp` (nothing is written),
-        `BackendUnavailable` on other failures (nothing is visible; the consumer
-        rewinds `tp` to its committed offset so the records are polled again).
+        Raises `Fenced` when this member no longer owns `tp`, or when `generation`
+        is given and is not `tp`'s current one (nothing is written either way);
+        `RecordTooLarge` when an output exceeds its topic's limit (nothing is
+        written, and the position and generation stay: the caller may commit the
+        batch again without that output); `BackendUnavailable` on other failures
+        (nothing is visible; the consumer rewinds `tp` to its committed offset so
+        the records are polled again, in a new generation).
         """
 
     @abc.abstractmethod
     async def rewind(self, tp: TopicPartition) -> None:
-        """Poll `tp` again from its committed offset."""
+        """Poll `tp` again from its committed offset (a new generation)."""
 
     @abc.abstractmethod
     def assignment(self) -> frozenset[TopicPartition]:

@@ -12,10 +12,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import (
     KafkaError,
+    MessageSizeTooLargeError,
     ProducerFenced,
 )
 
-from broker.core.errors import BackendUnavailable, Fenced
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
 from broker.log.interface import BeforeCommitHook, GroupConsumer, Tailer
 from broker.log.kafka_common import get_many, kafka_tp, record_of, send_all, tp_of, wrapped
@@ -37,6 +38,8 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
+        self._generations: dict[TopicPartition, int] = {}
+        self._last_generation = 0
 
     def _txn_id(self, tp: TopicPartition) -> str:
         return f"{self.group}.{tp.topic}.{tp.partition}"
@@ -66,6 +69,7 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     async def _close_producer(self, tp: TopicPartition) -> None:
         producer = self._producers.pop(tp, None)
         self._committed.pop(tp, None)
+        self._generations.pop(tp, None)
         if producer is not None:
             with contextlib.suppress(KafkaError):
                 await producer.stop()
@@ -83,6 +87,12 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
             raise
         # Only now may poll hand out records of tp (it filters on this mapping).
         self._producers[tp] = producer
+        self._new_generation(tp)
+
+    def _new_generation(self, tp: TopicPartition) -> None:
+        """tp is read again from its committed offset: what was polled before is stale."""
+        self._last_generation += 1
+        self._generations[tp] = self._last_generation
 
     async def _seek_committed(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
@@ -118,6 +128,9 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._producers)
 
+    def generation(self, tp: TopicPartition) -> int | None:
+        return self._generations.get(tp) if tp in self._producers else None
+
     def _owned_ktps(self, tps: Collection[TopicPartition]) -> list[Any]:
         assigned = self._consumer.assignment() if self._consumer is not None else set()
         return [k for k in map(kafka_tp, tps) if k in assigned]
@@ -147,12 +160,20 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
         next_offset: int,
         outputs: Sequence[NewRecord] = (),
         *,
+        generation: int | None = None,
         before_commit: BeforeCommitHook | None = None,
     ) -> list[Position]:
         async with self._lock(tp):
             producer = self._producers.get(tp)
             if producer is None:
                 raise Fenced(f"{tp} is not assigned to this member")
+            if generation is not None and generation != self._generations.get(tp):
+                raise Fenced(f"{tp}: polled in generation {generation}, read again since")
+            limit = self.log_.max_record_bytes
+            if too_large := [r for r in outputs if r.size > limit]:
+                raise RecordTooLarge(
+                    f"record of {too_large[0].size} bytes exceeds {limit} on {too_large[0].topic}"
+                )
             try:
                 await producer.begin_transaction()
                 metas = await send_all(producer, outputs)
@@ -163,6 +184,9 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
             except ProducerFenced as exc:
                 await self._close_producer(tp)
                 raise Fenced(f"{tp}: fenced by a newer owner") from exc
+            except MessageSizeTooLargeError as exc:  # a broker's limit below ours
+                await self._abandon_transaction(tp)
+                raise RecordTooLarge(f"commit {tp}: {exc}") from exc
             except KafkaError as exc:
                 # The transaction's fate may be unknown (a timeout): a fresh producer's
                 # init_transactions settles it, then the committed offset tells the truth.
@@ -170,6 +194,21 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
                 raise wrapped(exc, f"commit {tp}") from exc
             self._committed[tp] = next_offset
             return [Position(m.topic, m.partition, m.offset) for m in metas]
+
+    async def _abandon_transaction(self, tp: TopicPartition) -> None:
+        """Abort the open transaction (never committed) with a fresh producer's
+        init_transactions, and go on reading where tp was: the caller commits again."""
+        old = self._producers[tp]
+        with contextlib.suppress(KafkaError):
+            await old.stop()
+        producer = self.log_.transactional_producer(self._txn_id(tp))
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            self._producers.pop(tp, None)
+            await self._reset(tp)
+            raise wrapped(exc, f"abort {tp}") from exc
+        self._producers[tp] = producer
 
     async def _reset(self, tp: TopicPartition) -> None:
         await self._close_producer(tp)
@@ -181,6 +220,8 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     async def rewind(self, tp: TopicPartition) -> None:
         if self._consumer is not None and tp in self._committed:
             self._consumer.seek(kafka_tp(tp), self._committed[tp])
+            if tp in self._producers:
+                self._new_generation(tp)
 
 
 class KafkaTailer(Tailer):

@@ -102,6 +102,11 @@ def ids_of(record: Record) -> Ids:
     )
 
 
+def first_seen(record: Record, at_ms: int) -> FirstSeen:
+    """What the dedup index keeps of a submission the pipeline took in at `at_ms`."""
+    return FirstSeen(at_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)
+
+
 def with_changes(outcome: Outcome, **changes: Any) -> Outcome:
     return replace(outcome, **changes)
 

@@ -37,4 +37,5 @@ def build_processor(settings: Settings) -> InboundProcessor:
         dedup_window_ms=settings.pipeline.dedup_window_days * 86400 * 1000,
         broker_name=settings.organ_name,
         strict_default=settings.validation.strict,
+        max_record_bytes=settings.max_record_bytes,
     )

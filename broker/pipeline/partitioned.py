@@ -7,6 +7,12 @@ consumed offset). A batch that fails is given up and read again from the
 committed offset. While too much is queued the partitions are paused (polling
 goes on, fetching nothing), so memory stays bounded and the membership alive.
 On stop, the batch each worker has in hand is finished.
+
+Each queue holds the records of one generation of its partition (see
+GroupConsumer): when the consumer restarts a partition from its committed offset
+(a failed commit, a rebalance that gives it back), what was queued before is
+dropped unprocessed, and a batch in hand from before cannot commit (`Claim`).
+The records come again, and each is processed once.
 """
 
 from __future__ import annotations
@@ -14,15 +20,43 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
 from broker.core.errors import BackendUnavailable
-from broker.core.logrecords import Record, TopicPartition
+from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
 from broker.log.interface import GroupConsumer
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A partition as its records were polled: one generation of this member's
+    reading of it. A commit through it is refused (`Fenced`) once the consumer read
+    the partition again from its committed offset."""
+
+    consumer: GroupConsumer
+    tp: TopicPartition
+    generation: int
+
+    async def commit(self, next_offset: int, outputs: Sequence[NewRecord] = ()) -> list[Position]:
+        return await self.consumer.commit(self.tp, next_offset, outputs, generation=self.generation)
+
+    @property
+    def current(self) -> bool:
+        """Whether the records of this claim are still the ones to process."""
+        return self.consumer.generation(self.tp) == self.generation
+
+
+@dataclass
+class _Queue:
+    """A partition's polled records, all of one generation."""
+
+    generation: int
+    records: list[Record] = field(default_factory=list)
 
 
 class PartitionWorkers(abc.ABC):
@@ -35,16 +69,14 @@ class PartitionWorkers(abc.ABC):
         self.poll_timeout = poll_timeout
         self.queue_limit = queue_limit
         self._stopping = asyncio.Event()
-        self._queues: dict[TopicPartition, list[Record]] = {}
+        self._queues: dict[TopicPartition, _Queue] = {}
         self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
         self._queued = 0
 
     @abc.abstractmethod
-    async def _handle_batch(
-        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
-    ) -> bool:
-        """Handle and commit one batch; False when the partition's queue must be dropped
-        (the partition is no longer this member's)."""
+    async def _handle_batch(self, claim: Claim, records: Sequence[Record]) -> bool:
+        """Handle and commit one batch (through `claim`); False when the partition's
+        queue must be dropped (the partition is no longer this member's)."""
 
     def _released(self, tp: TopicPartition) -> None:  # noqa: B027 - optional hook
         """The partition was assigned away (forget what was cached about it)."""
@@ -71,17 +103,7 @@ class PartitionWorkers(abc.ABC):
                     consumer.resume(consumer.assignment())
                     paused = False
                 batches = await consumer.poll(timeout, self.batch_size * 4)
-                assigned = consumer.assignment()
-                for tp in [tp for tp in self._workers if tp not in assigned]:
-                    self._released(tp)
-                for tp, recs in batches.items():
-                    self._queues.setdefault(tp, []).extend(recs)
-                    self._queued += len(recs)
-                    worker = self._workers.get(tp)
-                    if worker is None or worker.done():
-                        self._workers[tp] = asyncio.create_task(
-                            self._drain(consumer, tp), name=f"{self.name}-{tp}"
-                        )
+                self._queue(consumer, batches)
                 backoff = 0.1
             except BackendUnavailable as exc:
                 log.warning(
@@ -97,42 +119,73 @@ class PartitionWorkers(abc.ABC):
         # Stopping: the batch each worker has in hand is finished.
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
 
-    def _take(self, tp: TopicPartition, n: int) -> list[Record]:
-        queue = self._queues.get(tp, [])
-        batch = queue[:n]
-        del queue[:n]
-        self._queued -= len(batch)
-        return batch
+    def _queue(
+        self, consumer: GroupConsumer, batches: Mapping[TopicPartition, Sequence[Record]]
+    ) -> None:
+        """Queue what a poll returned, each partition's records with their generation
+        (read now, before any await); a queue of an older generation is dropped."""
+        assigned = consumer.assignment()
+        for tp in [tp for tp in self._workers if tp not in assigned]:
+            self._released(tp)
+        for tp, recs in batches.items():
+            generation = consumer.generation(tp)
+            if generation is None:
+                continue  # not this member's any more
+            queue = self._queues.get(tp)
+            if queue is None or queue.generation != generation:
+                self._drop(tp)
+                queue = self._queues[tp] = _Queue(generation)
+            queue.records.extend(recs)
+            self._queued += len(recs)
+            worker = self._workers.get(tp)
+            if worker is None or worker.done():
+                self._workers[tp] = asyncio.create_task(
+                    self._drain(consumer, tp), name=f"{self.name}-{tp}"
+                )
 
-    def _drop(self, tp: TopicPartition) -> None:
-        """Forget what is queued for tp: uncommitted, it will be read again."""
-        self._take(tp, len(self._queues.get(tp, [])))
+    def _drop(self, tp: TopicPartition, generation: int | None = None) -> None:
+        """Forget what is queued for tp (of `generation` only, if given): uncommitted,
+        it will be read again."""
+        queue = self._queues.get(tp)
+        if queue is not None and generation in (None, queue.generation):
+            self._queued -= len(queue.records)
+            del self._queues[tp]
 
     async def _drain(self, consumer: GroupConsumer, tp: TopicPartition) -> None:
         """The partition's worker: its queued records in order, a commit per batch."""
-        while self._queues.get(tp):
-            if self._stopping.is_set() or tp not in consumer.assignment():
+        while (queue := self._queues.get(tp)) is not None and queue.records:
+            if self._stopping.is_set():
                 self._drop(tp)
                 return
-            batch = self._take(tp, self.batch_size)
+            claim = Claim(consumer, tp, queue.generation)
+            if not claim.current:  # read again from the committed offset since polled
+                self._drop(tp, claim.generation)
+                continue
+            batch = queue.records[: self.batch_size]
+            del queue.records[: self.batch_size]
+            self._queued -= len(batch)
             try:
-                if not await self._handle_batch(consumer, tp, batch):
-                    self._drop(tp)
-                    return
+                if not await self._handle_batch(claim, batch):
+                    self._drop(tp, claim.generation)
             except BackendUnavailable as exc:
-                self._drop(tp)  # the consumer rewound tp to its committed offset
+                await self._give_up(claim)
                 log.warning(
-                    f"{self.name}: commit failed; the batch will be read again",
+                    f"{self.name}: batch failed; it will be read again",
                     partition=str(tp),
                     error=str(exc),
                 )
                 await asyncio.sleep(0.5)
-                return
             except Exception:
-                self._drop(tp)
-                await consumer.rewind(tp)
+                await self._give_up(claim)
                 log.exception(
                     f"{self.name}: batch failed; it will be read again", partition=str(tp)
                 )
                 await asyncio.sleep(1.0)
-                return
+
+    async def _give_up(self, claim: Claim) -> None:
+        """Drop what was queued with the failed batch and read the partition again from
+        its committed offset (the consumer did, if the commit failed; else do it now,
+        or later batches would commit past the failed one)."""
+        self._drop(claim.tp, claim.generation)
+        if claim.current:
+            await claim.consumer.rewind(claim.tp)

@@ -41,6 +41,7 @@ from broker.pipeline.batch import (
     Passed,
     accepted_event,
     event_fields,
+    first_seen,
     ids_of,
     iso_seconds,
     routed_event,
@@ -76,7 +77,7 @@ class InboundProcessor(ReceiptSteps):
         out = []
         for record in records:
             outcome = self.process(record, batch_ctx)
-            first = FirstSeen(ctx.now_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)
+            first = first_seen(record, ctx.now_ms)
             for key in outcome.dedup:
                 fresh.setdefault(key, first)
             out.append(outcome)
@@ -156,7 +157,10 @@ class InboundProcessor(ReceiptSteps):
         passed = Passed(env, sender, check, passed.warnings)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
             return with_changes(self._route_down(record, passed, ctx), dedup=dedup)
-        return with_changes(self._route(record, passed, ctx), signature=verdict, dedup=dedup)
+        routed = self._route(record, passed, ctx)
+        if routed.outcome != "routed":  # too large to forward: not received, may be resent
+            return with_changes(routed, signature=verdict)
+        return with_changes(routed, signature=verdict, dedup=dedup)
 
     def _already_received(
         self,
@@ -256,8 +260,34 @@ class InboundProcessor(ReceiptSteps):
             events.append(routed_event(decision, hop, ctx.now_ms))
         if upstream:
             records.append(self._upstream(forwarded, hop.sha256, upstream, env, ids, ctx.now_ms))
+        if (too_large := self._oversized(records)) is not None:
+            return self.refuse(record, [too_large], ctx, env, passed.sender)
         codes = tuple(dict.fromkeys(w.code for w in passed.warnings))
         return Outcome("routed", tuple(records), tuple(events), deliveries, warnings=codes)
+
+    def _oversized(self, records: Sequence[NewRecord]) -> Problem | None:
+        """Whether a record the submission turns into is more than the log takes (its
+        text escaped, e.g. `>` written `&gt;`, a package that fits may not): refused
+        here, a value like any refusal, rather than by the commit of its batch."""
+        largest = max((r.size for r in records), default=0)
+        if self.max_record_bytes is None or largest <= self.max_record_bytes:
+            return None
+        return Problem(
+            "too-large",
+            f"its stamped and signed copy takes {largest} bytes, "
+            f"more than the {self.max_record_bytes} a record may hold",
+        )
+
+    def too_large(self, record: Record, ctx: BatchContext, detail: str) -> Outcome:
+        """The refusal of a record whose outputs the log refused as too large: a dead
+        letter, an event and, when its package names a known sender, a 02."""
+        problem = Problem("too-large", f"its outputs exceed the record limit: {detail}")
+        try:
+            env: Envelope | None = self.validator.check(record.value or b"")
+        except InputRefused:
+            env = None
+        sender = ctx.directory.find(env.sender_id) if env is not None else None
+        return self.refuse(record, [problem], ctx, env, sender)
 
     def _recipient_refused(
         self, passed: Passed, decision: Decision, hop: Hop, ctx: BatchContext

@@ -8,11 +8,21 @@ the member takes a partition over it first catches up with the chain heads and
 the dedup index, so it continues exactly where its predecessor committed.
 Partitions are handled concurrently; batches of one partition in order. On
 stop, the batch in hand is finished and committed before the consumer leaves.
+
+Each batch is committed through the claim of the generation it was polled in
+(broker.pipeline.partitioned): after a rebalance that gives a partition back, or
+a failed commit, the records come again and are processed once. What the
+partition's chain head was is cached per generation. An output the log refuses
+as too large (the processor refuses what exceeds the configured limit itself)
+makes the batch commit record by record, the offending one refused. The worker
+processes are supervised (broker.pipeline.supervisor): rebuilt when one dies, a
+record that keeps killing them refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,10 +38,11 @@ from broker.core.problems import Problem
 from broker.core.records import FirstSeen, H, received_at_ms
 from broker.log.interface import DurableLog, GroupConsumer
 from broker.metrics import Metrics
-from broker.pipeline.batch import BatchContext, Outcome, ids_of
-from broker.pipeline.partitioned import PartitionWorkers
+from broker.pipeline.batch import BatchContext, Outcome, first_seen
+from broker.pipeline.partitioned import Claim, PartitionWorkers
 from broker.pipeline.processing import InboundProcessor, lookup_keys
-from broker.pipeline.workers import ProcessingPool, process_in_pool
+from broker.pipeline.supervisor import SupervisedPool
+from broker.pipeline.workers import ProcessingPool
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState
 from broker.state.heads import ChainHeads
@@ -70,20 +81,32 @@ class Pipeline(PartitionWorkers):
         self.topics = processor.topics
         self._consumer: GroupConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._owned: dict[TopicPartition, ChainHead] = {}  # partitions caught up, their chain
+        # Partitions caught up with, the generation that did, and their chain's head.
+        self._owned: dict[TopicPartition, tuple[int, ChainHead]] = {}
         self._processes = processes
         self._settings = settings
-        self._pool: ProcessingPool | None = None
+        self._pool: SupervisedPool | None = None
         self.running = False
 
     def chain_of(self, tp: TopicPartition) -> str:
         name = "receipts" if tp.topic == self.topics.receipts else "inbound"
         return f"{name}:{tp.partition}"
 
+    def health(self) -> str:
+        """Either "ok" or why the pipeline cannot process now (for /readyz)."""
+        if not self.running:
+            return "not running"
+        problem = self._pool.problem if self._pool is not None else None
+        return problem or "ok"
+
     async def start(self) -> None:
         if self._processes and self._settings is not None:
-            self._pool = ProcessingPool(self._settings, self._processes)
-            await asyncio.to_thread(self._pool.warm_up)
+            settings, processes = self._settings, self._processes
+            self._pool = SupervisedPool(
+                lambda: ProcessingPool.for_pipeline(settings, processes),
+                on_rebuild=self.metrics.pipeline_pool_rebuilt,
+            )
+            await self._pool.start()
             log.info("pipeline worker processes started", processes=self._processes)
         self._consumer = self.log_.group_consumer(
             self.group, [self.topics.inbound, self.topics.receipts]
@@ -100,7 +123,7 @@ class Pipeline(PartitionWorkers):
         if self._consumer is not None:
             await self._consumer.close()
         if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown)
+            await self._pool.stop()
         self.running = False
 
     async def _loop(self) -> None:
@@ -111,46 +134,57 @@ class Pipeline(PartitionWorkers):
     def _released(self, tp: TopicPartition) -> None:
         self._owned.pop(tp, None)
 
-    async def _take_over(self, tp: TopicPartition) -> ChainHead:
-        """Catch up with what the partition's previous owner committed."""
-        head = self._owned.get(tp)
-        if head is None:
-            await self.heads.follower.caught_up()
-            await self.dedup.follower.caught_up()
-            head = self._owned[tp] = self.heads.get(self.chain_of(tp))
+    async def _take_over(self, claim: Claim) -> ChainHead:
+        """Catch up with what the partition's previous owner committed, once per
+        generation (a partition given back may have had another owner meanwhile)."""
+        cached = self._owned.get(claim.tp)
+        if cached is not None and cached[0] == claim.generation:
+            return cached[1]
+        await self.heads.follower.caught_up()
+        await self.dedup.follower.caught_up()
+        head = self.heads.get(self.chain_of(claim.tp))
+        self._owned[claim.tp] = (claim.generation, head)
         return head
 
-    async def _handle_batch(
-        self, consumer: GroupConsumer, tp: TopicPartition, records: Sequence[Record]
-    ) -> bool:
+    async def _handle_batch(self, claim: Claim, records: Sequence[Record]) -> bool:
         """Process and commit one batch; False when the partition's queue must be dropped."""
         started = time.monotonic()
-        head = await self._take_over(tp)
+        tp = claim.tp
         ctx = BatchContext(self.directory.current, self.dedup.committed, now_ms())
+        await self._take_over(claim)
         outcomes = await self._process(records, ctx)
-        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
         try:
-            await consumer.commit(tp, records[-1].offset + 1, outputs)
+            outcomes = await self._commit(claim, records, outcomes, ctx)
         except Fenced as exc:
             self._owned.pop(tp, None)
             self.metrics.pipeline_commit_failed("fenced")
             log.info(
-                "pipeline: partition taken over by another member",
+                "pipeline: partition read again or taken over; its batch is dropped",
                 partition=str(tp),
                 detail=str(exc),
             )
             return False
-        except RecordTooLarge:
-            self.metrics.pipeline_commit_failed("too-large")
-            outcomes = await self._commit_one_by_one(consumer, tp, records, ctx)
         except BackendUnavailable:
             self._owned.pop(tp, None)  # reload the head after the rewind
             self.metrics.pipeline_commit_failed("backend")
             raise
-        else:
-            self._committed(tp, new_head, outcomes, records, ctx.now_ms)
         self._observe(records, outcomes, time.monotonic() - started)
         return True
+
+    async def _commit(
+        self, claim: Claim, records: Sequence[Record], outcomes: list[Outcome], ctx: BatchContext
+    ) -> list[Outcome]:
+        """The batch's outputs and offset in one transaction; record by record when the
+        log refuses an output as too large (the batch is not read again)."""
+        head = await self._take_over(claim)
+        outputs, new_head = self._outputs(outcomes, records, head, ctx.now_ms)
+        try:
+            await claim.commit(records[-1].offset + 1, outputs)
+        except RecordTooLarge:
+            self.metrics.pipeline_commit_failed("too-large")
+            return await self._commit_each(claim, records, outcomes, ctx)
+        self._committed(claim, new_head, outcomes, records, ctx.now_ms)
+        return outcomes
 
     async def _process(self, records: Sequence[Record], ctx: BatchContext) -> list[Outcome]:
         """The batch's CPU work, off the event loop: in a worker process if there are any."""
@@ -162,10 +196,25 @@ class Pipeline(PartitionWorkers):
                 first = ctx.seen(*k)
                 if first is not None:
                     seen[k] = first
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool.executor, process_in_pool, records, ctx.directory, seen, ctx.now_ms
+        outcomes = await self._pool.process(records, ctx.directory, seen, ctx.now_ms)
+        return [
+            outcome if outcome is not None else self._poison(record, ctx)
+            for record, outcome in zip(records, outcomes, strict=True)
+        ]
+
+    def _poison(self, record: Record, ctx: BatchContext) -> Outcome:
+        """A record that killed a worker process each time: refused, not retried."""
+        log.error(
+            "pipeline: a record killed a worker process each time; refused",
+            partition=str(record.tp),
+            offset=record.offset,
+            message_id=record.header_str(H.MESSAGE_ID),
         )
+        problem = Problem(
+            "internal-error",
+            "a pipeline worker process died each time it processed this record",
+        )
+        return self.processor.refuse(record, [problem], ctx, outcome="failed")
 
     def _outputs(
         self, outcomes: Sequence[Outcome], records: Sequence[Record], head: ChainHead, at: int
@@ -181,50 +230,60 @@ class Pipeline(PartitionWorkers):
 
     def _committed(
         self,
-        tp: TopicPartition,
+        claim: Claim,
         head: ChainHead,
         outcomes: Sequence[Outcome],
         records: Sequence[Record],
         at: int,
     ) -> None:
-        if tp in self._owned:
-            self._owned[tp] = head
+        if claim.tp in self._owned:
+            self._owned[claim.tp] = (claim.generation, head)
         for outcome, record in zip(outcomes, records, strict=True):
             self.dedup.remember(outcome.dedup, first_seen(record, at))
 
-    async def _commit_one_by_one(
+    async def _commit_each(
         self,
-        consumer: GroupConsumer,
-        tp: TopicPartition,
+        claim: Claim,
         records: Sequence[Record],
+        outcomes: Sequence[Outcome],
         ctx: BatchContext,
     ) -> list[Outcome]:
-        """A batch whose outputs were too large: find the record and dead-letter it."""
+        """A batch whose outputs were too large for the log: each record's outcome (not
+        processed again) committed alone, and the one that is too large refused."""
         done: list[Outcome] = []
-        head = await self._take_over(tp)
-        for record in records:
-            (outcome,) = await self._process([record], ctx)
+        for record, outcome in zip(records, outcomes, strict=True):
+            head = await self._take_over(claim)
             outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
             try:
-                await consumer.commit(tp, record.offset + 1, outputs)
+                await claim.commit(record.offset + 1, outputs)
             except RecordTooLarge as exc:
-                stripped = Record(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    b"",
-                    record.headers,
-                    record.timestamp_ms,
-                )
-                problem = Problem("too-large", f"outputs exceed the record limit: {exc}")
-                outcome = self.processor.refuse(stripped, [problem], ctx)
-                outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
-                await consumer.commit(tp, record.offset + 1, outputs)
-            head = new_head
-            self._committed(tp, head, [outcome], [record], ctx.now_ms)
+                outcome, new_head = await self._refuse_too_large(claim, record, head, ctx, exc)
+            self._committed(claim, new_head, [outcome], [record], ctx.now_ms)
             done.append(outcome)
         return done
+
+    async def _refuse_too_large(
+        self,
+        claim: Claim,
+        record: Record,
+        head: ChainHead,
+        ctx: BatchContext,
+        exc: RecordTooLarge,
+    ) -> tuple[Outcome, ChainHead]:
+        """Commit the refusal of a record whose outputs the log would not take (its dead
+        letter without the package if even that is too large)."""
+        outcome = await asyncio.to_thread(self.processor.too_large, record, ctx, str(exc))
+        outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+        try:
+            await claim.commit(record.offset + 1, outputs)
+        except RecordTooLarge:
+            bare = dataclasses.replace(record, value=b"")
+            outcome = self.processor.refuse(
+                bare, [Problem("too-large", f"its outputs exceed the record limit: {exc}")], ctx
+            )
+            outputs, new_head = self._outputs([outcome], [record], head, ctx.now_ms)
+            await claim.commit(record.offset + 1, outputs)
+        return outcome, new_head
 
     def _observe(
         self, records: Sequence[Record], outcomes: Sequence[Outcome], seconds: float
@@ -244,8 +303,3 @@ class Pipeline(PartitionWorkers):
                 self.metrics.envelope_warned(code)
             if outcome.signature is not None:
                 self.metrics.sender_signature(*outcome.signature)
-
-
-def first_seen(record: Record, at_ms: int) -> FirstSeen:
-    """What the dedup index keeps of a submission the pipeline took in at `at_ms`."""
-    return FirstSeen(at_ms, record.header_str(H.MESSAGE_ID), ids_of(record).sha256)

@@ -38,6 +38,7 @@ class StatusMaker:
     dedup_window_ms: int = 30 * 86400 * 1000
     broker_name: str = "Trục liên thông văn bản"
     strict_default: bool = False  # for senders whose directory record does not say
+    max_record_bytes: int | None = None  # the largest record the log takes (None: any)
 
     def for_sender(self, verdict: Verdict, sender: Agency | None) -> Verdict:
         """The verdict under the sender's policy: a strict sender's warnings refuse."""

@@ -10,12 +10,14 @@ outcomes: it does no I/O.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 from broker.config import Settings
 from broker.core.logrecords import Record
@@ -25,6 +27,7 @@ from broker.pipeline.batch import BatchContext, Outcome
 from broker.pipeline.processing import InboundProcessor
 
 _processor: InboundProcessor | None = None
+Seen = dict[tuple[str, str], FirstSeen]  # what the dedup index knows of a batch's documents
 
 
 def _init(settings: Settings, parent: int) -> None:
@@ -44,10 +47,7 @@ def _exit_with(parent: int, interval: float = 1.0) -> None:
 
 
 def _process(
-    records: Sequence[Record],
-    directory: Directory,
-    seen: dict[tuple[str, str], FirstSeen],
-    now_ms: int,
+    records: Sequence[Record], directory: Directory, seen: Seen, now_ms: int
 ) -> list[Outcome]:
     assert _processor is not None, "worker not initialised"
     ctx = BatchContext(directory, lambda sender, doc: seen.get((sender, doc)), now_ms)
@@ -58,17 +58,32 @@ def _ready() -> bool:
     return _processor is not None
 
 
-class ProcessingPool:
-    """`process_batch` in worker processes (spawned: the daemon has threads)."""
+Work = Callable[[Sequence[Record], Directory, Seen, int], list[Outcome]]
 
-    def __init__(self, settings: Settings, processes: int) -> None:
+
+class ProcessingPool:
+    """`work` (process_batch) in worker processes (spawned: the daemon has threads)."""
+
+    def __init__(
+        self,
+        processes: int,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple[Any, ...] = (),
+        work: Work | None = None,
+    ) -> None:
         self.processes = processes
+        self.work = work or process_in_pool
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init,
-            initargs=(settings, os.getpid()),
+            initializer=initializer,
+            initargs=initargs,
         )
+
+    @classmethod
+    def for_pipeline(cls, settings: Settings, processes: int) -> ProcessingPool:
+        """Workers that build the pipeline's processor once, and exit with the daemon."""
+        return cls(processes, _init, (settings, os.getpid()))
 
     def warm_up(self) -> None:
         """Start every worker now (keys load at start, not on the first envelope)."""
@@ -76,18 +91,29 @@ class ProcessingPool:
         for f in futures:
             f.result(timeout=120)
 
-    @property
-    def executor(self) -> ProcessPoolExecutor:
-        return self._pool
+    async def run(
+        self,
+        records: Sequence[Record],
+        directory: Directory,
+        seen: Seen,
+        now_ms: int,
+    ) -> list[Outcome]:
+        """One batch in a worker process; BrokenProcessPool when a worker died."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.work, records, directory, seen, now_ms)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    async def ping(self) -> None:
+        """A round trip through a worker; BrokenProcessPool when a worker died."""
+        await asyncio.wrap_future(self._pool.submit(_ready))
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def process_in_pool(
     records: Sequence[Record],
     directory: Directory,
-    seen: dict[tuple[str, str], FirstSeen],
+    seen: Seen,
     now_ms: int,
 ) -> list[Outcome]:
     """The function the pool runs (importable by name in the workers)."""

@@ -58,8 +58,9 @@ async def test_a_resend_right_after_is_answered_with_the_first_message_id(
     assert first.status == 202 and again.status == 200, await again.text()
     a, b = await first.json(), await again.json()
     assert b["message_id"] == a["message_id"] and b["duplicate"] is True
-    ledger = await wait_settled(api_settings_env, Expected("H35", {doc_id: DELIVERED_TO}))
-    assert ledger.discrepancies(Expected("H35", {doc_id: DELIVERED_TO})) == []
+    expected = Expected("H35", {doc_id: DELIVERED_TO}, resent={doc_id: 2})
+    ledger = await wait_settled(api_settings_env, expected)
+    assert ledger.discrepancies(expected) == []
 
 
 async def test_concurrent_resends_of_the_same_bytes(
@@ -82,7 +83,7 @@ async def test_concurrent_resends_of_the_same_bytes(
         mine = answers[4 * i : 4 * i + 4]
         assert sorted(s for s, _ in mine) == [200, 200, 200, 202], (doc_id, mine)
         assert len({m for _, m in mine}) == 1, (doc_id, mine)
-    expected = Expected("H35", docs)
+    expected = Expected("H35", docs, resent=dict.fromkeys(docs, 4))
     ledger = await wait_settled(api_settings_env, expected)
     assert ledger.discrepancies(expected) == [], ledger.summary()
     assert ledger.summary()["statuses_02"] == 0
@@ -130,7 +131,7 @@ async def test_a_resend_to_another_instance(
         ids[doc_id] = (await first.json())["message_id"]
         quick = await second.post("/v1/envelopes", data=data, headers=XML)
         assert quick.status in (200, 202), await quick.text()
-    expected = Expected("H35", docs)
+    expected = Expected("H35", docs, resent=dict.fromkeys(docs, 2))
     ledger = await wait_settled(api_settings_env, expected)
     assert ledger.discrepancies(expected) == [], ledger.summary()
     for doc_id in docs:  # by now the other instance knows each claim
@@ -208,7 +209,9 @@ async def test_a_slow_append_is_answered_503_and_its_resend_recognised(
         release.set()
         waited = await waiting  # held while the first lands, then answered with its id
         assert waited.status == 200 and (await waited.json())["duplicate"] is True
+        posts = 3
         for _ in range(100):
+            posts += 1
             landed = await api.post("/v1/envelopes", data=data, headers=XML)
             if landed.status != 503:
                 break
@@ -216,7 +219,7 @@ async def test_a_slow_append_is_answered_503_and_its_resend_recognised(
     finally:
         runtime.log.append = real_append  # type: ignore[method-assign]
     assert landed.status == 200 and (await landed.json())["duplicate"] is True
-    expected = Expected("H35", {doc_id: DELIVERED_TO})
+    expected = Expected("H35", {doc_id: DELIVERED_TO}, resent={doc_id: posts})
     ledger = await wait_settled(api_settings_env, expected)
     assert ledger.discrepancies(expected) == []
 

@@ -250,10 +250,11 @@ class TestConsumerGroups:
             rest = await consume(member, until=7)
         assert [r.value for r in rest] == [str(i).encode() for i in range(3, 10)]
 
-    async def test_rewind_after_a_failed_commit_polls_the_batch_again(
+    async def test_rewind_after_a_refused_commit_polls_the_batch_again(
         self, make_log: LogFactory, unique_prefix: str
     ) -> None:
-        """A commit that fails leaves nothing visible and the batch comes back."""
+        """A commit refused (an output too large) leaves nothing visible; given up
+        (`rewind`), the batch comes back."""
         log = await make_log(max_record_bytes=64 * 1024)
         src, dst = await make_topics(
             log, unique_prefix, "in", "out", partitions=1, max_bytes=64 * 1024
@@ -266,6 +267,7 @@ class TestConsumerGroups:
                 await consumer.commit(
                     tp, batch[-1].offset + 1, [NewRecord(dst, b"ok"), NewRecord(dst, b"x" * MiB)]
                 )
+            await consumer.rewind(tp)
             again = await consume(consumer, until=2)
         assert [r.value for r in again] == [b"a", b"b"]
         assert await tail_all(log, dst, 0) == []
