@@ -1,21 +1,30 @@
-"""The real Apache Kafka broker the suite runs against, started by bin/kafka-local.
+"""The real Apache Kafka the suite runs against, started by bin/kafka-local: one
+broker for most tests, a 3-node cluster for the tests marked `kafka_cluster`.
 
 Set DOCBROKER_TEST_KAFKA_BOOTSTRAP=host:port to use a broker that is already
-running (a developer's `bin/kafka-local start`) instead of starting one.
+running (a developer's `bin/kafka-local start`) instead of starting one, and
+DOCBROKER_TEST_KAFKA_CLUSTER_DIR=DIR to use a cluster started with
+`bin/kafka-local start --nodes 3 --dir DIR` (the fault tests kill and restart its
+nodes, so they need its folder, not only its address).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = ROOT / "bin" / "kafka-local"
+CLUSTER_NODES = 3
 
 
 @dataclass(frozen=True)
@@ -25,20 +34,26 @@ class KafkaBroker:
     data_dir: Path | None
 
 
+def kafka_local(*args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run bin/kafka-local; its last line of output, parsed (JSON)."""
+    proc = subprocess.run(
+        [sys.executable, str(KAFKA_LOCAL), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode not in (0, 3):  # 3: `status` of something not (all) running
+        what = " ".join(args)
+        raise RuntimeError(f"bin/kafka-local {what} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def start_broker(data_dir: Path) -> KafkaBroker:
     external = os.environ.get("DOCBROKER_TEST_KAFKA_BOOTSTRAP")
     if external:
         return KafkaBroker(external, None, None)
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, str(KAFKA_LOCAL), "start", "--dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"bin/kafka-local start failed:\n{proc.stdout}\n{proc.stderr}")
-    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    state = kafka_local("start", "--dir", str(data_dir))
     elapsed = time.monotonic() - started
     print(
         f"\nkafka: {state['version']} at {state['bootstrap']}, ready in "
@@ -50,8 +65,128 @@ def start_broker(data_dir: Path) -> KafkaBroker:
 
 def stop_broker(broker: KafkaBroker) -> None:
     if broker.data_dir is not None:
-        subprocess.run(
-            [sys.executable, str(KAFKA_LOCAL), "stop", "--dir", str(broker.data_dir)],
-            capture_output=True,
-            timeout=120,
+        _stop(broker.data_dir)
+
+
+def _stop(data_dir: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(KAFKA_LOCAL), "stop", "--dir", str(data_dir)],
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """A cluster of combined KRaft nodes (broker and controller in each), every node
+    on 127.0.0.1 with its own data folder. Nodes are named by id: 1, 2, 3."""
+
+    bootstrap: str
+    data_dir: Path
+    owned: bool  # started by the suite: stopped and its data removed at the end
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Each node's node_id, port, pid, dir and process (running, paused, dead)."""
+        return kafka_local("status", "--dir", str(self.data_dir))["nodes"]
+
+    def node(self, node_id: int) -> dict[str, Any]:
+        return next(n for n in self.nodes() if n["node_id"] == node_id)
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 one node (returns once it is gone)."""
+        kafka_local("kill", "--dir", str(self.data_dir), "--node", str(node_id))
+
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP: the node stops answering anyone, its connections stay open."""
+        os.kill(self.node(node_id)["pid"], signal.SIGSTOP)
+
+    def resume(self, node_id: int) -> None:
+        os.kill(self.node(node_id)["pid"], signal.SIGCONT)
+
+    def start_node(self, node_id: int) -> float:
+        """Start a stopped node again on its data; seconds until it answered Metadata
+        listing itself (registered with the controllers, unfenced)."""
+        state = kafka_local("start-node", "--dir", str(self.data_dir), "--node", str(node_id))
+        return float(state.get("ready_seconds", 0.0))
+
+    def partitions(self, topics: list[str] | None = None) -> list[PartitionState]:
+        """What the admin client's metadata says of each partition (all topics: None)."""
+        return asyncio.run(describe_partitions(self.bootstrap, topics))
+
+    def wait_in_sync(self, timeout: float = 120) -> float:
+        """Until every replica of every partition is in sync again; seconds waited."""
+        started = time.monotonic()
+        while True:
+            lagging = [p for p in self.partitions() if set(p.isr) != set(p.replicas)]
+            if not lagging:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{len(lagging)} partitions under-replicated: {lagging[:3]}")
+            time.sleep(0.5)
+
+    def heal(self) -> list[str]:
+        """Every node running again (a test that failed half-way leaves one down)."""
+        done = []
+        for node in self.nodes():
+            if node["process"] == "paused":
+                self.resume(node["node_id"])
+                done.append(f"resumed {node['node_id']}")
+            elif node["process"] == "dead":
+                self.start_node(node["node_id"])
+                done.append(f"restarted {node['node_id']}")
+        return done
+
+
+def start_cluster(data_dir: Path) -> KafkaCluster:
+    external = os.environ.get("DOCBROKER_TEST_KAFKA_CLUSTER_DIR")
+    if external:
+        state = kafka_local("status", "--dir", external)
+        if not state.get("running"):
+            raise RuntimeError(f"DOCBROKER_TEST_KAFKA_CLUSTER_DIR={external}: not running")
+        return KafkaCluster(state["bootstrap"], Path(external), owned=False)
+    started = time.monotonic()
+    state = kafka_local("start", "--nodes", str(CLUSTER_NODES), "--dir", str(data_dir))
+    print(
+        f"\nkafka cluster: {CLUSTER_NODES} nodes of {state['version']} at {state['bootstrap']}, "
+        f"ready in {state.get('ready_seconds')} s after launch "
+        f"({time.monotonic() - started:.1f} s with format)",
+        file=sys.stderr,
+    )
+    return KafkaCluster(state["bootstrap"], data_dir, owned=True)
+
+
+def stop_cluster(cluster: KafkaCluster) -> None:
+    """Stop the nodes the suite started and remove their data (their logs stay, for a
+    post-mortem, in pytest's temporary folder)."""
+    if not cluster.owned:
+        return
+    _stop(cluster.data_dir)
+    for node in cluster.data_dir.glob("node-*"):
+        shutil.rmtree(node / "logs", ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    leader: int  # -1: none
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+async def describe_partitions(bootstrap: str, topics: list[str] | None) -> list[PartitionState]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [
+        PartitionState(
+            t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"])
         )
+        for t in described
+        for p in t["partitions"]
+    ]
