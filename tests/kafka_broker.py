@@ -11,6 +11,7 @@ nodes, so they need its folder, not only its address).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,14 +177,8 @@ class PartitionState:
 
 
 async def describe_partitions(bootstrap: str, topics: list[str] | None) -> list[PartitionState]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
-    await admin.start()
-    try:
+    async with _admin(bootstrap) as admin:
         described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
     return [
         PartitionState(
             t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"])
@@ -190,3 +186,30 @@ async def describe_partitions(bootstrap: str, topics: list[str] | None) -> list[
         for t in described
         for p in t["partitions"]
     ]
+
+
+async def min_insync_replicas(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Each topic's min.insync.replicas, as the brokers report it."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    async with _admin(bootstrap) as admin:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        )
+    return {
+        name: int(next(e[1] for e in entries if e[0] == "min.insync.replicas"))
+        for resp in responses
+        for _err, _msg, _type, name, entries in resp.resources
+    }
+
+
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str) -> AsyncIterator[Any]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()

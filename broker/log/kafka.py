@@ -54,6 +54,26 @@ from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
 log = structlog.get_logger(__name__)
 
 
+def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
+    """What is wrong with creating topics so on a cluster of `brokers` brokers."""
+    if brokers < 2:
+        return []  # a single broker: nothing to replicate to
+    if replication_factor == 1:
+        return [
+            f"creating topics with replication factor 1 on a cluster of {brokers} brokers: "
+            "each partition lives on one broker only, so losing that broker loses its "
+            "records and stops docbroker; set backend.kafka.replication_factor = 3 and "
+            "backend.kafka.min_insync_replicas = 2"
+        ]
+    if min_insync >= replication_factor:
+        return [
+            f"creating topics with min.insync.replicas {min_insync} and replication factor "
+            f"{replication_factor}: appends stop whenever one replica's broker is down; set "
+            f"backend.kafka.min_insync_replicas = {replication_factor - 1}"
+        ]
+    return []
+
+
 class KafkaLog(DurableLog):
     """The durable log on an Apache Kafka cluster."""
 
@@ -167,6 +187,7 @@ class KafkaLog(DurableLog):
                 if spec.name not in existing
             ]
             if new:
+                await self._warn_on_replication([t.name for t in new])
                 resp = await admin.create_topics(new)
                 for name, code, *rest in resp.topic_errors:
                     if code not in (0, TOPIC_ALREADY_EXISTS):
@@ -180,6 +201,21 @@ class KafkaLog(DurableLog):
                 await self._wait_for_leaders([t.name for t in new])
         except KafkaError as exc:
             raise wrapped(exc, "ensure topics") from exc
+
+    async def _warn_on_replication(self, names: Sequence[str]) -> None:
+        """Say so when the topics about to be created would not survive losing one of the
+        cluster's brokers (the admin client's metadata lists the live ones)."""
+        admin, _, _ = self._started()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        s = self.settings
+        for warning in replication_warnings(brokers, s.replication_factor, s.min_insync_replicas):
+            log.warning(
+                warning,
+                brokers=brokers,
+                replication_factor=s.replication_factor,
+                min_insync_replicas=s.min_insync_replicas,
+                topics=list(names),
+            )
 
     async def _check_existing(self, specs: Sequence[TopicSpec]) -> None:
         if not specs:
