@@ -34,6 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.metadata import MetadataRequest
 
 from broker.config import KafkaSettings
 from broker.core.errors import BackendUnavailable, ConfigError
@@ -52,6 +53,8 @@ from broker.log.kafka_common import (
 from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
 
 log = structlog.get_logger(__name__)
+
+PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
 
 
 def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
@@ -89,6 +92,7 @@ class KafkaLog(DurableLog):
         self._txn_lock = asyncio.Lock()
         self._random: AIOKafkaConsumer | None = None
         self._random_lock = asyncio.Lock()
+        self._answered: int | None = None  # the broker that answered the last ping
 
     # -- client settings
 
@@ -378,9 +382,32 @@ class KafkaLog(DurableLog):
         return {tp_of(k): v for k, v in ends.items()}
 
     async def ping(self) -> None:
+        """The cluster answers: one of its brokers answers a Metadata request (no topics).
+
+        The brokers are asked in turn, the one that answered last first, each for a
+        short while: a broker lost or cut off among several leaves the cluster, and so
+        this instance, ready (the admin client's own requests go to a broker at random,
+        which would make /readyz flap while a dead one is still listed).
+        """
         admin, _, _ = self._started()
+        client = admin._client  # the admin client's connections (aiokafka's AIOKafkaClient)
+        nodes = sorted((b.nodeId for b in client.cluster.brokers()), key=self._ping_order)
+        tried: list[str] = []
         try:
-            async with asyncio.timeout(5):
-                await admin.describe_cluster()
+            async with asyncio.timeout(PING_TIMEOUT):
+                for node in nodes:
+                    try:
+                        async with asyncio.timeout(PING_PER_BROKER):
+                            await client.send(node, MetadataRequest([]))
+                        self._answered = node
+                        return
+                    except (KafkaError, TimeoutError) as exc:
+                        tried.append(f"broker {node}: {exc.__class__.__name__}")
+                await admin.describe_cluster()  # none known yet, or none answered
+                return
         except (KafkaError, TimeoutError) as exc:
-            raise wrapped(exc, "ping") from exc
+            tried.append(f"{exc.__class__.__name__}: {exc}")
+        raise BackendUnavailable("ping: no Kafka broker answered (" + "; ".join(tried) + ")")
+
+    def _ping_order(self, node: int) -> tuple[bool, int]:
+        return node != self._answered, node
