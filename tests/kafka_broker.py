@@ -111,15 +111,28 @@ class KafkaCluster:
         state = kafka_local("start-node", "--dir", str(self.data_dir), "--node", str(node_id))
         return float(state.get("ready_seconds", 0.0))
 
-    def partitions(self, topics: list[str] | None = None) -> list[PartitionState]:
-        """What the admin client's metadata says of each partition (all topics: None)."""
-        return asyncio.run(describe_partitions(self.bootstrap, topics))
+    def partitions(
+        self, topics: list[str] | None = None, *, ask: int | None = None
+    ) -> list[PartitionState]:
+        """What one node's metadata says of each partition (all topics: None): node
+        `ask`, else the first one running. (A node that was paused answers from what
+        it knew before, so it is not the one to ask about the others.)"""
+        nodes = self.nodes()
+        node = next(
+            n for n in nodes if n["node_id"] == ask or (ask is None and n["process"] == "running")
+        )
+        return asyncio.run(
+            describe_partitions(f"127.0.0.1:{node['port']}", node["node_id"], topics)
+        )
 
     def wait_in_sync(self, timeout: float = 120) -> float:
-        """Until every replica of every partition is in sync again; seconds waited."""
+        """Until every running node's metadata has every replica of every partition in
+        sync; seconds waited."""
         started = time.monotonic()
         while True:
-            lagging = [p for p in self.partitions() if set(p.isr) != set(p.replicas)]
+            running = [n["node_id"] for n in self.nodes() if n["process"] == "running"]
+            lagging = [p for node in running for p in self.partitions(ask=node)
+                       if set(p.isr) != set(p.replicas)]  # fmt: skip
             if not lagging:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
@@ -176,14 +189,31 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
-async def describe_partitions(bootstrap: str, topics: list[str] | None) -> list[PartitionState]:
-    async with _admin(bootstrap) as admin:
-        described = await admin.describe_topics(topics)
+async def describe_partitions(
+    address: str, node_id: int, topics: list[str] | None
+) -> list[PartitionState]:
+    """Node `node_id`'s own metadata (at `address`), asked with a short timeout."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    for attempt in range(10):
+        client = AIOKafkaClient(bootstrap_servers=[address], request_timeout_ms=2000)
+        try:
+            await client.bootstrap()
+            answer = (await client.send(node_id, MetadataRequest(topics))).to_object()
+            break
+        except KafkaError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await client.close()
     return [
         PartitionState(
             t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"])
         )
-        for t in described
+        for t in answer["topics"]
         for p in t["partitions"]
     ]
 

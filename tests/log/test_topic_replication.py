@@ -78,7 +78,8 @@ async def test_topics_on_the_cluster_are_replicated_as_configured(
     )
     assert warnings == []
     names = [f"{unique_prefix}a", f"{unique_prefix}b"]
-    partitions = await describe_partitions(kafka_bootstrap, names)
+    first = kafka_bootstrap.split(",")[0]  # node 1 (bin/kafka-local lists them in order)
+    partitions = await describe_partitions(first, 1, names)
     assert len(partitions) == 6
     assert all(len(p.replicas) == 3 and len(p.isr) == 3 for p in partitions)
     assert {p.leader for p in partitions} == {1, 2, 3}, "leaders spread over the nodes"
