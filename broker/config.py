@@ -122,8 +122,12 @@ class KafkaSettings:
 
     bootstrap_servers: str = setting("127.0.0.1:9092", "comma-separated host:port list")
     client_id: str = setting("docbroker", "client id sent to the brokers")
-    replication_factor: int = setting(1, "replication factor of topics docbroker creates", min=1)
-    min_insync_replicas: int = setting(1, "min.insync.replicas of topics docbroker creates", min=1)
+    replication_factor: int = setting(
+        1, "replication factor of topics docbroker creates (a cluster: 3)", min=1
+    )
+    min_insync_replicas: int = setting(
+        1, "min.insync.replicas of topics docbroker creates (a cluster: 2)", min=1
+    )
     security_protocol: Literal["PLAINTEXT", "SSL"] = setting("PLAINTEXT", "broker protocol")
     ssl_cafile: str = setting("", "CA bundle for SSL")
     ssl_certfile: str = setting("", "client certificate for SSL")
@@ -415,6 +419,13 @@ def _cross_checks(settings: Settings) -> list[str]:
                 errors.append(f"national_axis.{name}: required when national_axis.enabled")
         if axis.base_url and not axis.base_url.startswith(("http://", "https://")):
             errors.append("national_axis.base_url: must start with http:// or https://")
+    kafka = settings.backend.kafka
+    if settings.backend.type == "kafka" and kafka.min_insync_replicas > kafka.replication_factor:
+        errors.append(
+            f"backend.kafka.min_insync_replicas: {kafka.min_insync_replicas} is more than "
+            f"backend.kafka.replication_factor {kafka.replication_factor}: Kafka would refuse "
+            "every append"
+        )
     return errors
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Kafka broker (session), backends, unique topic names."""
+"""Shared fixtures: the real Kafka broker and cluster (session), backends, unique topic
+names."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from broker.log.interface import DurableLog
-from tests.kafka_broker import KafkaBroker, start_broker, stop_broker
+from tests.kafka_broker import (
+    KafkaBroker,
+    KafkaCluster,
+    start_broker,
+    start_cluster,
+    stop_broker,
+    stop_cluster,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -28,6 +36,19 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     broker = start_broker(tmp_path_factory.mktemp("kafka"))
     yield broker
     stop_broker(broker)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """A real 3-node Kafka cluster (KRaft, each node broker and controller) for the
+    session, started only when a test marked `kafka_cluster` runs; stopped at the end."""
+    cluster = start_cluster(tmp_path_factory.mktemp("kafka-cluster"))
+    yield cluster
+    stop_cluster(cluster)
+
+
+# Topics the tests create on the cluster: replicated as in production.
+CLUSTER_REPLICATION = {"replication_factor": 3, "min_insync_replicas": 2}
 
 
 @pytest.fixture
@@ -47,7 +68,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def kafka_bootstrap(backend: str, request: pytest.FixtureRequest) -> str | None:
-    """The suite's Kafka for the `kafka` parameter, started here, outside any event loop."""
+    """The suite's Kafka for the `kafka` parameter (or its cluster, every node running
+    and in sync, for `kafka-cluster`), started here, outside any event loop."""
+    if backend == "kafka-cluster":
+        cluster: KafkaCluster = request.getfixturevalue("kafka_cluster")
+        cluster.heal()  # a test that failed half-way may have left a node down
+        cluster.wait_in_sync()
+        return cluster.bootstrap
     if backend != "kafka":
         return None
     broker: KafkaBroker = request.getfixturevalue("kafka_broker")
@@ -93,7 +120,7 @@ def new_log(
     session_timeout: float,
     path: Path | None = None,
 ) -> DurableLog:
-    if backend == "kafka":
+    if backend.startswith("kafka"):
         from broker.config import KafkaSettings
         from broker.log.kafka import KafkaLog
 
@@ -101,6 +128,7 @@ def new_log(
         settings = KafkaSettings(
             bootstrap_servers=kafka_bootstrap,
             session_timeout_ms=int(session_timeout * 1000),
+            **(CLUSTER_REPLICATION if backend == "kafka-cluster" else {}),
         )
         return KafkaLog(settings, max_record_bytes=max_record_bytes, instance=uuid.uuid4().hex)
     from broker.log.embedded import EmbeddedLog
@@ -160,7 +188,7 @@ def backend_env(
     """DOCBROKER_* settings for a daemon or runtime on the parametrised backend."""
     env = {
         "DOCBROKER_DATA_DIR": str(data_dir),
-        "DOCBROKER_BACKEND_TYPE": backend,
+        "DOCBROKER_BACKEND_TYPE": "kafka" if backend.startswith("kafka") else backend,
         "DOCBROKER_BACKEND_TOPIC_PREFIX": prefix,
         "DOCBROKER_BACKEND_PARTITIONS": "3",
         "DOCBROKER_BACKEND_EMBEDDED_SESSION_TIMEOUT": "3",
@@ -169,4 +197,7 @@ def backend_env(
     if kafka_bootstrap is not None:
         env["DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
         env["DOCBROKER_BACKEND_KAFKA_SESSION_TIMEOUT_MS"] = "6000"
+    if backend == "kafka-cluster":
+        for name, value in CLUSTER_REPLICATION.items():
+            env[f"DOCBROKER_BACKEND_KAFKA_{name.upper()}"] = str(value)
     return env

@@ -34,6 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.metadata import MetadataRequest
 
 from broker.config import KafkaSettings
 from broker.core.errors import BackendUnavailable, ConfigError
@@ -53,6 +54,28 @@ from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
 
 log = structlog.get_logger(__name__)
 
+PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
+
+
+def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
+    """What is wrong with creating topics so on a cluster of `brokers` brokers."""
+    if brokers < 2:
+        return []  # a single broker: nothing to replicate to
+    if replication_factor == 1:
+        return [
+            f"creating topics with replication factor 1 on a cluster of {brokers} brokers: "
+            "each partition lives on one broker only, so losing that broker loses its "
+            "records and stops docbroker; set backend.kafka.replication_factor = 3 and "
+            "backend.kafka.min_insync_replicas = 2"
+        ]
+    if min_insync >= replication_factor:
+        return [
+            f"creating topics with min.insync.replicas {min_insync} and replication factor "
+            f"{replication_factor}: appends stop whenever one replica's broker is down; set "
+            f"backend.kafka.min_insync_replicas = {replication_factor - 1}"
+        ]
+    return []
+
 
 class KafkaLog(DurableLog):
     """The durable log on an Apache Kafka cluster."""
@@ -69,6 +92,7 @@ class KafkaLog(DurableLog):
         self._txn_lock = asyncio.Lock()
         self._random: AIOKafkaConsumer | None = None
         self._random_lock = asyncio.Lock()
+        self._answered: int | None = None  # the broker that answered the last ping
 
     # -- client settings
 
@@ -167,6 +191,7 @@ class KafkaLog(DurableLog):
                 if spec.name not in existing
             ]
             if new:
+                await self._warn_on_replication([t.name for t in new])
                 resp = await admin.create_topics(new)
                 for name, code, *rest in resp.topic_errors:
                     if code not in (0, TOPIC_ALREADY_EXISTS):
@@ -180,6 +205,21 @@ class KafkaLog(DurableLog):
                 await self._wait_for_leaders([t.name for t in new])
         except KafkaError as exc:
             raise wrapped(exc, "ensure topics") from exc
+
+    async def _warn_on_replication(self, names: Sequence[str]) -> None:
+        """Say so when the topics about to be created would not survive losing one of the
+        cluster's brokers (the admin client's metadata lists the live ones)."""
+        admin, _, _ = self._started()
+        brokers = len((await admin.describe_cluster())["brokers"])
+        s = self.settings
+        for warning in replication_warnings(brokers, s.replication_factor, s.min_insync_replicas):
+            log.warning(
+                warning,
+                brokers=brokers,
+                replication_factor=s.replication_factor,
+                min_insync_replicas=s.min_insync_replicas,
+                topics=list(names),
+            )
 
     async def _check_existing(self, specs: Sequence[TopicSpec]) -> None:
         if not specs:
@@ -342,9 +382,32 @@ class KafkaLog(DurableLog):
         return {tp_of(k): v for k, v in ends.items()}
 
     async def ping(self) -> None:
+        """The cluster answers: one of its brokers answers a Metadata request (no topics).
+
+        The brokers are asked in turn, the one that answered last first, each for a
+        short while: a broker lost or cut off among several leaves the cluster, and so
+        this instance, ready (the admin client's own requests go to a broker at random,
+        which would make /readyz flap while a dead one is still listed).
+        """
         admin, _, _ = self._started()
+        client = admin._client  # the admin client's connections (aiokafka's AIOKafkaClient)
+        nodes = sorted((b.nodeId for b in client.cluster.brokers()), key=self._ping_order)
+        tried: list[str] = []
         try:
-            async with asyncio.timeout(5):
-                await admin.describe_cluster()
+            async with asyncio.timeout(PING_TIMEOUT):
+                for node in nodes:
+                    try:
+                        async with asyncio.timeout(PING_PER_BROKER):
+                            await client.send(node, MetadataRequest([]))
+                        self._answered = node
+                        return
+                    except (KafkaError, TimeoutError) as exc:
+                        tried.append(f"broker {node}: {exc.__class__.__name__}")
+                await admin.describe_cluster()  # none known yet, or none answered
+                return
         except (KafkaError, TimeoutError) as exc:
-            raise wrapped(exc, "ping") from exc
+            tried.append(f"{exc.__class__.__name__}: {exc}")
+        raise BackendUnavailable("ping: no Kafka broker answered (" + "; ".join(tried) + ")")
+
+    def _ping_order(self, node: int) -> tuple[bool, int]:
+        return node != self._answered, node

@@ -28,7 +28,7 @@ def hang_forever() -> None:
 
 
 def open_log(args: dict) -> DurableLog:
-    if args["backend"] == "kafka":
+    if args["backend"].startswith("kafka"):  # one broker or the cluster
         from broker.config import KafkaSettings
         from broker.log.kafka import KafkaLog
 

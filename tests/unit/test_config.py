@@ -101,6 +101,11 @@ class TestLoadSettings:
             ("[backend]\npartitions = 0\n", r"backend\.partitions: must be at least 1, got 0"),
             ('[limits]\nmax_envelope_bytes = "lots"\n', r"expected a size such as"),
             ("http = 5\n", r"http: expected a table"),
+            (
+                '[backend]\ntype = "kafka"\n[backend.kafka]\nreplication_factor = 2\n'
+                "min_insync_replicas = 3\n",
+                r"min_insync_replicas: 3 is more than backend\.kafka\.replication_factor 2",
+            ),
         ],
     )
     def test_wrong_values_are_refused(self, tmp_path: Path, text: str, message: str) -> None:
@@ -112,6 +117,17 @@ class TestLoadSettings:
         with pytest.raises(ConfigError) as info:
             load_settings(path, {})
         assert "http.port" in str(info.value) and "http.host" in str(info.value)
+
+    def test_the_production_example_replicates_over_a_cluster(self) -> None:
+        """config/docbroker.example.toml: Kafka, topics replicated 3 times with
+        min.insync.replicas 2 (one broker of three may be lost); the built-in default
+        stays 1 and 1, for the single development broker."""
+        example = load_settings(Path(__file__).parents[2] / "config/docbroker.example.toml", {})
+        assert example.backend.type == "kafka"
+        kafka = example.backend.kafka
+        assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
+        default = load_settings(None, {}).backend.kafka
+        assert (default.replication_factor, default.min_insync_replicas) == (1, 1)
 
     def test_missing_file_and_bad_toml(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="not found"):
