@@ -67,10 +67,11 @@ def start_broker(data_dir: Path) -> KafkaBroker:
 
 def stop_broker(broker: KafkaBroker) -> None:
     if broker.data_dir is not None:
-        _stop(broker.data_dir)
+        stop_local(broker.data_dir)
 
 
-def _stop(data_dir: Path) -> None:
+def stop_local(data_dir: Path) -> None:
+    """bin/kafka-local stop: every node started in that folder."""
     subprocess.run(
         [sys.executable, str(KAFKA_LOCAL), "stop", "--dir", str(data_dir)],
         capture_output=True,
@@ -175,7 +176,7 @@ def stop_cluster(cluster: KafkaCluster) -> None:
     post-mortem, in pytest's temporary folder)."""
     if not cluster.owned:
         return
-    _stop(cluster.data_dir)
+    stop_local(cluster.data_dir)
     for node in cluster.data_dir.glob("node-*"):
         shutil.rmtree(node / "logs", ignore_errors=True)
 

@@ -26,10 +26,11 @@ from broker.core.records import idempotency_key
 from broker.runtime import Runtime
 from tests.api.conftest import AgencyClient
 from tests.api.test_envelope_flow import wait_for_mailbox
+from tests.e2e.faults import EVERY_BACKEND
 from tests.edxml_samples import document
 from tests.ledger import Expected, Ledger, audit_verifies
 
-pytestmark = pytest.mark.usefixtures("no_blocking_loop")
+pytestmark = [pytest.mark.usefixtures("no_blocking_loop"), EVERY_BACKEND]
 
 XML = {"Content-Type": "application/xml"}
 SENDER, RECIPIENTS = "000.00.00.H35", ("000.00.01.H35", "000.00.02.H35")

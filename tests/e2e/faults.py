@@ -12,8 +12,21 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import pytest
+
 from broker.cli.client import ApiProblem, DocbrokerClient, Unreachable
 from tests.ledger import Expected, Ledger, audit_verifies
+
+# Each fault scenario runs on the embedded backend, on the suite's single Kafka broker,
+# and on its 3-node cluster (replication factor 3, min.insync.replicas 2).
+EVERY_BACKEND = pytest.mark.parametrize(
+    "backend",
+    [
+        "embedded",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka-cluster", marks=[pytest.mark.kafka, pytest.mark.kafka_cluster]),
+    ],
+)
 
 SENDER_CODE = {"000.00.00.H35": "H35"}  # code102 -> directory code, of the senders used
 

@@ -18,18 +18,22 @@ import pytest
 
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
-from tests.e2e.faults import Submitters, check
+from tests.e2e.faults import EVERY_BACKEND, Submitters, check
 from tests.e2e.test_scale_out import RECIPIENTS, SENDERS, processed
 from tests.edxml_samples import document, sender_of
 from tests.ledger import Expected
 from tests.pki import install_keys
 from tests.processing_kit import directory
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, EVERY_BACKEND]
 
 CODES = ("H35.S01", "H35.S02")
-SUBMISSIONS = {"kafka": 800, "embedded": 400}
-PACE = {"kafka": 0.12, "embedded": 0.25}  # seconds between a thread's submissions
+SUBMISSIONS = {"kafka": 800, "kafka-cluster": 400, "embedded": 400}
+PACE = {
+    "kafka": 0.12,
+    "kafka-cluster": 0.2,
+    "embedded": 0.25,
+}  # seconds between a thread's submissions
 
 
 def doc_id(n: int) -> tuple[str, str]:

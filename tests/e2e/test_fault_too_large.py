@@ -17,11 +17,11 @@ import signal
 import pytest
 
 from tests.e2e.conftest import DaemonFactory
-from tests.e2e.faults import check, metric, pipeline_workers, signal_each
+from tests.e2e.faults import EVERY_BACKEND, check, metric, pipeline_workers, signal_each
 from tests.edxml_samples import document
 from tests.ledger import Expected
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, EVERY_BACKEND]
 
 SENDER = "000.00.00.H35"
 RECIPIENTS = ("000.00.01.H35", "000.00.02.H35")

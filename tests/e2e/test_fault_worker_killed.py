@@ -16,16 +16,16 @@ import time
 import pytest
 
 from tests.e2e.conftest import DaemonFactory
-from tests.e2e.faults import Submitters, check, metric, pipeline_workers, readyz
+from tests.e2e.faults import EVERY_BACKEND, Submitters, check, metric, pipeline_workers, readyz
 from tests.edxml_samples import document
 from tests.ledger import Expected
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, EVERY_BACKEND]
 
 SENDER = "000.00.00.H35"
 RECIPIENTS = ("000.00.01.H35", "000.00.02.H35")
 CODES = ("H35.S01", "H35.S02")
-SUBMISSIONS = {"kafka": 600, "embedded": 300}
+SUBMISSIONS = {"kafka": 600, "kafka-cluster": 300, "embedded": 300}
 KILLS = 2
 
 
