@@ -21,6 +21,7 @@ from broker.log import embedded, sqlite_space
 from broker.log.embedded import EmbeddedLog
 from broker.log.interface import GroupConsumer
 from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.views.readmodel import transaction
 from tests.full_store import limit_pages, sqlite_full_error
 
 pytestmark = pytest.mark.usefixtures("no_blocking_loop")
@@ -153,6 +154,19 @@ class TestFullDiskErrors:
         assert is_full(sqlite_full_error())
         assert not is_full(sqlite3.OperationalError("database or disk is full"))  # no code
         assert not is_full(OSError(28, "No space left on device"))
+
+    def test_a_read_model_transaction_keeps_the_full_disk_error(self, tmp_path: Path) -> None:
+        """SQLite rolls the transaction back itself on SQLITE_FULL: the error that
+        leaves is that one, not a failed ROLLBACK."""
+        conn = sqlite3.connect(tmp_path / "view.sqlite", isolation_level=None)
+        conn.execute("CREATE TABLE t(x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+        with pytest.raises(sqlite3.OperationalError) as failed, transaction(conn):
+            conn.execute("INSERT INTO t VALUES (?)", (BIG,))
+        assert is_full(failed.value)
+        assert not conn.in_transaction
+        conn.close()
 
 
 class Clock:
