@@ -270,8 +270,8 @@ class Runtime:
             if self.directory.follower.loaded
             else "not loaded"
         )
-        checks["mailbox_view"] = "ok" if self.view.ready else "not started"
-        checks["documents_view"] = "ok" if self.documents.ready else "not started"
+        checks["mailbox_view"] = self.view.health()
+        checks["documents_view"] = self.documents.health()
         checks["pipeline"] = self.pipeline.health()
         self.metrics.readiness(all(v.startswith("ok") for v in checks.values()))
         return checks

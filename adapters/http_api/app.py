@@ -21,7 +21,7 @@ from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, wa
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.core.errors import BackendUnavailable, DocbrokerError, RateLimited
+from broker.core.errors import BackendUnavailable, DocbrokerError, RateLimited, StorageFull
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 headers={k: v for k, v in exc.headers.items() if k == "Allow"},
             )
         except DocbrokerError as exc:
-            if exc.http_status >= 500:
+            if isinstance(exc, StorageFull):  # the log warns once per episode, not per request
+                log.debug("request failed", code=exc.code, error=str(exc))
+            elif exc.http_status >= 500:
                 log.warning("request failed", code=exc.code, error=str(exc))
             elif exc.http_status in (401, 403, 429):
                 runtime.metrics.access_refused("native", exc.code)

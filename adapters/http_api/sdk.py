@@ -25,7 +25,13 @@ from adapters.http_api.access import ACCESS
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.sdk_answers import Operation, SdkAnswer, answer_response
 from broker import vdxp
-from broker.core.errors import BackendUnavailable, DocbrokerError, NotFound, RateLimited
+from broker.core.errors import (
+    BackendUnavailable,
+    DocbrokerError,
+    NotFound,
+    RateLimited,
+    StorageFull,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +66,9 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
     runtime = request.app[RUNTIME]
     code = exc.problems[0].code
     text = "; ".join(map(str, exc.problems))
-    if exc.http_status >= 500:
+    if isinstance(exc, StorageFull):  # the log warns once per episode, not per request
+        log.debug("sdk operation failed", operation=name, code=code, error=text)
+    elif exc.http_status >= 500:
         log.warning("sdk operation failed", operation=name, code=code, error=text)
     else:
         log.info("sdk operation refused", operation=name, code=code, error=text)

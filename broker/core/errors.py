@@ -118,6 +118,12 @@ class BackendUnavailable(DocbrokerError):
         self.retry_after = retry_after
 
 
+class StorageFull(BackendUnavailable):
+    """The durable log (or a read model) has no room to write: its disk is full, or its
+    file may not grow. Nothing of the failed write is kept; retry once space is freed
+    (the same problem code as any unavailable backend: clients retry alike)."""
+
+
 class RecordTooLarge(DocbrokerError):
     """A record exceeds the topic's configured maximum size."""
 

@@ -13,6 +13,12 @@ Same semantics as Kafka, so that a new user runs the whole broker with no server
 
 All SQLite calls run in threads: one writer thread owning the only write
 connection, and a small pool of reader threads with their own connections.
+
+A full disk (or a file that may not grow) fails writes with `StorageFull`, a
+`BackendUnavailable` with a Retry-After: nothing of them is kept, and they work
+again once there is room, without a restart. Meanwhile `ping` (readiness) fails
+naming the full disk; it tries a small write now and then, so that readiness
+comes back even when nothing else writes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +35,7 @@ from typing import Any
 
 import structlog
 
-from broker.core.errors import BackendUnavailable, RecordTooLarge
+from broker.core.errors import BackendUnavailable, RecordTooLarge, StorageFull
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition, TopicSpec
 from broker.log.embedded_consumers import EmbeddedGroupConsumer, EmbeddedTailer
 from broker.log.embedded_store import (
@@ -42,8 +49,12 @@ from broker.log.embedded_store import (
     partition_for_key,
 )
 from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer
+from broker.log.sqlite_space import is_full, storage_full
 
 log = structlog.get_logger(__name__)
+
+PROBE_BYTES = 64 * 1024  # what a readiness probe writes while the disk is full
+PROBE_INTERVAL = 1.0  # seconds between two probes
 
 
 class EmbeddedLog(DurableLog):
@@ -70,6 +81,7 @@ class EmbeddedLog(DurableLog):
         self._reader_lock = threading.Lock()
         self._topics: dict[str, TopicMeta] = {}
         self._round_robin: dict[str, itertools.count[int]] = {}
+        self._probed_at = 0.0
         self.notifier = Notifier()
 
     # -- lifecycle
@@ -116,6 +128,8 @@ class EmbeddedLog(DurableLog):
         try:
             return await loop.run_in_executor(self._readers, lambda: fn(self._reader_conn()))
         except sqlite3.Error as exc:
+            if is_full(exc):
+                raise storage_full(self.path, exc) from exc
             raise BackendUnavailable(f"SQLite read failed: {exc}") from exc
 
     async def _write(
@@ -124,10 +138,13 @@ class EmbeddedLog(DurableLog):
         *,
         before_commit: BeforeCommitHook | None = None,
         appends: bool = False,
+        probe: bool = False,
     ) -> Any:
         if self._writer is None:
             raise BackendUnavailable("the embedded log is not started")
-        return await self._writer.submit(fn, before_commit=before_commit, appends=appends)
+        return await self._writer.submit(
+            fn, before_commit=before_commit, appends=appends, probe=probe
+        )
 
     # -- topics
 
@@ -330,4 +347,19 @@ class EmbeddedLog(DurableLog):
         return await self._read(read)
 
     async def ping(self) -> None:
+        """Reads work; and writes, unless the last ones failed for lack of room and a
+        probe (at most one a second) still does."""
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        full = self._writer.space.problem if self._writer is not None else None
+        if full is None:
+            return
+        if time.monotonic() - self._probed_at < PROBE_INTERVAL:
+            raise StorageFull(str(full), retry_after=full.retry_after)
+        self._probed_at = time.monotonic()
+        blob = bytes(PROBE_BYTES)
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('space_probe', ?)", (blob,)
+            ),
+            probe=True,
+        )

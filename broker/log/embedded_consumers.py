@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge, StorageFull
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
 from broker.log.embedded_store import (
     now_ms,
@@ -91,6 +91,8 @@ class EmbeddedGroupConsumer(GroupConsumer):
             await asyncio.sleep(self._interval)
             try:
                 await self._reconcile()
+            except StorageFull as exc:  # the log warned once for the episode
+                log.debug("group heartbeat failed", group=self.group, error=str(exc))
             except BackendUnavailable as exc:
                 log.warning("group heartbeat failed", group=self.group, error=str(exc))
 

@@ -1,6 +1,7 @@
 """The embedded backend's SQLite file: its schema, how records and headers are
 stored, and the one writer thread that commits appends in groups (one fsync for
-concurrent appends)."""
+concurrent appends). A group that cannot be written for lack of room fails as a
+whole with `StorageFull`; the writer follows such episodes (`Writer.space`)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Any
 
 import structlog
 
-from broker.core.errors import BackendUnavailable
+from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.logrecords import Headers, TopicPartition
 from broker.log.interface import BeforeCommitHook
+from broker.log.sqlite_space import FullDisk, write_failure
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +127,9 @@ class Job:
     future: asyncio.Future[Any]
     before_commit: BeforeCommitHook | None = None
     appends: bool = False
+    # Its commit shows that there is room again (an append, a probe; not a heartbeat,
+    # which may fit where a submission does not).
+    proves_space: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -165,6 +170,7 @@ class Writer:
         self._conn: sqlite3.Connection | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self.space = FullDisk("embedded log", path)
 
     def start(self) -> None:
         self._thread.start()
@@ -182,9 +188,10 @@ class Writer:
         *,
         before_commit: BeforeCommitHook | None = None,
         appends: bool = False,
+        probe: bool = False,
     ) -> asyncio.Future[Any]:
         fut = self._loop.create_future()
-        self._queue.put(Job(fn, fut, before_commit, appends))
+        self._queue.put(Job(fn, fut, before_commit, appends, proves_space=appends or probe))
         return fut
 
     def _run(self) -> None:
@@ -196,7 +203,11 @@ class Writer:
                 (SCHEMA_VERSION,),
             )
         except BaseException as exc:  # reported to start()
-            self._start_error = BackendUnavailable(f"cannot open {self._path}: {exc}")
+            failure = write_failure(self._path, exc)
+            if isinstance(failure, StorageFull):
+                self._start_error = failure
+            else:
+                self._start_error = BackendUnavailable(f"cannot open {self._path}: {exc}")
             self._ready.set()
             return
         self._ready.set()
@@ -228,6 +239,14 @@ class Writer:
                 try:
                     job.result = job.fn(conn)
                     conn.execute(f"RELEASE job{i}")
+                except sqlite3.Error as exc:
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (it does on
+                        # SQLITE_FULL): no job of the group is written.
+                        raise
+                    conn.execute(f"ROLLBACK TO job{i}")
+                    conn.execute(f"RELEASE job{i}")
+                    job.error = write_failure(self._path, exc)
                 except Exception as exc:
                     conn.execute(f"ROLLBACK TO job{i}")
                     conn.execute(f"RELEASE job{i}")
@@ -237,15 +256,27 @@ class Writer:
                     job.before_commit()
             conn.execute("COMMIT")
         except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            failure = BackendUnavailable(f"SQLite transaction failed: {exc}")
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = write_failure(self._path, exc)
             for job in jobs:
                 job.error = job.error or failure
+        self._note_space(jobs)
         for job in jobs:
             self._loop.call_soon_threadsafe(self._settle, job)
         if any(j.appends and j.error is None for j in jobs):
             self._loop.call_soon_threadsafe(self._on_appended)
+
+    def _note_space(self, jobs: list[Job]) -> None:
+        """Follow the episodes of a full disk: a group that failed for lack of room
+        begins or continues one; an append or a probe written (and no job failing
+        for lack of room) shows that there is room again."""
+        full = next((j.error for j in jobs if isinstance(j.error, StorageFull)), None)
+        if full is not None:
+            self.space.failed(full)
+        elif any(j.proves_space and j.error is None for j in jobs):
+            self.space.wrote()
 
     @staticmethod
     def _settle(job: Job) -> None:

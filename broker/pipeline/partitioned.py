@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from broker.core.errors import BackendUnavailable
+from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition
 from broker.log.interface import GroupConsumer
 
 log = structlog.get_logger(__name__)
+
+# Seconds a partition's worker waits after a batch failed for lack of room: each try
+# processes the batch again, and the disk is rarely freed within a second.
+FULL_DISK_PAUSE = 2.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,14 @@ class PartitionWorkers(abc.ABC):
             try:
                 if not await self._handle_batch(claim, batch):
                     self._drop(tp, claim.generation)
+            except StorageFull as exc:  # the log warned once for the episode
+                await self._give_up(claim)
+                log.debug(
+                    f"{self.name}: batch failed; it will be read again",
+                    partition=str(tp),
+                    error=str(exc),
+                )
+                await self._pause(FULL_DISK_PAUSE)
             except BackendUnavailable as exc:
                 await self._give_up(claim)
                 log.warning(
@@ -181,6 +193,12 @@ class PartitionWorkers(abc.ABC):
                     f"{self.name}: batch failed; it will be read again", partition=str(tp)
                 )
                 await asyncio.sleep(1.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait, unless stopping (the batch is read again by whoever owns it next)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _give_up(self, claim: Claim) -> None:
         """Drop what was queued with the failed batch and read the partition again from

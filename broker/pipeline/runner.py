@@ -31,7 +31,7 @@ import structlog
 
 from broker.clock import now_ms
 from broker.config import Settings
-from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge
+from broker.core.errors import BackendUnavailable, Fenced, RecordTooLarge, StorageFull
 from broker.core.events import ChainHead, link
 from broker.core.logrecords import NewRecord, Record, TopicPartition
 from broker.core.problems import Problem
@@ -164,9 +164,11 @@ class Pipeline(PartitionWorkers):
                 detail=str(exc),
             )
             return False
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
             self._owned.pop(tp, None)  # reload the head after the rewind
-            self.metrics.pipeline_commit_failed("backend")
+            self.metrics.pipeline_commit_failed(
+                "disk-full" if isinstance(exc, StorageFull) else "backend"
+            )
             raise
         self._observe(records, outcomes, time.monotonic() - started)
         return True

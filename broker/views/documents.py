@@ -28,12 +28,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from broker.core.errors import BackendUnavailable
+from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.events import EventType
 from broker.core.logrecords import Position, Record, TopicPartition
 from broker.core.records import iso_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, Tailer
+from broker.log.sqlite_space import FullDisk, is_full, storage_full
 from broker.views.document_fold import (
     Body,
     DocumentState,
@@ -280,11 +281,19 @@ class DocumentsView:
         self._task: asyncio.Task[None] | None = None
         self._applied = AppliedPositions()
         self._ready = False
+        self._space = FullDisk("documents view", path)
 
     @property
     def ready(self) -> bool:
         """Caught up with the log as it was at start, and following it."""
         return self._ready
+
+    def health(self) -> str:
+        """ "ok", or why the view cannot keep up now (for /readyz)."""
+        if not self._ready:
+            return "not started"
+        full = self._space.problem
+        return str(full) if full is not None else "ok"
 
     async def start(self) -> None:
         """Open the store, apply what the log holds now, then follow it in a task."""
@@ -335,9 +344,14 @@ class DocumentsView:
             return
         try:
             await self._thread.run(self._store_or_fail().apply, records)
-        except Exception:
+        except Exception as exc:
             await self._close_tailer()  # so that they are read again from the stored positions
+            if is_full(exc):
+                full = storage_full(self.path, exc)
+                self._space.failed(full)
+                raise full from exc
             raise
+        self._space.wrote()
         await self._applied.advance(records)
 
     async def _follow(self) -> None:
@@ -356,6 +370,9 @@ class DocumentsView:
                     report_at = loop.time() + 5.0
                     await self._report_lag(self.metrics)
                 backoff = 0.1
+            except StorageFull:  # warned once for the episode (FullDisk)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             except BackendUnavailable as exc:
                 log.warning("documents view: log unavailable", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)

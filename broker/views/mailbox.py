@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from broker.core.errors import BackendUnavailable
+from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.logrecords import Position, Record, TopicPartition
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.records import H, received_at_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, Tailer
+from broker.log.sqlite_space import FullDisk, is_full, storage_full
 from broker.views.readmodel import (
     AppliedPositions,
     StoreThread,
@@ -281,11 +282,19 @@ class MailboxView:
         self._applied = AppliedPositions()
         self._waiters: dict[str, asyncio.Event] = {}
         self._ready = False
+        self._space = FullDisk("mailbox view", path)
 
     @property
     def ready(self) -> bool:
         """Started and following the log (it may still be catching up)."""
         return self._ready
+
+    def health(self) -> str:
+        """ "ok", or why the view cannot keep up now (for /readyz)."""
+        if not self._ready:
+            return "not started"
+        full = self._space.problem
+        return str(full) if full is not None else "ok"
 
     @property
     def _topics(self) -> list[str]:
@@ -345,9 +354,14 @@ class MailboxView:
             return
         try:
             changed, acks = await self._thread.run(self._store_or_fail().apply, records)
-        except Exception:
+        except Exception as exc:
             await self._close_tailer()  # so that they are read again from the stored positions
+            if is_full(exc):
+                full = storage_full(self.path, exc)
+                self._space.failed(full)
+                raise full from exc
             raise
+        self._space.wrote()
         for _ in range(acks):
             self.metrics.acknowledged()
         await self._applied.advance(records)
@@ -370,6 +384,9 @@ class MailboxView:
                     refresh_at = loop.time() + self.gauge_interval
                     await self._refresh_gauges()
                 backoff = 0.1
+            except StorageFull:  # warned once for the episode (FullDisk)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             except BackendUnavailable as exc:
                 log.warning("mailbox view: log unavailable", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)

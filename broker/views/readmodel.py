@@ -69,7 +69,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite itself rolls back on some errors (SQLITE_FULL)
+            conn.execute("ROLLBACK")
         raise
 
 

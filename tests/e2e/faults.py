@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def metric(url: str, name: str) -> float:
 class Submitters:
     """Threads posting distinct documents; a refused connection or a 5xx is retried
     (the daemon may be down or not ready), so every document ends up accepted. Each
-    document's POSTs are counted: a POST whose answer was lost may still have landed."""
+    document's POSTs are counted: a POST whose answer was lost may still have landed;
+    so are the failed answers, by status (0: unreachable), and the 503s that came
+    without a Retry-After."""
 
     def __init__(
         self,
@@ -94,6 +97,8 @@ class Submitters:
         self.interval = interval
         self.accepted: dict[str, str] = {}  # DocumentId -> message id
         self.posts: dict[str, int] = {}
+        self.failures: Counter[int] = Counter()  # HTTP status (0: unreachable) -> POSTs
+        self.without_retry_after = 0  # 503s that did not say when to retry
         self._lock = threading.Lock()
         self._next = 0
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(threads)]
@@ -130,13 +135,21 @@ class Submitters:
                 try:
                     client = DocbrokerClient(self.urls(attempt), timeout=10, token=self.token(data))
                     answer = client.submit(data)
-                except (Unreachable, ApiProblem, OSError):
+                except (Unreachable, ApiProblem, OSError) as exc:
+                    self._failed(exc)
                     time.sleep(0.2)
                     continue
                 with self._lock:
                     self.accepted[doc_id] = answer["message_id"]
                 time.sleep(self.interval)
                 break
+
+    def _failed(self, exc: Exception) -> None:
+        status = exc.status if isinstance(exc, ApiProblem) else 0
+        with self._lock:
+            self.failures[status] += 1
+            if status == 503 and isinstance(exc, ApiProblem) and exc.retry_after is None:
+                self.without_retry_after += 1
 
 
 def settled(env: Mapping[str, str], expected: Expected, timeout: float) -> Ledger:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.core.logrecords import NewRecord, Position, Record, TopicSpec
 from broker.core.receipts import Receipt, ReceiptKind
@@ -24,6 +25,7 @@ from broker.log.interface import DurableLog
 from broker.views.mailbox import MailboxStore, MailboxView
 from tests.conftest import LogFactory
 from tests.edxml_samples import document, status
+from tests.full_store import sqlite_full_error
 from tests.processing_kit import NOW, TOPICS, consumed, ctx, headers, processor
 
 PROVINCE, VP = "000.00.00.H35", "000.00.01.H35"
@@ -228,6 +230,46 @@ class TestFailedApply:
         assert found[0].acked_at_ms == NOW + 10
         everything = await view.list(MAILBOX, include_acked=True)
         assert len(everything) == len({d.message_id for d in everything}) == 3
+
+    async def test_a_full_disk_is_reported_once_and_the_view_catches_up_after(
+        self,
+        log: DurableLog,
+        topics: Topics,
+        path: Path,
+        views: list[MailboxView],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """While its store has no room (SQLITE_FULL), the view's health names the full
+        disk, with one warning however many tries fail; with room again it applies
+        every record and is healthy."""
+        view = await started(views, log, topics, path)
+        real_apply = MailboxStore.apply
+        full = asyncio.Event()
+        full.set()
+        tries: list[int] = []
+
+        def no_room(store: MailboxStore, records: Sequence[Record]) -> Any:
+            if full.is_set():
+                tries.append(len(records))
+                raise sqlite_full_error()
+            return real_apply(store, records)
+
+        monkeypatch.setattr(MailboxStore, "apply", no_room)
+        with capture_logs() as logs:
+            positions = await log.append(to_the_province(topics))
+            for _ in range(100):
+                if len(tries) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(tries) >= 3
+            assert view.health().startswith("disk full: no room to write")
+            full.clear()
+            assert await view.wait_applied(positions, 30)
+        assert view.health() == "ok"
+        assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == [
+            "mailbox view: disk full; writes fail until space is freed"
+        ]
+        assert len(await view.list(MAILBOX, include_acked=True)) == 3
 
 
 @pytest.mark.usefixtures("no_blocking_loop")
