@@ -10,7 +10,7 @@ import pytest
     params=[
         "embedded",
         pytest.param("kafka", marks=pytest.mark.kafka),
-        pytest.param("kafka-cluster", marks=pytest.mark.kafka_cluster),
+        pytest.param("kafka-cluster", marks=[pytest.mark.kafka, pytest.mark.kafka_cluster]),
     ]
 )
 def backend(request: pytest.FixtureRequest) -> str:
