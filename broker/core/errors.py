@@ -89,6 +89,13 @@ class ConfigError(DocbrokerError):
     code = "config-invalid"
 
 
+class TargetNotEmpty(DocbrokerError):
+    """A backup or a restore would write into a folder that holds files already:
+    it writes only into an empty (or new) one, so that nothing is overwritten or mixed."""
+
+    code = "target-not-empty"
+
+
 class BadRequest(DocbrokerError):
     """A request parameter is malformed or out of range."""
 

@@ -136,6 +136,11 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("backend-unavailable", "The durable log cannot be reached; retry later", 503),
     ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
     ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),
+    # Operations (CLI only): backups and restores.
+    ProblemType("backup-damaged", "A backup's file is changed or missing, or no manifest", 422),
+    ProblemType(
+        "target-not-empty", "A backup or restore is written into an empty folder only", 409
+    ),
     ProblemType("internal-error", "An unexpected error inside the broker", 500),
     # A strict sender's warnings refuse its packages, each under its own code.
     *(ProblemType(w.code, w.title, 422) for w in WARNING_TYPES.values()),
