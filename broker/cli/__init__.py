@@ -10,6 +10,7 @@ from broker.cli import (  # noqa: F401  (each registers its commands on cli.base
     access,
     agencies,
     audit,
+    backup,
     envelopes,
     keys,
     mailbox,
