@@ -42,6 +42,7 @@ from broker.core.backup import (
 )
 from broker.core.errors import InputRefused, TargetNotEmpty
 from broker.core.problems import Problem
+from broker.log.snapshot import Snapshot, snapshot
 
 CHUNK = 1024 * 1024
 LARGE = 64 * 1024 * 1024  # a log at least this large shows the copy's progress
@@ -134,39 +135,25 @@ def keys_elsewhere(settings: Settings) -> list[Path]:
 class CopyProgress:
     """Prints how far the log's copy is, each tenth, for a large log only."""
 
-    def __init__(self, page_size: int) -> None:
-        self.page_size, self.shown = page_size, -1
+    def __init__(self) -> None:
+        self.shown = 0
 
     def __call__(self, done: int, total: int) -> None:
-        if total * self.page_size < LARGE or not total:
+        if total < LARGE or not total:
             return
         tenth = done * 10 // total
         if tenth > self.shown:
             self.shown = tenth
-            size = total * self.page_size / 1e6
-            click.echo(f"{LOG_FILE}: {tenth * 10}% of {size:,.0f} MB copied", err=True)
+            click.echo(f"{LOG_FILE}: {tenth * 10}% of {total / 1e6:,.0f} MB copied", err=True)
 
 
 # --------------------------------------------------------------------- backup
 
 
-def _page_size(path: Path) -> int:
-    """The page size in a SQLite file's header (4096 when it cannot be read)."""
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(18)
-        size = int.from_bytes(header[16:18], "big")
-        return 65536 if size == 1 else size or 4096
-    except OSError:
-        return 4096
-
-
-def _backup_log(settings: Settings, target: Path) -> tuple[BackedUpFile, Any]:
-    from broker.log.snapshot import snapshot
-
+def _backup_log(settings: Settings, target: Path) -> tuple[BackedUpFile, Snapshot]:
     source = settings.embedded_path
     part = target / f"{LOG_FILE}.part"
-    snap = snapshot(source, part, progress=CopyProgress(_page_size(source)))
+    snap = snapshot(source, part, progress=CopyProgress())
     os.chmod(part, backed_up_mode(LOG_FILE, 0o600))
     part.rename(target / LOG_FILE)
     sha, size = sha256_of(target / LOG_FILE) or "", (target / LOG_FILE).stat().st_size
@@ -223,6 +210,8 @@ def backup(ctx: click.Context, directory: Path, no_config: bool, as_json: bool) 
             ends.setdefault(tp.topic, {})[tp.partition] = end
         notes.append("Kafka topics are replicated by the cluster, not copied")
     files += _backup_files(settings, config, directory)
+    if not any(f.role == "keys" for f in files):
+        notes.append(f"no key in {settings.keys_dir}: this backup holds none")
     manifest = Manifest(
         __version__,
         created_at,

@@ -116,12 +116,15 @@ class Manifest:
                 raise ValueError(f"format {body.get('format')!r}, not {FORMAT}")
             if body["backend"] not in ("embedded", "kafka"):
                 raise ValueError(f"unknown backend {body['backend']!r}")
+            files = tuple(_file_of(f) for f in body["files"])
+            if len({f.path for f in files}) != len(files):
+                raise ValueError("a file is named twice")
             return cls(
                 docbroker_version=str(body["docbroker_version"]),
                 created_at=str(body["created_at"]),
                 backend=body["backend"],
                 topic_prefix=str(body["topic_prefix"]),
-                files=tuple(_file_of(f) for f in body["files"]),
+                files=files,
                 end_offsets=_offsets_of(body.get("end_offsets", {})),
                 group_offsets={
                     str(g): _offsets_of(o) for g, o in body.get("group_offsets", {}).items()

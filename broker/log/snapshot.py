@@ -26,7 +26,7 @@ from broker.core.errors import BackendUnavailable
 
 STEP_PAGES = 1024  # pages copied per step (4 MiB at SQLite's default page size)
 
-Progress = Callable[[int, int], None]  # (pages copied, pages in all)
+Progress = Callable[[int, int], None]  # (bytes copied, bytes in all)
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,12 @@ def _copy(
     src.execute("PRAGMA busy_timeout=30000")
     src.execute("BEGIN")
     src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+    page = src.execute("PRAGMA page_size").fetchone()[0]
     try:
 
         def report(_status: int, remaining: int, total: int) -> None:
             if progress is not None:
-                progress(total - remaining, total)
+                progress((total - remaining) * page, total * page)
 
         src.backup(dst, pages=step, progress=report)
     finally:

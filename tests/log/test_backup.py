@@ -97,7 +97,7 @@ class TestOnlineCopy:
             stop.set()
             writer.join()
         assert written[0] > 0 and len(steps) > 10
-        assert steps[-1][0] == steps[-1][1] == snap.pages
+        assert steps[-1][0] == steps[-1][1] == snap.pages * snap.page_size
         with closing(sqlite3.connect(tmp_path / "copy.sqlite")) as copy:
             (count,) = copy.execute(
                 "SELECT count(*) FROM records WHERE topic = 'docbroker.inbound' AND partition = 0"

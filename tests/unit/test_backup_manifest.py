@@ -83,6 +83,7 @@ class TestManifest:
             (lambda b: b["files"][0].update(sha256="xyz"), "not a SHA-256"),
             (lambda b: b["files"][0].update(role="other"), "unknown role"),
             (lambda b: b.pop("files"), "files"),
+            (lambda b: b["files"].append(b["files"][0]), "named twice"),
         ],
     )
     def test_refuses_what_is_not_a_manifest(self, change, match: str) -> None:
