@@ -19,9 +19,11 @@ from broker.cli import cli
 from broker.config import load_settings
 from broker.core.logrecords import NewRecord, TopicPartition
 from broker.core.topics import Topics
+from broker.log import open_log
 from broker.log.embedded import EmbeddedLog
 from broker.log.snapshot import snapshot
 from broker.log.topics import topic_specs
+from tests.kafka_broker import KafkaBroker
 from tests.pki import install_keys
 
 
@@ -197,23 +199,53 @@ class TestBackupCommand:
         assert result.exit_code == 0
         assert "log.sqlite: 100% of 0 MB copied" in result.stderr
 
+    @pytest.mark.kafka
     def test_kafka_backs_up_keys_config_and_offsets(
-        self, tmp_path: Path, deployment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+        self,
+        tmp_path: Path,
+        deployment: dict[str, str],
+        kafka_broker: KafkaBroker,
+        unique_prefix: str,
     ) -> None:
-        """On Kafka: no log file; the topics' end offsets, and a note that the topics are
-        replicated, not copied."""
-        ends = {
-            TopicPartition("docbroker.inbound", 0): 7,
-            TopicPartition("docbroker.inbound", 1): 3,
+        """On the suite's real Kafka: no log file; the topics' end offsets as the broker
+        reports them, and a note that the topics are replicated, not copied."""
+        env = {
+            **deployment,
+            "DOCBROKER_BACKEND_TYPE": "kafka",
+            "DOCBROKER_BACKEND_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+            "DOCBROKER_BACKEND_TOPIC_PREFIX": unique_prefix,
+            "DOCBROKER_BACKEND_PARTITIONS": "2",
         }
-        monkeypatch.setattr(backup_cli, "run_with_log", lambda ctx, work: ends)
-        env = {**deployment, "DOCBROKER_BACKEND_TYPE": "kafka"}
+        settings = load_settings(None, env)
+        inbound = Topics.with_prefix(unique_prefix).inbound
+
+        async def append() -> None:
+            log = open_log(settings)
+            await log.start()
+            try:
+                await log.ensure_topics(topic_specs(settings, Topics.with_prefix(unique_prefix)))
+                await log.append([NewRecord(inbound, b"r", key=b"a") for _ in range(7)])
+            finally:
+                await log.close()
+
+        async def end_offsets() -> dict[str, int]:
+            log = open_log(settings)
+            await log.start()
+            try:
+                ends = await log.end_offsets([inbound])
+            finally:
+                await log.close()
+            return {str(tp.partition): end for tp, end in ends.items()}
+
+        asyncio.run(append())
+        ends = asyncio.run(end_offsets())  # 7 records (and a transaction's marker)
         result = invoke("backup", str(tmp_path / "b"), "--json", env=env)
         assert result.exit_code == 0, result.output
         manifest = json.loads(result.output)["manifest"]
         assert manifest["backend"] == "kafka"
-        assert manifest["end_offsets"] == {"docbroker.inbound": {"0": 7, "1": 3}}
+        assert manifest["end_offsets"][inbound] == ends and sum(ends.values()) >= 7
         assert "log.sqlite" not in {f["path"] for f in manifest["files"]}
+        assert {f["path"] for f in manifest["files"]} >= {"keys/broker.key.pem"}
         assert any("replicated by the cluster, not copied" in n for n in manifest["notes"])
         assert not (tmp_path / "b" / "log.sqlite").exists()
 
