@@ -6,7 +6,8 @@ HTTP adapter and serves until SIGTERM or SIGINT. An address that cannot be bound
 worker processes start: ConfigError, exit status 2. Shutdown order: stop
 accepting connections, release the long polls, let in-flight requests finish
 (http.shutdown_timeout), then stop the pipeline after it committed the batch in
-hand, the views, and the log. Exit status 0.
+hand, the views, and the log. Exit status 0. Under systemd (`Type=notify`) it
+says READY=1 once /readyz would pass, and STOPPING=1 when it starts to stop.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from adapters.http_api.server import (
 from broker import __version__
 from broker.config import Settings
 from broker.runtime import Runtime
+from broker.sdnotify import notify, notify_socket
 
 log = structlog.get_logger(__name__)
 
@@ -84,11 +86,28 @@ async def _serve(
         )
         if ready is not None:
             ready.set()
+        announce = asyncio.create_task(_announce_ready(runtime, site.name, stop))
         await stop.wait()
+        announce.cancel()
+        notify("STOPPING=1", "STATUS=shutting down: finishing in-flight work")
         log.info("shutting down: finishing in-flight work")
     finally:
         await runner.cleanup()
     log.info("docbroker stopped", order=runtime.events)
+
+
+async def _announce_ready(runtime: Runtime, url: str, stop: asyncio.Event) -> None:
+    """READY=1 to systemd once every /readyz check passes (nothing outside systemd)."""
+    if notify_socket() is None:
+        return
+    while not stop.is_set():
+        checks = await runtime.readiness()
+        failing = {k: v for k, v in checks.items() if not v.startswith("ok")}
+        if not failing:
+            notify("READY=1", f"STATUS=serving on {url}")
+            return
+        notify("STATUS=starting: " + "; ".join(f"{k}: {v}" for k, v in failing.items()))
+        await asyncio.sleep(0.5)
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ SIGINT (Ctrl-C: the terminal signals the whole process group, worker processes
 included) and SIGTERM (systemd's KillMode=mixed: the main process only; a plain
 `kill` of the group: every process) each stop it with status 0 and not one
 traceback from it or its pipeline workers; a long poll in flight is answered at
-once instead of holding the stop for its `wait`; an address it cannot listen on
-is one line and status 2, before anything starts. On the embedded backend: what
+once instead of holding the stop for its `wait`; systemd is told READY=1 and
+STOPPING=1; an address it cannot listen on is one line and status 2, before
+anything starts. On the embedded backend: what
 is tested here is the process, not the log.
 """
 
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ import pytest
 
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
-from tests.e2e.faults import pipeline_workers
+from tests.e2e.faults import pipeline_workers, readyz
 from tests.e2e.test_walking_skeleton import wait_for_entries
 from tests.edxml_samples import document
 
@@ -129,6 +131,33 @@ class TestLongPollAtShutdown:
         assert answer["at"] - signalled < 3
         assert stopped < 5, f"the stop took {stopped:.1f} s"
         assert_no_traceback(daemon)
+
+
+class TestSystemdNotify:
+    def test_ready_once_ready_and_stopping_on_sigterm(
+        self, tmp_path: Path, daemon_env: dict[str, str]
+    ) -> None:
+        """Under a Type=notify unit: READY=1 comes when /readyz answers 200, STOPPING=1
+        when the stop begins (sd_notify over the NOTIFY_SOCKET datagram socket)."""
+        with (
+            tempfile.TemporaryDirectory(prefix="notify") as short,  # sun_path: 108 bytes
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd,
+        ):
+            address = f"{short}/notify.sock"
+            sd.bind(address)
+            sd.settimeout(30)
+            daemon = Daemon(tmp_path / "notified", {**daemon_env, "NOTIFY_SOCKET": address})
+            try:
+                daemon.start()
+                messages = []
+                while not any("READY=1" in m for m in messages):
+                    messages.append(sd.recv(4096).decode())
+                assert readyz(daemon.url)[0] == 200
+                assert f"STATUS=serving on {daemon.url}" in messages[-1].splitlines()
+                assert daemon.stop(signal.SIGTERM) == 0
+                assert sd.recv(4096).decode().splitlines()[0] == "STOPPING=1"
+            finally:
+                daemon.kill()
 
 
 def serve_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
