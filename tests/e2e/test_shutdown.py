@@ -6,8 +6,8 @@ included) and SIGTERM (systemd's KillMode=mixed: the main process only; a plain
 traceback from it or its pipeline workers; a long poll in flight is answered at
 once instead of holding the stop for its `wait`; systemd is told READY=1 and
 STOPPING=1; an address it cannot listen on is one line and status 2, before
-anything starts. On the embedded backend: what
-is tested here is the process, not the log.
+anything starts. On the embedded backend: what is tested here is the process,
+not the log.
 """
 
 from __future__ import annotations
