@@ -3,12 +3,17 @@
 The systemd unit goes through `systemd-analyze verify` (the unit as written, with
 ExecStart pointed at this installation's own `docbroker` console script: verify
 wants the binary to exist) and `systemd-analyze security`; a unit with a typo is
-shown to fail the same check.
+shown to fail the same check. The Containerfile cannot be built here (no container
+engine: CI does not build it either), so it is read: what it copies exists and is
+all the install needs, its entry is the console script and a real command, its
+environment is valid configuration, and its HEALTHCHECK command is run against a
+live daemon.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import re
 import shlex
 import shutil
@@ -25,6 +30,7 @@ from broker.config import Settings, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "config" / "systemd" / "docbroker.service"
 SYSUSERS = ROOT / "config" / "systemd" / "docbroker.sysusers"
+CONTAINERFILE = ROOT / "Containerfile"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "docbroker"
 needs_systemd_analyze = pytest.mark.skipif(
@@ -177,3 +183,100 @@ class TestSystemdUnit:
         assert (name, home, shell) == ("docbroker", "/var/lib/docbroker", "/usr/sbin/nologin")
         assert int(uid) < 1000 and uid == gid
         assert (tmp_path / "etc" / "group").read_text().startswith("docbroker:x:")
+
+
+def instructions() -> dict[str, list[str]]:
+    return directives(CONTAINERFILE.read_text())
+
+
+class TestContainerfile:
+    def test_what_it_copies_exists_and_is_what_the_install_needs(self) -> None:
+        """Each COPY source is in the repository (nothing ignored by .dockerignore),
+        and the packages setup.cfg installs and the files it reads are among them."""
+        copied: set[str] = set()
+        for args in instructions()["COPY"]:
+            if args.startswith("--from="):
+                continue
+            *sources, _dest = args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                copied.add(source)
+        ignored = (ROOT / ".dockerignore").read_text().split()
+        assert not copied & set(ignored)
+        cfg = configparser.ConfigParser()
+        cfg.read(ROOT / "setup.cfg")
+        package_dir = dict(
+            line.split(" = ") for line in cfg["options"]["package_dir"].strip().splitlines()
+        )
+        for package in cfg["options"]["packages"].split():
+            where = package_dir.get(package, package.replace(".", "/"))
+            assert where.split("/")[0] in copied, package
+        assert {"pyproject.toml", "setup.cfg", "constraints.txt", "README.md"} <= copied
+
+    def test_it_installs_pinned_and_runs_unprivileged(self) -> None:
+        """pip installs the project with constraints.txt into /opt/docbroker; the
+        image runs as docbroker with its data in a volume, on the exposed port."""
+        found = instructions()
+        (install,) = [r for r in found["RUN"] if "pip install" in r]
+        assert "-c constraints.txt ." in " ".join(install.split())
+        assert found["USER"] == ["docbroker"]
+        assert found["VOLUME"] == ['["/var/lib/docbroker"]']
+        assert found["STOPSIGNAL"] == ["SIGTERM"]
+        env = self.environment()
+        assert env["DOCBROKER_DATA_DIR"] == "/var/lib/docbroker"
+        assert found["EXPOSE"] == [env["DOCBROKER_HTTP_PORT"]]
+        assert all(base.split()[0].endswith("-slim") for base in self.bases())
+
+    def bases(self) -> list[str]:
+        arg = dict(a.split("=", 1) for a in instructions()["ARG"])
+        return [
+            b.replace("${PYTHON_VERSION}", arg["PYTHON_VERSION"]) for b in instructions()["FROM"]
+        ]
+
+    def environment(self) -> dict[str, str]:
+        (env,) = instructions()["ENV"]
+        return dict(pair.split("=", 1) for pair in shlex.split(env))
+
+    def test_its_environment_is_valid_configuration(self) -> None:
+        """Every DOCBROKER_ variable it sets is a setting with a valid value."""
+        env = {k: v for k, v in self.environment().items() if k.startswith("DOCBROKER_")}
+        settings = load_settings(None, env)
+        assert settings.http.host == "0.0.0.0"
+        assert settings.logging.format == "json"
+
+    def test_the_entry_is_docbroker_serve(self) -> None:
+        """ENTRYPOINT is the console script (so that `run IMAGE keys init` works), CMD
+        `serve`, both in exec form: docbroker is PID 1 and gets the SIGTERM itself."""
+        found = instructions()
+        (entry,) = (json.loads(v) for v in found["ENTRYPOINT"])
+        (command,) = (json.loads(v) for v in found["CMD"])
+        assert entry == ["docbroker"] and entry[0] in console_scripts()
+        assert command == ["serve"]
+        assert CliRunner().invoke(cli, [*command, "--help"]).exit_code == 0
+
+    def healthcheck(self) -> list[str]:
+        (check,) = instructions()["HEALTHCHECK"]
+        return json.loads(check.split("CMD", 1)[1])
+
+    @pytest.mark.e2e
+    def test_the_healthcheck_passes_on_a_live_daemon_and_fails_without(
+        self, tmp_path: Path, unique_prefix: str
+    ) -> None:
+        """The HEALTHCHECK command (with this Python) asks /healthz on the port the
+        image configures: status 0 while a daemon serves there, 1 when none does."""
+        from tests.conftest import backend_env
+        from tests.e2e.daemon import Daemon
+        from tests.pki import install_keys
+
+        program, *args = self.healthcheck()
+        assert program == "python"
+        install_keys(tmp_path / "data")
+        env = backend_env("embedded", tmp_path / "data", unique_prefix, None)
+        daemon = Daemon(tmp_path / "d", env).start()
+        try:
+            env = {"DOCBROKER_HTTP_PORT": str(daemon.port), "PATH": "/usr/bin:/bin"}
+            run = [sys.executable, *args]
+            assert subprocess.run(run, env=env, capture_output=True, timeout=30).returncode == 0
+        finally:
+            daemon.kill()
+        assert subprocess.run(run, env=env, capture_output=True, timeout=30).returncode == 1
