@@ -1,4 +1,10 @@
-"""Serving the app: TLS (with optional client certificates) and a connection cap.
+"""Serving the app: the listening address, TLS (with optional client certificates)
+and a connection cap.
+
+The address is bound first, before anything else starts (`bind_listener`): a port in
+use or not allowed is one line and exit status 2, with no log opened and no worker
+process started. It listens once the app is set up (connections before that are
+refused, not left waiting in the backlog).
 
 Slow or idle clients cannot hold the server: a connection that has not sent a
 complete request within `http.idle_timeout` is closed (aiohttp's keep-alive
@@ -11,7 +17,10 @@ answered 503 and closed at once instead of queueing.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
+from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
@@ -61,28 +70,74 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+def bind_listener(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address `host` names (as asyncio's create_server binds
+    them), not yet listening; ConfigError when one cannot be bound."""
+    where = _address(host or "*", port)
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror} (http.host)") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            # a restart binds the port while the last run's connections are in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise cannot_listen(where, exc) from None
+    return sockets
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def cannot_listen(where: str, exc: OSError) -> ConfigError:
+    """One line: where, and why (`address already in use`, `permission denied`...)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError(f"cannot listen on {where}: {reason[:1].lower()}{reason[1:]}")
+
+
 class CappedSite(web.BaseSite):
-    """A TCP site that accepts at most `max_connections` connections at once."""
+    """A TCP site on bound sockets that accepts at most `max_connections` connections
+    at once."""
 
     def __init__(
         self,
         runner: web.BaseRunner,
-        host: str,
-        port: int,
+        sockets: Sequence[socket.socket],
         *,
         max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
-        self._host = host
-        self._port = port
+        self._sockets = list(sockets)
+        self._servers: list[asyncio.AbstractServer] = []
         self.max_connections = max_connections
         self.refused = 0
 
     @property
+    def port(self) -> int:
+        """The port bound (the one picked when http.port is 0)."""
+        return int(self._sockets[0].getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        host, port = self._sockets[0].getsockname()[:2]
+        return _address(host, port)
+
+    @property
     def name(self) -> str:
-        scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://{self._host}:{self._port}"
+        return f"{'https' if self._ssl_context else 'http'}://{self.address}"
 
     async def start(self) -> None:
         await super().start()
@@ -98,9 +153,19 @@ class CappedSite(web.BaseSite):
             return server()
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            protocol, self._host, self._port, ssl=self._ssl_context, reuse_address=True
-        )
+        for sock in self._sockets:
+            try:
+                self._servers.append(
+                    await loop.create_server(protocol, sock=sock, ssl=self._ssl_context)
+                )
+            except OSError as exc:  # another process bound it too and listened first
+                raise cannot_listen(self.address, exc) from None
+        self._server = self._servers[0]
+
+    async def stop(self) -> None:
+        for each in self._servers:  # the first is also BaseSite's own _server
+            each.close()
+        await super().stop()
 
 
 def runner_options(settings: Settings) -> dict[str, object]:

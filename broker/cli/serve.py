@@ -27,12 +27,17 @@ if TYPE_CHECKING:
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Run the broker until SIGTERM or SIGINT."""
-    from broker.daemon import serve as run
-    from broker.logsetup import configure_logging
+    try:
+        from broker.daemon import serve as run
+        from broker.logsetup import configure_logging
 
-    settings = settings_of(ctx)
-    configure_logging(settings.logging)
-    ctx.exit(asyncio.run(run(settings)))
+        settings = settings_of(ctx)
+        configure_logging(settings.logging)
+        status = asyncio.run(run(settings))
+    except KeyboardInterrupt:  # before the daemon handles SIGINT itself, or after
+        click.echo("docbroker: interrupted", err=True)
+        status = 130
+    ctx.exit(status)
 
 
 @cli.command("axis-simulator")

@@ -6,16 +6,27 @@ second core idle. A small process pool runs `process_batch` instead, each worker
 having built its processor (schema, keys) once at start. The pool receives a
 batch with the directory snapshot and the dedup facts it needs, and returns the
 outcomes: it does no I/O.
+
+The daemon stops its workers (shutdown, after the batch in hand), and they follow
+it when it dies. A signal for the whole process group or control group (Ctrl-C
+in a terminal, `kill -TERM -PGID`, systemd's KillMode=control-group) is left to
+the daemon: a worker takes SIGINT and SIGTERM in a thread of its own and ends
+only on the daemon's own SIGTERM (the pool ending broken workers). So neither
+prints a KeyboardInterrupt traceback from each worker nor breaks the pool under
+the batch in hand. SIGINT is also held while the workers start (as
+multiprocessing's resource tracker does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -30,12 +41,26 @@ _processor: InboundProcessor | None = None
 Seen = dict[tuple[str, str], FirstSeen]  # what the dedup index knows of a batch's documents
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _init(settings: Settings, parent: int) -> None:
     global _processor  # one per worker process, built once
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # the threads started inherit it
     from broker.pipeline.build import build_processor
 
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    threading.Thread(target=_signals, args=(parent,), name="signal-watch", daemon=True).start()
     _processor = build_processor(settings)
+
+
+def _signals(parent: int) -> None:
+    """SIGINT and SIGTERM, taken here: the daemon's SIGTERM ends the worker at once;
+    anyone else's is the daemon's to act on, which stops its workers itself."""
+    while True:
+        info = signal.sigwaitinfo(STOP_SIGNALS)
+        if info.si_signo == signal.SIGTERM and info.si_pid == parent:
+            os._exit(128 + signal.SIGTERM)
 
 
 def _exit_with(parent: int, interval: float = 1.0) -> None:
@@ -56,6 +81,18 @@ def _process(
 
 def _ready() -> bool:
     return _processor is not None
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held in this thread and the processes it starts (until their _init takes
+    it); a SIGINT for the daemon meanwhile reaches it once released, or through
+    another thread. (Not SIGTERM: a pool without _init must still end its workers.)"""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 Work = Callable[[Sequence[Record], Directory, Seen, int], list[Outcome]]
@@ -87,7 +124,8 @@ class ProcessingPool:
 
     def warm_up(self) -> None:
         """Start every worker now (keys load at start, not on the first envelope)."""
-        futures = [self._pool.submit(_ready) for _ in range(self.processes * 2)]
+        with _sigint_blocked():  # the submits start the processes
+            futures = [self._pool.submit(_ready) for _ in range(self.processes * 2)]
         for f in futures:
             f.result(timeout=120)
 

@@ -281,6 +281,7 @@ class MailboxView:
         self._task: asyncio.Task[None] | None = None
         self._applied = AppliedPositions()
         self._waiters: dict[str, asyncio.Event] = {}
+        self._released = False  # shutting down: long polls answer at once
         self._ready = False
         self._space = FullDisk("mailbox view", path)
 
@@ -411,7 +412,9 @@ class MailboxView:
             event.set()
 
     def wake_all(self) -> None:
-        """Release every long-poll (on shutdown)."""
+        """Release every long poll, and answer later ones at once (on shutdown: the
+        server waits for in-flight requests, and a poll would hold it for its `wait`)."""
+        self._released = True
         for event in self._waiters.values():
             event.set()
         self._waiters.clear()
@@ -447,7 +450,7 @@ class MailboxView:
                 kind=kind,
             )
             remaining = deadline - loop.time()
-            if found or remaining <= 0 or not self.ready:
+            if found or remaining <= 0 or self._released or not self.ready:
                 return found
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from adapters.http_api import build_app
-from adapters.http_api.server import CappedSite, runner_options
+from adapters.http_api.server import CappedSite, bind_listener, runner_options
 from broker.config import load_settings
 from broker.runtime import Runtime
 from tests.conftest import backend_env
@@ -51,10 +51,9 @@ async def served(tmp_path: Path, unique_prefix: str) -> AsyncIterator[Served]:
     runtime = Runtime.build(settings)
     runner = web.AppRunner(build_app(runtime), **runner_options(settings))  # type: ignore[arg-type]
     await runner.setup()
-    site = CappedSite(runner, "127.0.0.1", 0, max_connections=3)
+    site = CappedSite(runner, bind_listener("127.0.0.1", 0), max_connections=3)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield Served(runtime, site, port)
+    yield Served(runtime, site, site.port)
     await runner.cleanup()
 
 

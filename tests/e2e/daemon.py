@@ -127,7 +127,9 @@ class Daemon:
                     raise
                 time.sleep(0.2)
 
-    def start(self, timeout: float = 60) -> Daemon:
+    def start(self, timeout: float = 60, *, own_group: bool = False) -> Daemon:
+        """`own_group`: the daemon leads a process group of its own (with its worker
+        processes), as a shell's foreground job does: os.killpg reaches them all."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
         env.update(self.env)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,7 @@ class Daemon:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                process_group=0 if own_group else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -171,6 +171,21 @@ class TestKindAndCounts:
         found = await asyncio.wait_for(waiting, 20)
         assert [d.message_id for d in found] == [headers(doc)[H.MESSAGE_ID]]
 
+    @pytest.mark.parametrize("backend", ["embedded"])
+    async def test_released_long_polls_answer_at_once(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        """On shutdown (wake_all) a waiting poll answers what there is at once, and so
+        does one that comes after, instead of waiting out its `wait` while the server
+        waits for in-flight requests."""
+        view = await started(views, log, topics, path)
+        waiting = asyncio.create_task(view.list(MAILBOX, wait=30))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        view.wake_all()
+        assert await asyncio.wait_for(waiting, 2) == []
+        assert await asyncio.wait_for(view.list(MAILBOX, wait=30), 2) == []
+
 
 @pytest.mark.usefixtures("no_blocking_loop")
 class TestBadRecords:
