@@ -18,8 +18,9 @@ class Topics:
     directory: str  # the agency directory, compacted [agency code]
     dedup: str  # documents already received, compacted [sender + document id]
     chains: str  # the head of each audit chain, compacted [chain id]
+    archived: str  # how far each partition is in a signed archive, compacted [topic:partition]
 
-    COMPACTED = ("directory", "dedup", "chains")
+    COMPACTED = ("directory", "dedup", "chains", "archived")
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
