@@ -30,6 +30,24 @@ from broker.views.audit import read_all
 REFUSED, RECEIVED = "02", "01"
 
 
+def end_offsets(env: Mapping[str, str], topic: str) -> dict[int, int]:
+    """Partition -> end offset of the deployment's `topic` (e.g. "inbound"), read by a
+    client of its own (on Kafka a transaction's marker takes an offset too)."""
+    settings = load_settings(None, dict(env))
+    name = getattr(Topics.with_prefix(settings.backend.topic_prefix), topic)
+
+    async def main() -> dict[int, int]:
+        log = open_log(settings)
+        await log.start()
+        try:
+            ends = await log.end_offsets([name])
+        finally:
+            await log.close()
+        return {tp.partition: end for tp, end in ends.items()}
+
+    return asyncio.run(main())
+
+
 @dataclass(frozen=True)
 class Expected:
     """What a set of submissions should have produced: each document (by DocumentId)

@@ -23,9 +23,7 @@ from typing import Any
 
 import pytest
 
-from broker.config import load_settings
 from broker.core.topics import Topics
-from broker.log import open_log
 from tests.e2e.broker_faults import (
     SENDERS,
     Load,
@@ -37,6 +35,7 @@ from tests.e2e.broker_faults import (
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon
 from tests.kafka_broker import KafkaCluster, PartitionState, min_insync_replicas
+from tests.ledger import end_offsets
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,26 +48,9 @@ TOTAL, RATE = 360, 12.0  # submissions, per second: ~30 s of load
 FAULT_AT = 0.25  # of the submissions answered
 
 
-def inbound_ends(env: dict[str, str]) -> dict[int, int]:
-    """Partition -> end offset of the deployment's `inbound`."""
-    settings = load_settings(None, env)
-    inbound = Topics.with_prefix(settings.backend.topic_prefix).inbound
-
-    async def main() -> dict[int, int]:
-        log = open_log(settings)
-        await log.start()
-        try:
-            ends = await log.end_offsets([inbound])
-        finally:
-            await log.close()
-        return {tp.partition: end for tp, end in ends.items()}
-
-    return asyncio.run(main())
-
-
 def busiest_inbound(cluster: KafkaCluster, env: dict[str, str]) -> PartitionState:
     """The partition of `inbound` holding the most records, with its leader (metadata)."""
-    ends = inbound_ends(env)
+    ends = end_offsets(env, "inbound")
     inbound = Topics.with_prefix(env["DOCBROKER_BACKEND_TOPIC_PREFIX"]).inbound
     return max(cluster.partitions([inbound]), key=lambda p: ends[p.partition])
 

@@ -24,6 +24,7 @@ from broker.log.embedded import EmbeddedLog
 from broker.log.snapshot import snapshot
 from broker.log.topics import topic_specs
 from tests.kafka_broker import KafkaBroker
+from tests.ledger import end_offsets
 from tests.pki import install_keys
 
 
@@ -228,17 +229,8 @@ class TestBackupCommand:
             finally:
                 await log.close()
 
-        async def end_offsets() -> dict[str, int]:
-            log = open_log(settings)
-            await log.start()
-            try:
-                ends = await log.end_offsets([inbound])
-            finally:
-                await log.close()
-            return {str(tp.partition): end for tp, end in ends.items()}
-
         asyncio.run(append())
-        ends = asyncio.run(end_offsets())  # 7 records (and a transaction's marker)
+        ends = {str(p): n for p, n in end_offsets(env, "inbound").items()}
         result = invoke("backup", str(tmp_path / "b"), "--json", env=env)
         assert result.exit_code == 0, result.output
         manifest = json.loads(result.output)["manifest"]
