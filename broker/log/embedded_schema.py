@@ -109,9 +109,8 @@ def open_schema(conn: sqlite3.Connection, path: Path, schema: str) -> int:
                 steps=[name for _, name, _ in steps],
                 hint=f"a copy first (docbroker backup DIR) lets you go back to schema {found}",
             )
-        for version, name, fn in steps:
+        for _, _, fn in steps:
             fn(conn)
-            log.debug("log schema migration applied", migration=name, version=version)
         if steps:
             conn.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
