@@ -202,7 +202,7 @@ class LocalKafka:
     """A single-node Kafka of bin/kafka-local in a temporary folder."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-sizing-kafka-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-sizing-kafka-")) / "kafka"  # made by it
 
     def __enter__(self) -> tuple[Path, str]:
         out = subprocess.run(
@@ -216,7 +216,7 @@ class LocalKafka:
     def __exit__(self, *exc: object) -> None:
         kafka = [sys.executable, str(ROOT / "bin" / "kafka-local")]
         subprocess.run([*kafka, "stop", "--dir", str(self.dir)], capture_output=True, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.dir.parent, ignore_errors=True)
 
 
 def main() -> None:
