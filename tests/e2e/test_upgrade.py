@@ -25,6 +25,7 @@ import pytest
 
 from broker.log.embedded_schema import LATEST
 from tests.e2e.daemon import ROOT, Daemon, TokenBook
+from tests.e2e.faults import metric
 from tests.e2e.test_walking_skeleton import wait_for_entries
 from tests.edxml_samples import document
 from tests.ledger import audit_verifies
@@ -150,6 +151,11 @@ class TestUpgradeFromThePreviousRelease:
             sender = new.client_for(SENDER)
             states = [sender.document(f"{SENDER},2026/12/01,{i}") for i in range(DOCS)]
             assert [len(s["recipients"]) for s in states] == [1] * DOCS  # each delivered
+
+            # the counters schema 2 added hold what the first release wrote
+            assert metric(new.url, "docbroker_log_records") >= 2 * DOCS
+            assert metric(new.url, "docbroker_log_bytes") > DOCS * len(document())
+            assert metric(new.url, "docbroker_read_model_bytes") > 0
 
             ok, output = audit_verifies(daemon_env)
             assert ok, output
