@@ -23,9 +23,11 @@ def human(size: int | None) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """The log's records and bytes per topic, and the read models' files."""
+    from broker.logsetup import configure_logging
     from broker.views.sizes import measure
 
     settings = settings_of(ctx)
+    configure_logging(settings.logging)  # log lines (an upgrade's) to stderr, not the JSON
     log_file = settings.embedded_path if settings.backend.type == "embedded" else None
     sizes = run_with_log(
         ctx, lambda log, topics: measure(log, topics, settings.data_path, log_file)
