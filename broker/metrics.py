@@ -195,6 +195,29 @@ class Metrics:
             ["outcome", "policy"],
             registry=r,
         )
+        self._log_bytes = Gauge(
+            "docbroker_log_bytes",
+            "Bytes a topic holds (key + value + headers; embedded backend), measured each minute",
+            ["topic"],
+            registry=r,
+        )
+        self._log_records = Gauge(
+            "docbroker_log_records",
+            "Records a topic holds (embedded) or has had written (Kafka: end offsets)",
+            ["topic"],
+            registry=r,
+        )
+        self._log_file_bytes = Gauge(
+            "docbroker_log_file_bytes",
+            "The embedded log's file with its -wal and -shm (pages, indexes, free space)",
+            registry=r,
+        )
+        self._read_model_bytes = Gauge(
+            "docbroker_read_model_bytes",
+            "A read model's SQLite file with its -wal and -shm",
+            ["view"],
+            registry=r,
+        )
 
     # -- process
     def started(self, *, backend: str, instance: str) -> None:
@@ -281,6 +304,18 @@ class Metrics:
 
     def sdk_plain_http_systems(self, count: int) -> None:
         self._sdk_plain.set(count)
+
+    # -- growth
+    def topic_size(self, topic: str, records: int, size: int | None) -> None:
+        self._log_records.labels(topic).set(records)
+        if size is not None:
+            self._log_bytes.labels(topic).set(size)
+
+    def log_file_size(self, size: int) -> None:
+        self._log_file_bytes.set(size)
+
+    def read_model_size(self, view: str, size: int) -> None:
+        self._read_model_bytes.labels(view).set(size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,7 @@ serving and stops them in reverse after the last request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,8 @@ from broker.trust.certs import seconds_left, subject_text
 from broker.trust.context import TrustContext
 from broker.views.documents import DocumentsView
 from broker.views.mailbox import MailboxView
+from broker.views.sizes import INTERVAL as SIZES_INTERVAL
+from broker.views.sizes import Sizes, measure
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +131,7 @@ class Runtime:
             self._followed_state,
             self._mailbox_view,
             self._documents_view,
+            self._size_watch,
             self._pipeline,
         ]
 
@@ -240,6 +244,37 @@ class Runtime:
         yield
         await self.documents.stop()
         self._note("documents view stopped")
+
+    @asynccontextmanager
+    async def _size_watch(self) -> AsyncIterator[None]:
+        """The log's and the read models' sizes in the metrics, each minute."""
+        log_file = self.settings.embedded_path if self.settings.backend.type == "embedded" else None
+
+        async def watch() -> None:
+            while True:
+                try:
+                    sizes = await measure(self.log, self.topics, self.settings.data_path, log_file)
+                except DocbrokerError as exc:
+                    log.debug("sizes not measured", error=str(exc))
+                else:
+                    self._report_sizes(sizes)
+                await asyncio.sleep(SIZES_INTERVAL)
+
+        task = asyncio.create_task(watch(), name="size-watch")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _report_sizes(self, sizes: Sizes) -> None:
+        for topic, size in sizes.topics.items():
+            records = size.records if size else sizes.records_written.get(topic, 0)
+            self.metrics.topic_size(topic, records, size.bytes if size else None)
+        if sizes.log_file_bytes is not None:
+            self.metrics.log_file_size(sizes.log_file_bytes)
+        for view, size in sizes.read_models.items():
+            if size is not None:
+                self.metrics.read_model_size(view, size)
 
     @asynccontextmanager
     async def _pipeline(self) -> AsyncIterator[None]:

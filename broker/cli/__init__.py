@@ -16,6 +16,7 @@ from broker.cli import (  # noqa: F401  (each registers its commands on cli.base
     mailbox,
     rejected,
     serve,
+    status,
 )
 from broker.cli.base import cli, main, one_off_instance
 

@@ -89,6 +89,13 @@ class ConfigError(DocbrokerError):
     code = "config-invalid"
 
 
+class SchemaTooNew(DocbrokerError):
+    """The embedded log's file has a schema version newer than this docbroker knows:
+    it was written by a later release, and is left unchanged (exit status 2)."""
+
+    code = "schema-too-new"
+
+
 class TargetNotEmpty(DocbrokerError):
     """A backup or a restore would write into a folder that holds files already:
     it writes only into an empty (or new) one, so that nothing is overwritten or mixed."""

@@ -136,6 +136,9 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("backend-unavailable", "The durable log cannot be reached; retry later", 503),
     ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
     ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),
+    ProblemType(
+        "schema-too-new", "A data file was written by a newer docbroker: upgrade docbroker", 500
+    ),
     # Operations (CLI only): backups and restores.
     ProblemType("backup-damaged", "A backup's file is changed or missing, or no manifest", 422),
     ProblemType(

@@ -20,14 +20,15 @@ from typing import Any
 
 import structlog
 
-from broker.core.errors import BackendUnavailable, StorageFull
+from broker.core.errors import BackendUnavailable, SchemaTooNew, StorageFull
 from broker.core.logrecords import Headers, TopicPartition
+from broker.log.embedded_schema import open_schema
 from broker.log.interface import BeforeCommitHook
 from broker.log.sqlite_space import FullDisk, write_failure
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = "1"
+# Version 1 of the file's tables; later versions are migrations (embedded_schema).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS topics(
@@ -197,14 +198,12 @@ class Writer:
     def _run(self) -> None:
         try:
             self._conn = connect(self._path, self._synchronous)
-            self._conn.executescript(SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (SCHEMA_VERSION,),
-            )
+            open_schema(self._conn, self._path, SCHEMA)  # upgraded in place, or refused
         except BaseException as exc:  # reported to start()
             failure = write_failure(self._path, exc)
-            if isinstance(failure, StorageFull):
+            if isinstance(exc, SchemaTooNew):
+                self._start_error = exc
+            elif isinstance(failure, StorageFull):
                 self._start_error = failure
             else:
                 self._start_error = BackendUnavailable(f"cannot open {self._path}: {exc}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -38,6 +39,7 @@ __all__ = [
     "Record",
     "Tailer",
     "TopicPartition",
+    "TopicSize",
     "TopicSpec",
 ]
 
@@ -170,6 +172,14 @@ class Tailer(abc.ABC):
         await self.close()
 
 
+@dataclass(frozen=True)
+class TopicSize:
+    """What a topic holds now: its records, and their bytes (key + value + headers)."""
+
+    records: int
+    bytes: int
+
+
 class DurableLog(abc.ABC):
     """A backend of the durable log."""
 
@@ -221,6 +231,11 @@ class DurableLog(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise BackendUnavailable unless the backend answers now (readiness)."""
+
+    async def topic_sizes(self) -> dict[str, TopicSize] | None:
+        """Records and bytes held per topic, where the backend can tell cheaply; None
+        where it cannot (Kafka: its brokers' log dirs say, see README "Sizing")."""
+        return None
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -20,7 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import structlog
+
 from broker.core.logrecords import Position, Record, TopicPartition
+
+log = structlog.get_logger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,16 +38,42 @@ CREATE TABLE IF NOT EXISTS positions(
 
 def open_store(path: Path, version: int, schema: str, tables: Iterable[str]) -> sqlite3.Connection:
     """The read model's file with `schema` and a positions table; the tables of another
-    schema version (`tables` and positions) are dropped first, so the model is rebuilt."""
+    schema version (`tables` and positions) are dropped first, so the model is rebuilt
+    from the log (a log line says so). A file SQLite cannot read is removed and made
+    anew: it is a cache, never a reason not to start."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _open_store(path, version, schema, tables)
+    except sqlite3.OperationalError:  # locked, full, not allowed: not the file's fault
+        raise
+    except sqlite3.DatabaseError as exc:  # not a database, malformed
+        log.warning("read model unreadable: made anew from the log", path=str(path), error=str(exc))
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        return _open_store(path, version, schema, tables)
+
+
+def _open_store(path: Path, version: int, schema: str, tables: Iterable[str]) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # a rebuildable view: losing the tail is fine
-    if conn.execute("PRAGMA user_version").fetchone()[0] != version:
-        for table in (*tables, "positions"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"PRAGMA user_version = {int(version)}")
-    conn.executescript(schema + POSITIONS_SCHEMA)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # a rebuildable view: losing the tail is fine
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found != version:
+            if found:
+                log.warning(
+                    "read model of another schema version: rebuilt from the log",
+                    path=str(path),
+                    schema_found=found,
+                    schema=version,
+                )
+            for table in (*tables, "positions"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        conn.executescript(schema + POSITIONS_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

@@ -86,6 +86,17 @@ class TestApply:
         finally:
             reopened.close()
 
+    def test_an_unreadable_file_is_made_anew(self, tmp_path: Path) -> None:
+        """A file that is not SQLite (or a malformed one) is a cache lost, not a crash:
+        it is removed and the view starts empty, to be rebuilt from the log."""
+        path = tmp_path / "documents.sqlite"
+        path.write_bytes(b"not a database, " * 512)
+        reopened = DocumentsStore(path, TOPICS.events)
+        try:
+            assert reopened.positions() == {} and reopened.events(DOC_ID) == []
+        finally:
+            reopened.close()
+
 
 class TestSentBy:
     def fill(self, store: DocumentsStore, times: Sequence[int], sender: str = PROVINCE) -> None:
