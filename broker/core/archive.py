@@ -46,6 +46,7 @@ INDEX = "index.json"
 PREFIX = "docbroker-"
 ROLES = ("mailbox", "receipts", "events")  # the archived topics, in entry order
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # every entry's time: the same bytes each export
+ZIP_ATTRIBUTES = (0o644 << 16, 3)  # every entry's external attributes and system (Unix)
 DAMAGED = "archive-damaged"
 
 Acked = frozenset[tuple[str, str]]  # (recipient, message id) acknowledged
@@ -312,8 +313,7 @@ def zip_bytes(manifest: bytes, signature: bytes, entries: Mapping[str, bytes]) -
         for name, data in [(MANIFEST, manifest), (SIGNATURE, signature), *entries.items()]:
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
+            info.external_attr, info.create_system = ZIP_ATTRIBUTES
             zf.writestr(info, data, compresslevel=6)
     return out.getvalue()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -22,9 +23,16 @@ from broker.core.archive import (
     INDEX,
     MANIFEST,
     SIGNATURE,
+    ZIP_ATTRIBUTES,
+    ZIP_TIME,
     ArchiveManifest,
     sha256,
 )
+
+_LOCAL = struct.Struct("<4s2B4HL2L2H")  # a ZIP local file header (30 bytes)
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # a central directory record, before its name
+_END = struct.Struct("<4s4H2LH")  # the end of central directory record
+_VERSION = 20  # the ZIP version export writes and needs (2.0: deflate)
 
 # (manifest bytes, signature, manifest) -> why the signature cannot be trusted, or ""
 SignatureCheck = Callable[[bytes, bytes, ArchiveManifest], str]
@@ -44,7 +52,7 @@ class FileCheck:
 def read_zip(name: str, data: bytes) -> tuple[zipfile.ZipFile | None, list[str]]:
     try:
         return zipfile.ZipFile(io.BytesIO(data)), []
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, RuntimeError) as exc:
         return None, [f"{name}: not a readable ZIP file ({exc})"]
 
 
@@ -52,7 +60,16 @@ def member(zf: zipfile.ZipFile, entry: str) -> bytes | None:
     """The bytes of an entry; None when they cannot be read back (CRC, compression)."""
     try:
         return zf.read(entry)
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError):
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        ValueError,
+        KeyError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+    ):
         return None
 
 
@@ -64,6 +81,7 @@ def check_file(name: str, data: bytes, signature_check: SignatureCheck) -> FileC
         return out
     with zf:
         present = [i.filename for i in zf.infolist()]
+        out.problems += _structure(name, data, zf)
         if len(set(present)) != len(present):
             out.problems.append(f"{name}: an entry is in the file twice")
         raw = member(zf, MANIFEST) if MANIFEST in present else None
@@ -87,6 +105,63 @@ def check_file(name: str, data: bytes, signature_check: SignatureCheck) -> FileC
     if manifest.file != name:
         out.problems.append(f"{name}: holds the archive {manifest.file} (seq {manifest.seq})")
     return out
+
+
+def _structure(name: str, data: bytes, zf: zipfile.ZipFile) -> list[str]:
+    """The ZIP's own bytes as export writes them: each local header agrees with the
+    central directory, every field has its fixed value, and the entries, the
+    directory and its end cover the file exactly (a byte changed anywhere outside an
+    entry's data shows here; inside, its CRC and SHA-256 do)."""
+    pos, problems = 0, []
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        fixed = (info.date_time, info.compress_type, info.external_attr, info.create_system)
+        fixed += (info.comment, info.extra, info.flag_bits, info.volume, info.internal_attr)
+        if fixed != (ZIP_TIME, zipfile.ZIP_DEFLATED, *ZIP_ATTRIBUTES, b"", b"", 0, 0, 0):
+            problems.append(f"{name}: entry {info.filename}: its ZIP directory record changed")
+        head = data[info.header_offset : info.header_offset + _LOCAL.size]
+        local = _LOCAL.unpack(head) if len(head) == _LOCAL.size else ()
+        expected = (b"PK\x03\x04", _VERSION, 0, 0, info.compress_type)
+        expected += (*_dos_time(info.date_time), info.CRC, info.compress_size, info.file_size)
+        expected += (len(info.filename.encode()), 0)
+        named = data[info.header_offset + _LOCAL.size :][: len(info.filename.encode())]
+        if info.header_offset != pos or local != expected or named != info.filename.encode():
+            problems.append(f"{name}: entry {info.filename}: its ZIP header changed")
+        start = info.header_offset + _LOCAL.size + len(info.filename.encode())
+        if not _whole_stream(data[start : start + info.compress_size]):
+            problems.append(f"{name}: entry {info.filename}: its compressed data changed")
+        pos = start + info.compress_size
+    try:
+        canonical = _directory(zf.infolist(), pos)
+    except struct.error:  # a field out of range: certainly not what export wrote
+        canonical = b""
+    if data[pos:] != canonical:
+        problems.append(f"{name}: bytes changed in the ZIP structure (its directory or end)")
+    return problems
+
+
+def _directory(infos: Sequence[zipfile.ZipInfo], at: int) -> bytes:
+    """The central directory and its end as export writes them, for these entries."""
+    out = b""
+    for i in infos:
+        fields = (b"PK\x01\x02", _VERSION, i.create_system, _VERSION, 0, 0, i.compress_type)
+        fields += (*_dos_time(i.date_time), i.CRC, i.compress_size, i.file_size)
+        fields += (len(i.filename.encode()), 0, 0, 0, 0, i.external_attr, i.header_offset)
+        out += _CENTRAL.pack(*fields) + i.filename.encode()
+    return out + _END.pack(b"PK\x05\x06", 0, 0, len(infos), len(infos), len(out), at, 0)
+
+
+def _whole_stream(raw: bytes) -> bool:
+    """Whether `raw` is one complete deflate stream, nothing after it."""
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflate.decompress(raw)
+    except zlib.error:
+        return False
+    return inflate.eof and not inflate.unused_data
+
+
+def _dos_time(t: tuple[int, ...]) -> tuple[int, int]:
+    return (t[3] << 11 | t[4] << 5 | t[5] // 2, (t[0] - 1980) << 9 | t[1] << 5 | t[2])
 
 
 def _entries(
