@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from broker.cli.archive_files import (
-    archive_files,
     check_folder,
     drop_partials,
     parse_until,
@@ -40,7 +39,13 @@ from broker.core.archive import (
     sha256,
     zip_bytes,
 )
-from broker.core.archive_check import FileCheck, SignatureCheck, check_chain, check_file
+from broker.core.archive_check import (
+    FileCheck,
+    SignatureCheck,
+    chain_ends,
+    check_chain,
+    check_file,
+)
 from broker.core.archived import ArchiveMark
 from broker.core.errors import EXIT_OK, EXIT_REFUSED, InputRefused
 from broker.core.logrecords import TopicPartition
@@ -81,8 +86,6 @@ class Export:
 
     def starts(self, roles: Mapping[str, str]) -> dict[TopicPartition, int]:
         """Per partition, where the folder's archives end (where this export starts)."""
-        from broker.core.archive_check import chain_ends
-
         full = {role: topic for topic, role in roles.items()}
         return {
             TopicPartition(full[role], p): end
@@ -95,8 +98,6 @@ def _settled_marks(
 ) -> list[ArchiveMark]:
     """Marks the folder holds but the log lacks (a kill -9 between rename and marks);
     refuses a folder that lacks what the log's marks say was archived."""
-    from broker.core.archive_check import chain_ends
-
     ends = chain_ends(job.files)
     missing, resumed = [], []
     for tp, mark in marks.items():
@@ -198,9 +199,20 @@ async def _write_period(
     )
 
 
+def _until(value: str) -> str:
+    try:
+        return parse_until(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a date (2026-12-01) or an ISO time") from None
+
+
 @archive.command("export")
 @click.option(
-    "--until", "until", required=True, help="archive what was stamped before this date/time (UTC)"
+    "--until",
+    "until",
+    required=True,
+    callback=lambda _ctx, _param, value: _until(value),
+    help="archive what was stamped before this date (its midnight) or ISO time, UTC",
 )
 @click.option(
     "--second-copy",
@@ -351,9 +363,12 @@ def archive_verify(
 
 
 def _document_rows(
-    directory: Path, document_id: str, sender: str | None
+    ctx: click.Context, directory: Path, document_id: str, sender: str | None
 ) -> list[tuple[FileCheck, dict[str, Any]]]:
-    files = [check_file(p.name, p.read_bytes(), lambda *_: "") for p in archive_files(directory)]
+    """The index rows of a document in the archives, in order; `archive-damaged` when a
+    file that holds any of them does not verify (its bytes are not what was signed)."""
+    check, _ = signature_check(settings_of(ctx))
+    files = check_folder(directory, check)
     out = []
     for f in sorted((f for f in files if f.manifest), key=lambda f: f.manifest.seq):  # type: ignore[union-attr]
         for row in f.index:
@@ -362,6 +377,8 @@ def _document_rows(
             if sender and header_of(row, H.SENDER) != sender:
                 continue
             out.append((f, row))
+    if damaged := sorted({p for f, _ in out for p in f.problems}):
+        raise refuse("archive-damaged", [*damaged, "run docbroker archive verify"])
     if not out:
         from broker.core.errors import NotFound
 
@@ -399,10 +416,14 @@ def _describe(directory: Path, f: FileCheck, row: dict[str, Any]) -> dict[str, A
 @click.argument("document_id")
 @click.option("--sender", help="the sending agency, when others used the id too")
 @json_option
-def archive_show(directory: Path, document_id: str, sender: str | None, as_json: bool) -> None:
+@click.pass_context
+def archive_show(
+    ctx: click.Context, directory: Path, document_id: str, sender: str | None, as_json: bool
+) -> None:
     """A document's envelopes, receipts and audit events in the archives of DIRECTORY."""
     found = [
-        _describe(directory, f, row) for f, row in _document_rows(directory, document_id, sender)
+        _describe(directory, f, row)
+        for f, row in _document_rows(ctx, directory, document_id, sender)
     ]
     lines = [
         f"{d['at']}  {d['topic']:<8} {d['kind']:<18} {d['sender']} -> "
@@ -418,13 +439,19 @@ def archive_show(directory: Path, document_id: str, sender: str | None, as_json:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sender", help="the sending agency, when others used the id too")
 @json_option
+@click.pass_context
 def archive_extract(
-    directory: Path, document_id: str, out: Path, sender: str | None, as_json: bool
+    ctx: click.Context,
+    directory: Path,
+    document_id: str,
+    out: Path,
+    sender: str | None,
+    as_json: bool,
 ) -> None:
     """Write a document's records out of the archives of DIRECTORY into OUT, byte for
     byte (OUT/FILE/mailbox/P/OFFSET.rec, …), with trail.json describing each."""
     found = []
-    for f, row in _document_rows(directory, document_id, sender):
+    for f, row in _document_rows(ctx, directory, document_id, sender):
         target = out / f.name.removesuffix(".zip") / row["entry"]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_entry_bytes(directory, f, row["entry"]))

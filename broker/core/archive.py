@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.core.backup import safe_path
 from broker.core.logrecords import Record, TopicPartition
 from broker.core.receipts import ReceiptKind
 from broker.core.records import H
@@ -147,7 +148,8 @@ class ArchiveManifest:
                 ),
                 previous=None if prev is None else Previous(prev["file"], prev["manifest_sha256"]),
                 entries=tuple(
-                    Entry(str(e["name"]), str(e["sha256"]), int(e["size"])) for e in body["entries"]
+                    Entry(safe_path(str(e["name"])), str(e["sha256"]), int(e["size"]))
+                    for e in body["entries"]
                 ),
                 certificate=str(body["certificate"]),
                 signature=str(body["signature"]),

@@ -146,8 +146,9 @@ class TestVerifyCatches:
         return result.output
 
     async def test_a_byte_changed(self, chain: Path, api_settings_env: dict[str, str]) -> None:
-        """One byte of an entry's data changed: that entry is named as altered."""
-        name = sorted(files_of(chain))[1]
+        """One byte of an entry's data changed: that entry is named as altered, and
+        show refuses the file."""
+        name = "docbroker-" + now_iso()[:7] + ".3.zip"  # the third export: documents 4, 5
         data = bytearray((chain / name).read_bytes())
         with zipfile.ZipFile(chain / name) as zf:
             info = next(i for i in zf.infolist() if i.filename.startswith("mailbox/"))
@@ -156,6 +157,8 @@ class TestVerifyCatches:
         (chain / name).write_bytes(bytes(data))
         out = await self.verify(api_settings_env, chain)
         assert f"{name}: entry {info.filename} altered" in out
+        shown = await run(api_settings_env, "archive", "show", str(chain), doc_id(4))
+        assert shown.exit_code == 1 and "archive-damaged" in shown.output  # not shown as it is
 
     async def test_a_file_removed(self, chain: Path, api_settings_env: dict[str, str]) -> None:
         """The middle file removed: named, between its neighbours; the last removed: the
