@@ -177,8 +177,14 @@ async def _write_period(
     raw = manifest.to_json()
     data = zip_bytes(raw, sign_detached(job.material, raw), entries)
     target = job.directory / name
-    write_durably(target, data, lambda b: check_file(name, b, job.check).problems)
-    job.files.append(check_file(name, data, job.check))
+    checked: list[FileCheck] = []
+
+    def verify(written: bytes) -> list[str]:
+        checked.append(check_file(name, written, job.check))
+        return checked[-1].problems
+
+    write_durably(target, data, verify)
+    job.files.append(checked[-1])
     full = {role: topic for topic, role in roles.items()}
     marks = [
         ArchiveMark(TopicPartition(full[r.role], r.partition), r.end, name, sha256(raw), now_ms())

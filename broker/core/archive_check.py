@@ -123,7 +123,8 @@ def _structure(name: str, data: bytes, zf: zipfile.ZipFile) -> list[str]:
         expected = (b"PK\x03\x04", _VERSION, 0, 0, info.compress_type)
         expected += (*_dos_time(info.date_time), info.CRC, info.compress_size, info.file_size)
         expected += (len(info.filename.encode()), 0)
-        named = data[info.header_offset + _LOCAL.size :][: len(info.filename.encode())]
+        at = info.header_offset + _LOCAL.size
+        named = data[at : at + len(info.filename.encode())]
         if info.header_offset != pos or local != expected or named != info.filename.encode():
             problems.append(f"{name}: entry {info.filename}: its ZIP header changed")
         start = info.header_offset + _LOCAL.size + len(info.filename.encode())
@@ -141,12 +142,13 @@ def _structure(name: str, data: bytes, zf: zipfile.ZipFile) -> list[str]:
 
 def _directory(infos: Sequence[zipfile.ZipInfo], at: int) -> bytes:
     """The central directory and its end as export writes them, for these entries."""
-    out = b""
+    records = []
     for i in infos:
         fields = (b"PK\x01\x02", _VERSION, i.create_system, _VERSION, 0, 0, i.compress_type)
         fields += (*_dos_time(i.date_time), i.CRC, i.compress_size, i.file_size)
         fields += (len(i.filename.encode()), 0, 0, 0, 0, i.external_attr, i.header_offset)
-        out += _CENTRAL.pack(*fields) + i.filename.encode()
+        records.append(_CENTRAL.pack(*fields) + i.filename.encode())
+    out = b"".join(records)
     return out + _END.pack(b"PK\x05\x06", 0, 0, len(infos), len(infos), len(out), at, 0)
 
 
@@ -167,9 +169,9 @@ def _dos_time(t: tuple[int, ...]) -> tuple[int, int]:
 def _entries(
     name: str, zf: zipfile.ZipFile, manifest: ArchiveManifest, present: Sequence[str]
 ) -> list[str]:
-    problems = []
+    problems, there = [], set(present)
     for entry in manifest.entries:
-        if entry.name not in present:
+        if entry.name not in there:
             problems.append(f"{name}: entry {entry.name} missing")
             continue
         got = member(zf, entry.name)
@@ -189,8 +191,9 @@ def _index(
     raw = member(zf, INDEX)
     try:
         rows = json.loads(raw or b"")
-        assert isinstance(rows, list)
-    except (ValueError, AssertionError):
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         return [], [f"{name}: {INDEX} unreadable"]
     problems = []
     entries = {e.name for e in manifest.entries}

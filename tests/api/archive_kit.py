@@ -39,10 +39,18 @@ async def submit(api: AgencyClient, numbers: range) -> None:
 async def mailbox(api: AgencyClient, count: int) -> dict[str, dict]:
     """DocumentId -> entry of the recipient's mailbox (all states), once `count` are there."""
     url = f"/v1/mailboxes/{RECIPIENT}/envelopes"
-    for _ in range(600):
-        body = await (await api.get(url, params={"state": "all", "limit": "1000"})).json()
-        if len(body["envelopes"]) >= count:
-            return {e["document_id"]: e for e in body["envelopes"]}
+    for _ in range(1200):
+        found: dict[str, dict] = {}
+        after = "0"
+        while True:
+            params = {"state": "all", "limit": "500", "after": after}
+            body = await (await api.get(url, params=params)).json()
+            found.update({e["document_id"]: e for e in body["envelopes"]})
+            if not body["envelopes"] or not body.get("next_after"):
+                break
+            after = str(body["next_after"])
+        if len(found) >= count:
+            return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} entries in {RECIPIENT}'s mailbox")
 

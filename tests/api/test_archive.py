@@ -69,7 +69,9 @@ class TestExport:
         (held,) = [r for r in manifest.ranges if r.role == "mailbox" and r.records]
         assert held.records == 4
         part = held.partition
-        mark = (await marks(api))[TopicPartition(api.runtime.topics.mailbox, part)]
+        found = await marks(api)
+        mark = found.get(TopicPartition(api.runtime.topics.mailbox, part))
+        assert mark is not None, (found, first.output)
         assert (mark.through, mark.file) == (held.end, name)
 
         verified = await run(env, "archive", "verify", str(folder), "--against-log")

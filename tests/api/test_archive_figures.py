@@ -1,9 +1,11 @@
 """Figures of `docbroker archive` over a few hundred real documents (slow): the time
-and size of an export and of its verification, printed (`pytest -s`)."""
+and size of an export and of its verification, printed (`pytest -s`;
+ARCHIVE_FIGURES_DOCUMENTS=N for another number)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tests.api.archive_kit import (
 from tests.api.conftest import AgencyClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["embedded"])]
-DOCUMENTS = 300
+DOCUMENTS = int(os.environ.get("ARCHIVE_FIGURES_DOCUMENTS", "300"))
 
 
 @pytest.fixture
