@@ -18,6 +18,7 @@ from broker.cli import cli
 from broker.core.archived import latest_marks
 from broker.views.audit import read_all
 from tests.api.conftest import AgencyClient
+from tests.conftest import eventually
 from tests.edxml_samples import document
 
 XML = {"Content-Type": "application/xml"}
@@ -78,9 +79,20 @@ async def events_settled(api: AgencyClient, acks: int) -> None:
     raise AssertionError(f"fewer than {acks} acknowledged events")
 
 
-async def marks(api: AgencyClient) -> dict[str, Any]:
+async def marks(api: AgencyClient, wanted: int = 1) -> dict[str, Any]:
+    """The latest archive marks, once at least `wanted` partitions have one: on Kafka
+    the marks of one export are one transaction, whose commit markers reach the
+    partitions a moment after the producer's commit returns."""
     rt = api.runtime
-    return latest_marks(await read_all(rt.log, rt.topics.archived))
+    found: dict[str, Any] = {}
+
+    async def read() -> bool:
+        found.clear()
+        found.update(latest_marks(await read_all(rt.log, rt.topics.archived)))
+        return len(found) >= wanted
+
+    await eventually(read, 10)
+    return found
 
 
 def now_iso() -> str:
