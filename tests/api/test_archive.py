@@ -206,7 +206,6 @@ class TestVerifyCatches:
         assert f"{name}: manifest signature invalid" in out and "not trusted" in out
 
 
-@pytest.mark.parametrize("backend", ["embedded"])
 class TestKilled:
     @pytest.mark.parametrize("step", ["written", "renamed", "marked"])
     async def test_kill_9_then_again(
