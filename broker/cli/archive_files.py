@@ -20,6 +20,8 @@ from broker.clock import utc_now
 from broker.config import Settings
 from broker.core.archive import PREFIX, ArchiveManifest
 from broker.core.archive_check import FileCheck, SignatureCheck, check_file
+from broker.core.errors import InputRefused
+from broker.core.problems import Problem
 from broker.keys.pem import load_certificates, trust_store_from_files
 from broker.trust.detached import verify_detached
 from broker.trust.store import TrustStore
@@ -75,7 +77,12 @@ def write_durably(target: Path, data: bytes, verify: Callable[[bytes], Sequence[
     problems = verify(part.read_bytes())
     if problems:
         part.unlink()
-        raise OSError(f"{target.name} did not verify once written: {'; '.join(problems)}")
+        raise InputRefused(
+            [
+                Problem("archive-damaged", f"{target.name} did not verify once written: {p}")
+                for p in problems
+            ]
+        )
     part.rename(target)
     sync_dir(target.parent)
     step("renamed")
