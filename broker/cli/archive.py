@@ -17,6 +17,7 @@ import click
 from broker.cli.archive_files import (
     check_folder,
     drop_partials,
+    export_lock,
     parse_until,
     signature_check,
     step,
@@ -212,6 +213,33 @@ def _until(value: str) -> str:
         raise click.BadParameter(f"{value!r}: give a date (2026-12-01) or an ISO time") from None
 
 
+def _locked_export(
+    ctx: click.Context, directory: Path, until: str, second_copy: bool
+) -> tuple[Export, list[str], str]:
+    """The export, the folder's lock held: (what it did, partial files dropped, trust)."""
+    from broker.keys.trust import load_trust
+
+    settings = settings_of(ctx)
+    dropped = drop_partials(directory)
+    check, trusts = signature_check(settings)
+    files = check_folder(directory, check)
+    problems = [p for f in files for p in f.problems] + check_chain(files)
+    if problems:
+        raise refuse(
+            "archive-damaged", [*problems, "nothing exported: run docbroker archive verify"]
+        )
+    job = Export(
+        directory,
+        int(parse_until(until).timestamp() * 1000),
+        load_trust(settings).material,
+        check,
+        files,
+        second_copy,
+    )
+    run_with_log(ctx, lambda log_, topics: _export(job, log_, topics))
+    return job, dropped, trusts
+
+
 @archive.command("export")
 @click.option(
     "--until",
@@ -237,28 +265,10 @@ def archive_export(
     end), resumable after a kill, idempotent."""
     import time
 
-    from broker.keys.trust import load_trust
-
-    settings = settings_of(ctx)
     started = time.monotonic()
     directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-    dropped = drop_partials(directory)
-    check, trusts = signature_check(settings)
-    files = check_folder(directory, check)
-    problems = [p for f in files for p in f.problems] + check_chain(files)
-    if problems:
-        raise refuse(
-            "archive-damaged", [*problems, "nothing exported: run docbroker archive verify"]
-        )
-    job = Export(
-        directory,
-        int(parse_until(until).timestamp() * 1000),
-        load_trust(settings).material,
-        check,
-        files,
-        second_copy,
-    )
-    run_with_log(ctx, lambda log_, topics: _export(job, log_, topics))
+    with export_lock(directory):
+        job, dropped, trusts = _locked_export(ctx, directory, until, second_copy)
     seconds = time.monotonic() - started
     lines = [f"dropped {n} (left by an export that did not end)" for n in dropped]
     lines += [

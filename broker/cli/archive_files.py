@@ -9,8 +9,10 @@ next export, which writes the same bytes again).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,13 +22,14 @@ from broker.clock import utc_now
 from broker.config import Settings
 from broker.core.archive import PREFIX, ArchiveManifest
 from broker.core.archive_check import FileCheck, SignatureCheck, check_file
-from broker.core.errors import InputRefused
+from broker.core.errors import InputRefused, TargetNotEmpty
 from broker.core.problems import Problem
 from broker.keys.pem import load_certificates, trust_store_from_files
 from broker.trust.detached import verify_detached
 from broker.trust.store import TrustStore
 
 PARTIAL = ".partial"
+LOCK = ".export.lock"
 
 
 def step(name: str) -> None:
@@ -41,6 +44,20 @@ def archive_files(directory: Path) -> list[Path]:
     return sorted(
         p for p in directory.iterdir() if p.name.startswith(PREFIX) and p.suffix == ".zip"
     )
+
+
+@contextlib.contextmanager
+def export_lock(directory: Path) -> Iterator[None]:
+    """Hold the folder's lock for one export; `TargetNotEmpty` when another holds it."""
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TargetNotEmpty(f"another archive export is writing into {directory}") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def drop_partials(directory: Path) -> list[str]:

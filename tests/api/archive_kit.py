@@ -120,4 +120,5 @@ def killed_at(env: dict[str, str], step: str, *args: str) -> subprocess.Complete
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+    """Name -> bytes of the folder's files, but the export's lock file."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.name != ".export.lock"}

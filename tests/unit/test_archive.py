@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
+from click.testing import CliRunner
+
+from broker.cli import cli
+from broker.cli.archive_files import export_lock
 from broker.core.archive import (
     INDEX,
     MANIFEST,
@@ -198,3 +203,19 @@ def _entries(data: bytes) -> dict[str, bytes]:
 
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {n: zf.read(n) for n in zf.namelist() if n not in (MANIFEST, SIGNATURE)}
+
+
+def test_one_export_at_a_time(tmp_path: Path) -> None:
+    """An export into a folder another export is writing into is refused (exit 2)."""
+    with export_lock(tmp_path):
+        result = CliRunner().invoke(
+            cli,
+            ["archive", "export", "--until", "2026-12-01", str(tmp_path)],
+            env={"DOCBROKER_DATA_DIR": str(tmp_path / "data")},
+        )
+    assert result.exit_code == 2 and "another archive export" in result.output
+
+
+def test_until_must_be_a_date_or_a_time(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["archive", "export", "--until", "soon", str(tmp_path)])
+    assert result.exit_code == 2 and "give a date" in result.output
