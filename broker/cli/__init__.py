@@ -9,6 +9,7 @@ script.
 from broker.cli import (  # noqa: F401  (each registers its commands on cli.base's groups)
     access,
     agencies,
+    archive,
     audit,
     backup,
     envelopes,

@@ -142,6 +142,16 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     # Operations (CLI only): backups and restores.
     ProblemType("backup-damaged", "A backup's file is changed or missing, or no manifest", 422),
     ProblemType(
+        "archive-damaged",
+        "An archive file is altered, missing, out of order or not signed by the broker",
+        422,
+    ),
+    ProblemType(
+        "archive-incomplete",
+        "The archive folder does not hold what the log's archive marks say was archived",
+        409,
+    ),
+    ProblemType(
         "target-not-empty", "A backup or restore is written into an empty folder only", 409
     ),
     ProblemType("internal-error", "An unexpected error inside the broker", 500),
