@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS group_offsets(
 CREATE TABLE IF NOT EXISTS group_members(
     grp TEXT NOT NULL, member_id TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL,
     PRIMARY KEY(grp, member_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_starts(
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, start_offset INTEGER NOT NULL,
+    PRIMARY KEY(topic, partition)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS partition_owners(
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     member_id TEXT, epoch INTEGER NOT NULL,
@@ -197,6 +200,9 @@ class Writer:
     def _run(self) -> None:
         try:
             self._conn = connect(self._path, self._synchronous)
+            # Takes effect on a new file only (before its first table): pages freed by
+            # retention then go back to the file system (`PRAGMA incremental_vacuum`).
+            self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._conn.executescript(SCHEMA)
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
