@@ -31,6 +31,7 @@ from broker.metrics import Metrics
 from broker.pipeline.build import build_processor
 from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.runner import Pipeline
+from broker.retention.pruner import Pruner
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState, put_agencies
 from broker.state.heads import ChainHeads
@@ -70,6 +71,7 @@ class Runtime:
     heads: ChainHeads
     dedup: DedupIndex
     documents: DocumentsView
+    pruner: Pruner
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -102,6 +104,15 @@ class Runtime:
             metrics,
             resolve=lambda code: (a := directory.current.find(code)) and a.code,
         )
+        pruner = Pruner(
+            durable,
+            topics,
+            view,
+            settings.retention,
+            metrics,
+            pipeline_group=pipeline.group,
+            upstream_group=f"{settings.backend.topic_prefix}axis-sender",
+        )
         return cls(
             settings,
             topics,
@@ -115,6 +126,7 @@ class Runtime:
             heads,
             dedup,
             documents,
+            pruner,
         )
 
     # -- lifecycle
@@ -128,6 +140,7 @@ class Runtime:
             self._followed_state,
             self._mailbox_view,
             self._documents_view,
+            self._retention,
             self._pipeline,
         ]
 
@@ -240,6 +253,14 @@ class Runtime:
         yield
         await self.documents.stop()
         self._note("documents view stopped")
+
+    @asynccontextmanager
+    async def _retention(self) -> AsyncIterator[None]:
+        await self.pruner.start()
+        self._note("retention started", enabled=self.settings.retention.enabled)
+        yield
+        await self.pruner.stop()
+        self._note("retention stopped")
 
     @asynccontextmanager
     async def _pipeline(self) -> AsyncIterator[None]:

@@ -214,6 +214,26 @@ class MailboxStore:
             "SELECT COUNT(*) FROM deliveries WHERE acked_at_ms IS NULL"
         ).fetchone()[0]
 
+    def retained(
+        self, acked_before_ms: int
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int], int | None]:
+        """For retention, in one snapshot: the first entry of each mailbox partition not
+        acknowledged before `acked_before_ms`, how far the view has applied each, and
+        when the oldest unacknowledged entry was delivered."""
+        with transaction(self._conn):
+            rows = self._conn.execute(
+                "SELECT partition, MIN(offset) FROM deliveries WHERE topic = ? AND "
+                "(acked_at_ms IS NULL OR acked_at_ms >= ?) GROUP BY partition",
+                (self.mailbox_topic, acked_before_ms),
+            ).fetchall()
+            oldest = self._conn.execute(
+                "SELECT MIN(delivered_at_ms) FROM deliveries WHERE acked_at_ms IS NULL"
+            ).fetchone()[0]
+            applied = stored_positions(self._conn)
+        pending = {TopicPartition(self.mailbox_topic, p): o for p, o in rows}
+        mine = {tp: n for tp, n in applied.items() if tp.topic == self.mailbox_topic}
+        return pending, mine, oldest
+
     def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""
         where, args = _filter(recipient, pending=True, kind=kind)
@@ -458,6 +478,12 @@ class MailboxView:
 
     async def get(self, recipient: str, message_id: str) -> Delivery | None:
         return await self._thread.run(self._store_or_fail().get, recipient, message_id)
+
+    async def retained(
+        self, acked_before_ms: int
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int], int | None]:
+        """`MailboxStore.retained`, off the event loop."""
+        return await self._thread.run(self._store_or_fail().retained, acked_before_ms)
 
     async def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""
