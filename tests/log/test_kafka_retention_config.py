@@ -98,7 +98,7 @@ async def test_a_topic_with_a_finite_retention_is_refused_at_start(
     )
     await log.start()
     try:
-        with pytest.raises(ConfigError, match="retention.ms=60000") as refused:
+        with pytest.raises(ConfigError, match=r"retention\.ms=60000") as refused:
             await log.ensure_topics([TopicSpec(topic, 1, 64 * 1024)])
     finally:
         await log.close()
