@@ -1,0 +1,179 @@
+"""Retention end to end, in process, on both backends (the Kafka run on the suite's
+real broker, its topics keeping everything: docbroker prunes by its own rules).
+
+Retention is shortened to seconds (days are fractions: 2 s = 2/86400 days). After
+prunes ran: an unfetched document still reaches its recipient byte for byte, and so
+does an acknowledged one held behind it; acknowledged and aged ones are gone (410
+`archived`); the audit trail still verifies; a mailbox view rebuilt from the pruned
+log still serves what is held; on embedded, the file's space comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.http_api import build_app
+from broker.config import load_settings
+from broker.core.archived import ArchiveMark, mark_record
+from broker.runtime import Runtime
+from broker.views.audit import verify_audit
+from tests.api.conftest import AgencyClient
+from tests.api.test_envelope_flow import XML, wait_for_mailbox
+from tests.edxml_samples import document
+from tests.forwarded import assert_forwarded
+
+pytestmark = [pytest.mark.usefixtures("no_blocking_loop"), pytest.mark.slow]
+
+AGE_S = 2.0
+BUSY, QUIET = "000.00.02.H35", "000.00.01.H35"  # acknowledges everything / never fetches
+SENDER = "000.00.00.H35"  # sends them all; acknowledges the statuses 01 that come back
+
+
+@pytest.fixture
+def api_settings_env(api_settings_env: dict[str, str]) -> dict[str, str]:
+    """One partition per topic (the order of mailbox entries is the order sent), every
+    age AGE_S seconds, the events too; prunes called by the test (not the timer)."""
+    days = str(AGE_S / 86400)
+    return {
+        **api_settings_env,
+        "DOCBROKER_BACKEND_PARTITIONS": "1",
+        "DOCBROKER_RETENTION_ENABLED": "false",
+        **{
+            f"DOCBROKER_RETENTION_{name.upper()}_DAYS": days
+            for name in ("mailbox", "inbound", "upstream", "receipts", "rejected", "events")
+        },
+    }
+
+
+async def send(api: AgencyClient, recipient: str, n: int) -> dict:
+    data = document(
+        recipients=(recipient,),
+        document_id=f"000.00.00.H35,2026/11/24,{n}/UBND-VP",
+        padding=30_000,
+    )
+    resp = await api.post("/v1/envelopes", data=data, headers=XML)
+    assert resp.status == 202, await resp.text()
+    return {"data": data, **(await resp.json())}
+
+
+async def fetch(api: AgencyClient, agency: str, message_id: str) -> tuple[int, bytes, dict]:
+    resp = await api.get(f"/v1/mailboxes/{agency}/envelopes/{message_id}")
+    body = await resp.read()
+    return resp.status, body, (await resp.json()) if resp.status >= 400 else {}
+
+
+async def ack(api: AgencyClient, agency: str, message_id: str) -> None:
+    resp = await api.post(f"/v1/mailboxes/{agency}/envelopes/{message_id}/ack")
+    assert resp.status == 200, await resp.text()
+
+
+async def archive_everything(runtime: Runtime) -> None:
+    """What `docbroker archive export` leaves behind: a mark per partition at its end."""
+    t = runtime.topics
+    ends = await runtime.log.end_offsets([t.mailbox, t.inbound, t.upstream, t.receipts])
+    ends |= await runtime.log.end_offsets([t.rejected, t.events])
+    now = int(time.time() * 1000)
+    await runtime.log.append(
+        [
+            mark_record(t.archived, ArchiveMark(tp, end, "test-archive.zip", "00" * 32, now))
+            for tp, end in ends.items()
+        ]
+    )
+
+
+async def until_pipeline_done(runtime: Runtime) -> None:
+    """The pipeline has committed everything submitted so far."""
+    t = runtime.topics
+    for _ in range(200):
+        ends = await runtime.log.end_offsets([t.inbound])
+        done = await runtime.log.committed_offsets(runtime.pipeline.group, [t.inbound])
+        if all(done[tp] >= end for tp, end in ends.items()):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the pipeline did not catch up")
+
+
+async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
+    api: AgencyClient, api_settings_env: dict[str, str], tmp_path: Path, backend: str
+) -> None:
+    runtime = api.runtime
+    log, t = runtime.log, runtime.topics
+    # 12 documents acknowledged by BUSY (and the statuses 01 they send back by SENDER),
+    # then one QUIET never fetches, then one more BUSY acknowledges (held behind the
+    # unfetched one in the mailbox partition).
+    acked = []
+    for n in range(12):
+        sent = await send(api, BUSY, n)
+        (entry,) = await wait_for_mailbox(api, BUSY)
+        assert (await fetch(api, BUSY, entry["message_id"]))[0] == 200
+        await ack(api, BUSY, entry["message_id"])
+        acked.append(entry["message_id"])
+    for entry in await wait_for_mailbox(api, SENDER, 12):  # the statuses 01 (đã đến)
+        assert (await fetch(api, SENDER, entry["message_id"]))[0] == 200
+        await ack(api, SENDER, entry["message_id"])
+    unfetched = await send(api, QUIET, 100)
+    (quiet_entry,) = await wait_for_mailbox(api, QUIET)
+    behind = await send(api, BUSY, 101)
+    (behind_entry,) = await wait_for_mailbox(api, BUSY)
+    assert (await fetch(api, BUSY, behind_entry["message_id"]))[0] == 200
+    await ack(api, BUSY, behind_entry["message_id"])
+    await until_pipeline_done(runtime)
+    await asyncio.sleep(AGE_S + 0.5)
+
+    # Nothing is archived yet: with require_archive (the default) nothing goes.
+    assert await runtime.pruner.prune() == {}
+    await archive_everything(runtime)
+    space_before = await log.space() if backend == "embedded" else None
+    began = time.monotonic()
+    removed = await runtime.pruner.prune()
+    prune_seconds = time.monotonic() - began
+    starts = await log.start_offsets([t.mailbox, t.inbound, t.events, t.receipts])
+    print(f"\n[{backend}] removed {removed} in {prune_seconds:.3f} s; starts {starts}")
+    assert removed[t.mailbox] == 24 and removed[t.inbound] >= 14 and removed[t.events] > 0
+    assert removed[t.receipts] > 0
+
+    # The unfetched document reaches its recipient byte for byte; so does the one held
+    # behind it; the acknowledged and aged ones are archived.
+    status, body, _ = await fetch(api, QUIET, quiet_entry["message_id"])
+    assert status == 200
+    assert_forwarded(unfetched["data"], body, sha256=quiet_entry["sha256"])
+    status, body, _ = await fetch(api, BUSY, behind_entry["message_id"])
+    assert status == 200
+    assert_forwarded(behind["data"], body, sha256=behind_entry["sha256"])
+    status, _, problem = await fetch(api, BUSY, acked[0])
+    assert status == 410 and problem["code"] == "archived", problem
+
+    # A second prune removes nothing more (the unfetched entry holds its partition).
+    await archive_everything(runtime)
+    again = await runtime.pruner.prune()
+    assert t.mailbox not in again
+
+    report = await verify_audit(log, t)
+    assert report.breaks == [] and sum(report.archived.values()) > 0
+    if space_before is not None:
+        after = await log.space()
+        print(f"[{backend}] pages {space_before} -> {after}")
+        assert after["auto_vacuum"] == 2
+        assert after["pages"] < space_before["pages"] - 100
+        assert after["free_pages"] < 50
+
+    # A mailbox view rebuilt from the pruned log serves what is held.
+    await api.client.close()
+    (Path(api_settings_env["DOCBROKER_DATA_DIR"]) / "mailbox.sqlite").unlink()
+    settings = load_settings(None, api_settings_env)
+    again_api = AgencyClient(TestClient(TestServer(build_app(Runtime.build(settings)))))
+    await again_api.client.start_server()
+    try:
+        (entry,) = await wait_for_mailbox(again_api, QUIET)
+        assert entry["message_id"] == quiet_entry["message_id"]
+        status, body, _ = await fetch(again_api, QUIET, entry["message_id"])
+        assert status == 200
+        assert_forwarded(unfetched["data"], body, sha256=quiet_entry["sha256"])
+        assert (await fetch(again_api, BUSY, acked[0]))[0] == 404
+    finally:
+        await again_api.client.close()
