@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,12 @@ async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
     (Path(api_settings_env["DOCBROKER_DATA_DIR"]) / "mailbox.sqlite").unlink()
     settings = load_settings(None, api_settings_env)
     again_api = AgencyClient(TestClient(TestServer(build_app(Runtime.build(settings)))))
+    # Starting a runtime does its start-up work on the loop, as the api fixture does
+    # outside this test's blocking check; the check resumes once it serves.
+    loop = asyncio.get_running_loop()
+    loop.slow_callback_duration = 5.0
     await again_api.client.start_server()
+    loop.slow_callback_duration = 0.25
     try:
         (entry,) = await wait_for_mailbox(again_api, QUIET)
         assert entry["message_id"] == quiet_entry["message_id"]
@@ -174,3 +180,38 @@ async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
         assert (await fetch(again_api, BUSY, acked[0]))[0] == 404
     finally:
         await again_api.client.close()
+
+
+@pytest.fixture
+async def timed_client(api_settings_env: dict[str, str]) -> AsyncIterator[TestClient]:
+    """A runtime with retention enabled (the default), pruning every 0.2 s."""
+    env = {**api_settings_env, "DOCBROKER_RETENTION_ENABLED": "true"}
+    env["DOCBROKER_RETENTION_INTERVAL"] = "0.2"
+    client = TestClient(TestServer(build_app(Runtime.build(load_settings(None, env)))))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+def prune_count(metrics: list[str]) -> float:
+    return next(
+        (
+            float(m.split()[-1])
+            for m in metrics
+            if m.startswith("docbroker_log_prune_seconds_count")
+        ),
+        0.0,
+    )
+
+
+async def test_the_daemon_prunes_on_its_own_every_interval(timed_client: TestClient) -> None:
+    """The runtime prunes at start and then every `retention.interval` seconds, and
+    says so in its metrics."""
+    metrics: list[str] = []
+    for _ in range(100):
+        metrics = (await (await timed_client.get("/metrics")).text()).splitlines()
+        if prune_count(metrics) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert prune_count(metrics) >= 3
+    assert any(m.startswith("docbroker_mailbox_oldest_unacknowledged_seconds ") for m in metrics)
