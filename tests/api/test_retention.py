@@ -11,14 +11,17 @@ log still serves what is held; on embedded, the file's space comes back.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner, Result
 
 from adapters.http_api import build_app
+from broker.cli import cli as cli_main
 from broker.config import load_settings
 from broker.core.archived import ArchiveMark, mark_record
 from broker.core.logrecords import TopicPartition
@@ -72,6 +75,10 @@ async def fetch(api: AgencyClient, agency: str, message_id: str) -> tuple[int, b
 async def ack(api: AgencyClient, agency: str, message_id: str) -> None:
     resp = await api.post(f"/v1/mailboxes/{agency}/envelopes/{message_id}/ack")
     assert resp.status == 200, await resp.text()
+
+
+async def cli(env: dict[str, str], *args: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, cli_main, list(args), env=env)
 
 
 async def archive_everything(runtime: Runtime) -> None:
@@ -153,6 +160,12 @@ async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
 
     report = await verify_audit(log, t)
     assert report.breaks == [] and sum(report.archived.values()) > 0
+    # The same from the CLI, in its own event loop (a thread), on the same log.
+    verified = await cli(api_settings_env, "audit", "verify", "--json")
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["archived"] > 0
+    traced = await cli(api_settings_env, "trace", "000.00.00.H35,2026/11/24,0/UBND-VP")
+    assert traced.exit_code == 1 and "archived" in traced.output, traced.output
     if space_before is not None:
         after = await log.space()
         print(f"[{backend}] pages {space_before} -> {after}")
