@@ -470,7 +470,11 @@ def _vacuum_chunk(conn: sqlite3.Connection) -> bool:
     only reuses them); whether free pages are left."""
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2 = incremental
         return False
-    conn.execute(f"PRAGMA incremental_vacuum({VACUUM_CHUNK})")
+    # Python's sqlite3 steps a PRAGMA once, and one step of incremental_vacuum gives
+    # back one page (executescript would step it to the end, but commits first)
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    for _ in range(min(free, VACUUM_CHUNK)):
+        conn.execute("PRAGMA incremental_vacuum")
     return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
 
