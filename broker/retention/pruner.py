@@ -45,8 +45,6 @@ States = dict[TopicPartition, PartitionState]
 class PruneMetrics(Protocol):
     def log_pruned(self, removed: Mapping[str, int], seconds: float) -> None: ...
 
-    def oldest_unacknowledged(self, seconds: float) -> None: ...
-
 
 class Pruner:
     """Prunes the log of one docbroker instance by the configured rules."""
@@ -133,10 +131,9 @@ class Pruner:
         self, now: int, starts: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
     ) -> States:
         cutoff = cutoff_ms(now, self.settings.mailbox_days)
-        pending, applied, oldest = await self.view.retained(cutoff if cutoff is not None else 0)
-        self.metrics.oldest_unacknowledged(0.0 if oldest is None else max(0, now - oldest) / 1000)
         if cutoff is None:
             return {}
+        pending, applied = await self.view.retained(cutoff)
         return {
             tp: PartitionState(
                 starts[tp], end, done_below=mailbox_done_below(pending.get(tp), applied.get(tp, 0))
