@@ -100,6 +100,8 @@ class Pruner:
         began = time.monotonic()
         now = now_ms() if now is None else now
         marks = latest_marks(await read_all(self.log_, self.topics.archived))
+        if self.settings.require_archive and not marks:
+            return self._done({}, began)  # nothing archived yet: nothing may go
         t, s = self.topics, self.settings
         starts = await self.log_.start_offsets(prunable(t))
         ends = await self.log_.end_offsets(prunable(t))
@@ -120,6 +122,9 @@ class Pruner:
             await self.log_.delete_before(planned)
             for tp, low in planned.items():
                 removed[tp.topic] = removed.get(tp.topic, 0) + low - starts[tp]
+        return self._done(removed, began)
+
+    def _done(self, removed: dict[str, int], began: float) -> dict[str, int]:
         seconds = time.monotonic() - began
         self.metrics.log_pruned(removed, seconds)
         self.last = removed
