@@ -228,3 +228,34 @@ async def test_the_daemon_prunes_on_its_own_every_interval(timed_client: TestCli
         await asyncio.sleep(0.1)
     assert prune_count(metrics) >= 3
     assert any(m.startswith("docbroker_mailbox_oldest_unacknowledged_seconds ") for m in metrics)
+
+
+@pytest.fixture
+async def unarchived_api(api_settings_env: dict[str, str]) -> AsyncIterator[AgencyClient]:
+    """Retention that does not wait for an archive (`require_archive = false`)."""
+    env = {**api_settings_env, "DOCBROKER_RETENTION_REQUIRE_ARCHIVE": "false"}
+    client = TestClient(TestServer(build_app(Runtime.build(load_settings(None, env)))))
+    await client.start_server()
+    yield AgencyClient(client)
+    await client.close()
+
+
+async def test_without_require_archive_aged_records_go_unarchived(
+    unarchived_api: AgencyClient,
+) -> None:
+    """No archive mark at all: what is delivered, acknowledged and aged goes anyway, and
+    the unacknowledged status 01 behind it stays."""
+    api, runtime = unarchived_api, unarchived_api.runtime
+    t = runtime.topics
+    await send(api, BUSY, 1)
+    (entry,) = await wait_for_mailbox(api, BUSY)
+    assert (await fetch(api, BUSY, entry["message_id"]))[0] == 200
+    await ack(api, BUSY, entry["message_id"])
+    (status_entry,) = await wait_for_mailbox(api, SENDER)
+    await asyncio.sleep(AGE_S + 0.5)
+    removed = await runtime.pruner.prune()
+    assert removed[t.mailbox] >= 1 and removed[t.inbound] >= 1
+    assert (await fetch(api, BUSY, entry["message_id"]))[2]["code"] == "archived"
+    assert (await fetch(api, SENDER, status_entry["message_id"]))[0] == 200
+    report = await verify_audit(runtime.log, t)
+    assert report.breaks == []
