@@ -23,10 +23,10 @@ from click.testing import CliRunner, Result
 from adapters.http_api import build_app
 from broker.cli import cli as cli_main
 from broker.config import load_settings
-from broker.core.archived import ArchiveMark, mark_record
+from broker.core.archived import ArchiveMark, latest_marks, mark_record
 from broker.core.logrecords import TopicPartition
 from broker.runtime import Runtime
-from broker.views.audit import verify_audit
+from broker.views.audit import read_all, verify_audit
 from tests.api.conftest import AgencyClient
 from tests.api.test_envelope_flow import XML, wait_for_mailbox
 from tests.edxml_samples import document
@@ -87,12 +87,16 @@ async def archive_everything(runtime: Runtime) -> None:
     ends = await runtime.log.end_offsets([t.mailbox, t.inbound, t.upstream, t.receipts])
     ends |= await runtime.log.end_offsets([t.rejected, t.events])
     now = int(time.time() * 1000)
-    await runtime.log.append(
-        [
-            mark_record(t.archived, ArchiveMark(tp, end, "test-archive.zip", "00" * 32, now))
-            for tp, end in ends.items()
-        ]
-    )
+    marks = {
+        tp: ArchiveMark(tp, end, "test-archive.zip", "00" * 32, now) for tp, end in ends.items()
+    }
+    await runtime.log.append([mark_record(t.archived, mark) for mark in marks.values()])
+    # readable once committed (on Kafka: once the transaction's marker is written)
+    for _ in range(100):
+        if latest_marks(await read_all(runtime.log, t.archived)) == marks:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the archive marks are not readable")
 
 
 async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
