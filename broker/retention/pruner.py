@@ -115,7 +115,7 @@ class Pruner:
         require = self.settings.require_archive
         planned = plan(states, marks, require_archive=require)
         # receipts last: they stay while a mailbox or upstream record as old is kept
-        receipts = await self._receipts(now, planned, marks, starts, ends)
+        receipts = await self._receipts(now, planned, starts, ends)
         planned |= plan(receipts, marks, require_archive=require)
         removed: dict[str, int] = {}
         if planned:
@@ -188,7 +188,11 @@ class Pruner:
         if age is None:
             return {}
         events = [tp for tp in ends if tp.topic == self.topics.events]
-        unarchived = {tp: await self._unarchived_at(tp, marks.get(tp), ends[tp]) for tp in events}
+        unarchived = {}
+        if self.settings.require_archive:
+            unarchived = {
+                tp: await self._unarchived_at(tp, marks.get(tp), ends[tp]) for tp in events
+            }
         cutoff = events_cutoff(age, unarchived, require_archive=self.settings.require_archive)
         return await self._aged(self.topics.events, cutoff, starts, ends)
 
@@ -216,10 +220,11 @@ class Pruner:
         self,
         now: int,
         planned: Mapping[TopicPartition, int],
-        marks: Mapping[TopicPartition, ArchiveMark],
         starts: Mapping[TopicPartition, int],
         ends: Mapping[TopicPartition, int],
     ) -> States:
+        """Aged, committed by the pipeline, and older than the oldest mailbox and upstream
+        record still held after this prune."""
         age = cutoff_ms(now, self.settings.receipts_days)
         if age is None:
             return {}
