@@ -262,6 +262,32 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """What docbroker removes from the log, and when (README, Retention). Days may be
+    fractions (a test prunes within seconds); 0 = keep forever."""
+
+    enabled: bool = setting(True, "prune the log periodically by the rules below")
+    interval: float = setting(3600.0, "seconds between two prunes", min=0.1)
+    require_archive: bool = setting(
+        True, "remove nothing that no signed archive holds (archive marks of each partition)"
+    )
+    mailbox_days: float = setting(
+        30.0,
+        "days a mailbox entry is kept after its acknowledgement (unacknowledged: always)",
+        min=0,
+    )
+    inbound_days: float = setting(30.0, "days a submission is kept after it was processed", min=0)
+    upstream_days: float = setting(
+        30.0, "days an envelope for the national axis is kept after it was sent", min=0
+    )
+    receipts_days: float = setting(
+        30.0, "days a receipt is kept (and while the entry it is about is)", min=0
+    )
+    rejected_days: float = setting(90.0, "days a dead letter is kept (replayable)", min=0)
+    events_days: float = setting(0.0, "days audit events are kept; 0 = forever", min=0)
+
+
+@dataclass(frozen=True)
 class NationalAxisSettings:
     """The national document axis (VDXP): where to send what leaves the province, and
     where to fetch what comes in. Off until configured."""
@@ -336,6 +362,7 @@ class Settings:
     directory: DirectorySettings = setting(factory=DirectorySettings)
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
     national_axis: NationalAxisSettings = setting(factory=NationalAxisSettings)
+    retention: RetentionSettings = setting(factory=RetentionSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
 
     @property

@@ -218,6 +218,23 @@ class Metrics:
             ["view"],
             registry=r,
         )
+        self._pruned = Counter(
+            "docbroker_log_pruned_records_total",
+            "Records removed from the log by the retention rules (offsets passed), by topic",
+            ["topic"],
+            registry=r,
+        )
+        self._prune_seconds = Histogram(
+            "docbroker_log_prune_seconds",
+            "Duration of one prune of the log",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
+            registry=r,
+        )
+        self._oldest_pending = Gauge(
+            "docbroker_mailbox_oldest_unacknowledged_seconds",
+            "Age of the oldest unacknowledged mailbox entry (0 when there is none)",
+            registry=r,
+        )
 
     # -- process
     def started(self, *, backend: str, instance: str) -> None:
@@ -316,6 +333,14 @@ class Metrics:
 
     def read_model_size(self, view: str, size: int) -> None:
         self._read_model_bytes.labels(view).set(size)
+
+    def log_pruned(self, removed: Mapping[str, int], seconds: float) -> None:
+        for topic, count in removed.items():
+            self._pruned.labels(topic).inc(count)
+        self._prune_seconds.observe(seconds)
+
+    def oldest_unacknowledged(self, seconds: float) -> None:
+        self._oldest_pending.set(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,6 +32,7 @@ from broker.metrics import Metrics
 from broker.pipeline.build import build_processor
 from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.runner import Pipeline
+from broker.retention.pruner import Pruner
 from broker.state.dedup import DedupIndex
 from broker.state.directory import DirectoryState, put_agencies
 from broker.state.heads import ChainHeads
@@ -73,6 +74,7 @@ class Runtime:
     heads: ChainHeads
     dedup: DedupIndex
     documents: DocumentsView
+    pruner: Pruner
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -105,6 +107,15 @@ class Runtime:
             metrics,
             resolve=lambda code: (a := directory.current.find(code)) and a.code,
         )
+        pruner = Pruner(
+            durable,
+            topics,
+            view,
+            settings.retention,
+            metrics,
+            pipeline_group=pipeline.group,
+            upstream_group=f"{settings.backend.topic_prefix}axis-sender",
+        )
         return cls(
             settings,
             topics,
@@ -118,6 +129,7 @@ class Runtime:
             heads,
             dedup,
             documents,
+            pruner,
         )
 
     # -- lifecycle
@@ -132,6 +144,7 @@ class Runtime:
             self._mailbox_view,
             self._documents_view,
             self._size_watch,
+            self._retention,
             self._pipeline,
         ]
 
@@ -275,6 +288,13 @@ class Runtime:
         for view, size in sizes.read_models.items():
             if size is not None:
                 self.metrics.read_model_size(view, size)
+
+    async def _retention(self) -> AsyncIterator[None]:
+        await self.pruner.start()
+        self._note("retention started", enabled=self.settings.retention.enabled)
+        yield
+        await self.pruner.stop()
+        self._note("retention stopped")
 
     @asynccontextmanager
     async def _pipeline(self) -> AsyncIterator[None]:

@@ -52,13 +52,21 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
     """Check every hash chain of the audit trail; exit 1 at the first break of any."""
     from broker.views.audit import verify_audit
 
-    counts, breaks = run_with_log(ctx, lambda log, topics: verify_audit(log, topics))
+    report = run_with_log(ctx, lambda log, topics: verify_audit(log, topics))
+    counts, breaks = report.counts, report.breaks
     data = {
         "chains": counts,
         "events": sum(counts.values()),
+        "archived": sum(report.archived.values()),
+        "archived_by_chain": report.archived,
         "breaks": [{"chain": b.chain, "seq": b.seq, "reason": b.reason} for b in breaks],
     }
     lines = [f"{sum(counts.values())} events in {len(counts)} chains"]
+    if report.archived:
+        lines.append(
+            f"{sum(report.archived.values())} earlier events archived (pruned by retention); "
+            "each chain verified from its first event still in the log"
+        )
     lines += [f"BREAK in chain {b.chain} at event {b.seq}: {b.reason}" for b in breaks]
     if not breaks:
         lines.append("every chain is intact")

@@ -119,6 +119,15 @@ class NotFound(DocbrokerError):
     exit_code = EXIT_REFUSED
 
 
+class Archived(DocbrokerError):
+    """The resource was pruned from the log by the retention rules (README, Retention):
+    it is in a signed archive, no longer served. An answer, not a failure."""
+
+    code = "archived"
+    http_status = 410
+    exit_code = EXIT_REFUSED
+
+
 class BackendUnavailable(DocbrokerError):
     """The durable log cannot be reached or refused an operation; retry later
     (`retry_after` seconds, when the broker can say)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -129,11 +129,15 @@ class ChainBreak:
 
 
 def verify_chains(
-    events: Sequence[bytes], heads: dict[str, ChainHead]
+    events: Sequence[bytes], heads: dict[str, ChainHead], *, pruned: bool = False
 ) -> tuple[dict[str, int], list[ChainBreak]]:
     """Check every chain: sequence without gaps, each `prev` the hash of the one before,
     the last hash the recorded head. Returns events per chain and the breaks found
-    (the first of each chain)."""
+    (the first of each chain).
+
+    `pruned`: the log's oldest events were removed by retention (README, Retention),
+    so each chain is verified from its first event still held (whose `prev` is the
+    hash of an archived event), and a chain with no event left is not a break."""
     chains: dict[str, list[tuple[int, str, str]]] = {}
     breaks: list[ChainBreak] = []
     for raw in events:
@@ -148,41 +152,55 @@ def verify_chains(
     for chain, links in sorted(chains.items()):
         links.sort()
         counts[chain] = len(links)
-        expected_prev, expected_seq = GENESIS, 1
-        broken = False
-        for seq, prev, digest in links:
-            if seq != expected_seq:
-                breaks.append(
-                    ChainBreak(
-                        chain, expected_seq, f"event {expected_seq} is missing (next found: {seq})"
-                    )
-                )
-                broken = True
-                break
-            if prev != expected_prev:
-                breaks.append(
-                    ChainBreak(
-                        chain,
-                        seq,
-                        "its prev hash is not the hash of event "
-                        f"{seq - 1}: that event was changed or replaced",
-                    )
-                )
-                broken = True
-                break
-            expected_prev, expected_seq = digest, seq + 1
-        head = heads.get(chain)
-        if (
-            not broken
-            and head is not None
-            and (head.seq, head.hash) != (expected_seq - 1, expected_prev)
-        ):
-            breaks.append(
-                ChainBreak(
-                    chain, head.seq, "the chain's recorded head does not match its last event"
-                )
-            )
+        found = _verify_chain(chain, links, heads.get(chain), pruned=pruned)
+        if found is not None:
+            breaks.append(found)
     for chain, head in heads.items():
-        if chain not in chains and head.seq > 0:
+        if chain not in chains and head.seq > 0 and not pruned:
             breaks.append(ChainBreak(chain, 1, f"all {head.seq} events of the chain are missing"))
     return counts, breaks
+
+
+def _verify_chain(
+    chain: str, links: Sequence[tuple[int, str, str]], head: ChainHead | None, *, pruned: bool
+) -> ChainBreak | None:
+    """The first break of one chain's links (seq, prev, hash) in order, or None."""
+    expected_prev, expected_seq = GENESIS, 1
+    if pruned and links[0][0] > 1:
+        expected_seq, expected_prev = links[0][0], links[0][1]
+    for seq, prev, digest in links:
+        if seq != expected_seq:
+            return ChainBreak(
+                chain, expected_seq, f"event {expected_seq} is missing (next found: {seq})"
+            )
+        if prev != expected_prev:
+            return ChainBreak(
+                chain,
+                seq,
+                f"its prev hash is not the hash of event {seq - 1}: that event was changed "
+                "or replaced",
+            )
+        expected_prev, expected_seq = digest, seq + 1
+    if head is not None and (head.seq, head.hash) != (expected_seq - 1, expected_prev):
+        return ChainBreak(
+            chain, head.seq, "the chain's recorded head does not match its last event"
+        )
+    return None
+
+
+def archived_counts(events: Sequence[bytes], heads: Mapping[str, ChainHead]) -> dict[str, int]:
+    """Per chain, how many of its first events are no longer held (pruned into an
+    archive): those before its first event present, all of a chain with none left."""
+    first: dict[str, int] = {}
+    for raw in events:
+        try:
+            obj = json.loads(raw)
+            chain, seq = str(obj["chain"]), int(obj["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        first[chain] = min(seq, first.get(chain, seq))
+    out = {chain: seq - 1 for chain, seq in first.items() if seq > 1}
+    for chain, head in heads.items():
+        if chain not in first and head.seq > 0:
+            out[chain] = head.seq
+    return out

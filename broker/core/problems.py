@@ -133,6 +133,11 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ProblemType("bad-request", "The request is malformed", 400),
     ProblemType("method-not-allowed", "The method is not allowed on this resource", 405),
     ProblemType("not-found", "No such resource", 404),
+    ProblemType(
+        "archived",
+        "The record was removed from the log by the retention rules; a signed archive holds it",
+        410,
+    ),
     ProblemType("backend-unavailable", "The durable log cannot be reached; retry later", 503),
     ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
     ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),

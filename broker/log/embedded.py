@@ -359,6 +359,75 @@ class EmbeddedLog(DurableLog):
         )
         return {topic: TopicSize(n, size) for topic, n, size in rows}
 
+    # -- retention
+
+    async def start_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        tps = await self.partitions_of(topics)
+
+        def read(conn: sqlite3.Connection) -> dict[TopicPartition, int]:
+            rows = conn.execute("SELECT topic, partition, start_offset FROM log_starts").fetchall()
+            starts = {TopicPartition(t, p): n for t, p, n in rows}
+            return {tp: starts.get(tp, 0) for tp in tps}
+
+        return await self._read(read)
+
+    async def offsets_for_time(
+        self, topics: Sequence[str], timestamp_ms: int
+    ) -> dict[TopicPartition, int]:
+        ends = await self.end_offsets(topics)
+
+        def read(conn: sqlite3.Connection) -> dict[TopicPartition, int]:
+            out = {}
+            for tp, end in ends.items():
+                row = conn.execute(
+                    "SELECT MIN(offset) FROM records WHERE topic = ? AND partition = ? AND ts >= ?",
+                    (tp.topic, tp.partition, timestamp_ms),
+                ).fetchone()
+                out[tp] = end if row[0] is None else row[0]
+            return out
+
+        return await self._read(read)
+
+    async def committed_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        tps = await self.partitions_of(topics)
+
+        def read(conn: sqlite3.Connection) -> dict[TopicPartition, int]:
+            rows = conn.execute(
+                "SELECT topic, partition, next_offset FROM group_offsets WHERE grp = ?", (group,)
+            ).fetchall()
+            done = {TopicPartition(t, p): n for t, p, n in rows}
+            return {tp: done.get(tp, 0) for tp in tps}
+
+        return await self._read(read)
+
+    async def delete_before(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Rows go in chunks (each its own short write, so that appends are not held
+        up), then the freed pages go back to the file system a chunk at a time."""
+        ends = await self.end_offsets(sorted({tp.topic for tp in offsets}))
+        for tp, offset in offsets.items():
+            if offset > ends.get(tp, 0):
+                raise BackendUnavailable(
+                    f"cannot delete {tp} below {offset}: it ends at {ends[tp]}"
+                )
+            while await self._write(lambda c, tp=tp, offset=offset: _delete_chunk(c, tp, offset)):
+                pass
+        for _ in range(MAX_VACUUM_CHUNKS):
+            if not await self._write(_vacuum_chunk):
+                break
+        return {
+            tp: v
+            for tp, v in (await self.start_offsets(sorted({tp.topic for tp in offsets}))).items()
+            if tp in offsets
+        }
+
+    async def space(self) -> dict[str, int]:
+        """The file's pages: in use and free (what retention could still give back)."""
+        return await self._read(_space)
+
     async def ping(self) -> None:
         """Reads work; and writes, unless the last ones failed for lack of room and a
         probe (at most one a second) still does."""
@@ -376,3 +445,56 @@ class EmbeddedLog(DurableLog):
             ),
             probe=True,
         )
+
+
+DELETE_CHUNK = 2000  # rows removed per write
+VACUUM_CHUNK = 2000  # pages given back per write
+MAX_VACUUM_CHUNKS = 10_000  # per prune (80 GB of 4 KiB pages); the next prune goes on
+
+
+def _delete_chunk(conn: sqlite3.Connection, tp: TopicPartition, offset: int) -> bool:
+    """Remove up to DELETE_CHUNK rows of `tp` below `offset` and move its start there
+    (never back); whether rows are left to remove."""
+    row = conn.execute(
+        "SELECT start_offset FROM log_starts WHERE topic = ? AND partition = ?",
+        (tp.topic, tp.partition),
+    ).fetchone()
+    if row is not None and row[0] >= offset:
+        return False
+    gone = conn.execute(
+        "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE topic = ? AND "
+        "partition = ? AND offset < ? ORDER BY offset LIMIT ?)",
+        (tp.topic, tp.partition, offset, DELETE_CHUNK),
+    ).rowcount
+    conn.execute(
+        "DELETE FROM latest_keys WHERE topic = ? AND partition = ? AND offset < ?",
+        (tp.topic, tp.partition, offset),
+    )
+    if gone < DELETE_CHUNK:
+        conn.execute(
+            "INSERT OR REPLACE INTO log_starts VALUES (?, ?, ?)", (tp.topic, tp.partition, offset)
+        )
+        return False
+    return True
+
+
+def _vacuum_chunk(conn: sqlite3.Connection) -> bool:
+    """Give up to VACUUM_CHUNK free pages back (a file made before auto_vacuum was set
+    only reuses them); whether free pages are left."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2 = incremental
+        return False
+    # Python's sqlite3 steps a PRAGMA once, and one step of incremental_vacuum gives
+    # back one page (executescript would step it to the end, but commits first)
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    for _ in range(min(free, VACUUM_CHUNK)):
+        conn.execute("PRAGMA incremental_vacuum")
+    return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def _space(conn: sqlite3.Connection) -> dict[str, int]:
+    return {
+        "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+        "pages": conn.execute("PRAGMA page_count").fetchone()[0],
+        "free_pages": conn.execute("PRAGMA freelist_count").fetchone()[0],
+        "auto_vacuum": conn.execute("PRAGMA auto_vacuum").fetchone()[0],
+    }

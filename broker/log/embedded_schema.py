@@ -63,15 +63,26 @@ def add_topic_sizes(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def add_log_starts(conn: sqlite3.Connection) -> None:
+    """Version 3: where each partition starts once retention removed its first records
+    (no row: at offset 0)."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS log_starts(
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, start_offset INTEGER NOT NULL,
+        PRIMARY KEY(topic, partition)) WITHOUT ROWID"""
+    )
+
+
 def migrations(schema: str) -> list[tuple[int, str, Migration]]:
     """(version it makes, name, function), in order; `schema` is version 1's DDL."""
     return [
         (1, "create_log_tables", lambda conn: create_log_tables(conn, schema)),
         (2, "add_topic_sizes", add_topic_sizes),
+        (3, "add_log_starts", add_log_starts),
     ]
 
 
-LATEST = 2  # the version this docbroker writes; the last of `migrations`
+LATEST = 3  # the version this docbroker writes; the last of `migrations`
 
 
 def stored_version(conn: sqlite3.Connection) -> int:

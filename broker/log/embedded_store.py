@@ -142,8 +142,13 @@ class TopicMeta:
     max_record_bytes: int
 
 
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+def connect(path: Path, synchronous: str, *, writer: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    if writer:
+        # Takes effect on a new file only (before journal_mode and the first table): the
+        # pages retention frees then go back to the file system (`incremental_vacuum`).
+        # A file made before keeps reusing them, without shrinking.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -197,7 +202,7 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            self._conn = connect(self._path, self._synchronous)
+            self._conn = connect(self._path, self._synchronous, writer=True)
             open_schema(self._conn, self._path, SCHEMA)  # upgraded in place, or refused
         except BaseException as exc:  # reported to start()
             failure = write_failure(self._path, exc)

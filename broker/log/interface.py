@@ -9,6 +9,10 @@ Everything docbroker knows lives in append-only topics. Three operations matter:
 
 Plus `Tailer` (read every partition from remembered positions, for read models)
 and `read_at` (one record by position, for fetching a mailbox entry).
+
+Retention (`broker.retention`) removes the oldest records of a partition with
+`delete_before`; a partition then starts at its log start offset (`start_offsets`),
+and reading below it finds nothing (`read_at` answers None, a tailer skips ahead).
 The conformance suite in tests/conformance runs the same tests on both backends.
 """
 
@@ -227,6 +231,33 @@ class DurableLog(abc.ABC):
     @abc.abstractmethod
     async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
         """Next offset of every partition (last stable offset on Kafka)."""
+
+    @abc.abstractmethod
+    async def start_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """First offset still held of every partition (its log start offset): 0 until
+        `delete_before` removed records, the end offset when all were removed."""
+
+    @abc.abstractmethod
+    async def offsets_for_time(
+        self, topics: Sequence[str], timestamp_ms: int
+    ) -> dict[TopicPartition, int]:
+        """Per partition, the first offset whose record's timestamp is `timestamp_ms` or
+        later; the end offset when there is none."""
+
+    @abc.abstractmethod
+    async def committed_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        """The next offset `group` will read of every partition (0 when it has not
+        committed one)."""
+
+    @abc.abstractmethod
+    async def delete_before(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Remove every record below the given offset of each partition (an offset at or
+        below the start removes nothing, one past the end is an error); returns the new
+        start offsets. Kafka: DeleteRecords; embedded: the rows, and the space then."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

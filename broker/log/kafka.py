@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as KafkaTP
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     KafkaError,
@@ -51,10 +51,12 @@ from broker.log.kafka_common import (
     wrapped,
 )
 from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
+from broker.log.kafka_topics import retention_problems, size_problems, topic_configs
 
 log = structlog.get_logger(__name__)
 
 PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
+COORDINATOR_WAIT = 15.0  # seconds
 
 
 def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
@@ -181,11 +183,7 @@ class KafkaLog(DurableLog):
                     spec.name,
                     spec.partitions,
                     s.replication_factor,
-                    topic_configs={
-                        "max.message.bytes": str(spec.max_record_bytes + BATCH_OVERHEAD),
-                        "min.insync.replicas": str(s.min_insync_replicas),
-                        "cleanup.policy": "compact" if spec.compacted else "delete",
-                    },
+                    topic_configs=topic_configs(spec, min_insync_replicas=s.min_insync_replicas),
                 )
                 for spec in specs
                 if spec.name not in existing
@@ -236,15 +234,8 @@ class KafkaLog(DurableLog):
                 if spec is None:
                     continue
                 configs = {e[0]: e[1] for e in entries}
-                have = int(configs.get("max.message.bytes", "0") or 0)
-                need = spec.max_record_bytes + BATCH_OVERHEAD
-                if have < need:
-                    problems.append(
-                        f"topic {name} has max.message.bytes={have}, the configured envelope "
-                        f"limit needs {need}: raise it (kafka-configs --alter --entity-type "
-                        f"topics --entity-name {name} --add-config max.message.bytes={need}) "
-                        "or lower limits.max_envelope_bytes"
-                    )
+                problems += size_problems(name, spec, configs)
+                problems += retention_problems(name, configs)
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -380,6 +371,74 @@ class KafkaLog(DurableLog):
             except KafkaError as exc:
                 raise wrapped(exc, "end offsets") from exc
         return {tp_of(k): v for k, v in ends.items()}
+
+    # -- retention
+
+    async def start_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        _, _, consumer = self._started()
+        tps = await self.partitions_of(topics)
+        async with self._random_lock:
+            try:
+                starts = await consumer.beginning_offsets([kafka_tp(tp) for tp in tps])
+            except KafkaError as exc:
+                raise wrapped(exc, "start offsets") from exc
+        return {tp_of(k): v for k, v in starts.items()}
+
+    async def offsets_for_time(
+        self, topics: Sequence[str], timestamp_ms: int
+    ) -> dict[TopicPartition, int]:
+        _, _, consumer = self._started()
+        ends = await self.end_offsets(topics)
+        async with self._random_lock:
+            try:
+                found = await consumer.offsets_for_times(
+                    {kafka_tp(tp): timestamp_ms for tp in ends}
+                )
+            except KafkaError as exc:
+                raise wrapped(exc, "offsets for time") from exc
+        out = {}
+        for tp, end in ends.items():
+            at = found.get(kafka_tp(tp))
+            out[tp] = end if at is None else min(at.offset, end)
+        return out
+
+    async def committed_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        admin, _, _ = self._started()
+        tps = await self.partitions_of(topics)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT
+        while True:  # a cluster's first group waits for its offsets topic
+            try:
+                done = await admin.list_consumer_group_offsets(
+                    group, partitions=[kafka_tp(tp) for tp in tps]
+                )
+                break
+            except KafkaError as exc:
+                if not exc.retriable or loop.time() > deadline:
+                    raise wrapped(exc, "committed offsets") from exc
+                await asyncio.sleep(0.2)
+        out = {}
+        for tp in tps:
+            meta = done.get(kafka_tp(tp))
+            out[tp] = meta.offset if meta is not None and meta.offset >= 0 else 0
+        return out
+
+    async def delete_before(
+        self, offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        admin, _, _ = self._started()
+        if not offsets:
+            return {}
+        try:
+            lows = await admin.delete_records(
+                {kafka_tp(tp): RecordsToDelete(offset) for tp, offset in offsets.items()},
+                timeout_ms=self.settings.request_timeout_ms,
+            )
+        except KafkaError as exc:
+            raise wrapped(exc, "delete records") from exc
+        return {tp_of(k): v for k, v in lows.items()}
 
     async def ping(self) -> None:
         """The cluster answers: one of its brokers answers a Metadata request (no topics).

@@ -10,7 +10,8 @@ so that the caller reads its own write.
 from __future__ import annotations
 
 from broker.clock import now_ms
-from broker.core.errors import BackendUnavailable
+from broker.core.errors import Archived, BackendUnavailable
+from broker.core.logrecords import TopicPartition
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.runtime import Runtime
 from broker.views.mailbox import Delivery
@@ -37,6 +38,12 @@ async def read_envelope(runtime: Runtime, d: Delivery, *, by_recipient: bool) ->
     looking (nothing is recorded as delivered then)."""
     record = await runtime.log.read_at(d.topic, d.partition, d.offset)
     if record is None or record.value is None:
+        starts = await runtime.log.start_offsets([d.topic])
+        if d.offset < starts.get(TopicPartition(d.topic, d.partition), 0):
+            raise Archived(
+                f"{d.message_id} was acknowledged and has since left the log "
+                "(retention): a signed archive holds it"
+            )
         raise BackendUnavailable(
             f"the record of {d.message_id} ({d.topic}[{d.partition}]@{d.offset}) is not readable"
         )

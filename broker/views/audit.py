@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from broker.core.events import ChainBreak, ChainHead, verify_chains
+from broker.core.errors import Archived
+from broker.core.events import ChainBreak, ChainHead, archived_counts, verify_chains
 from broker.core.logrecords import Record, TopicPartition
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog
@@ -29,15 +31,38 @@ async def read_all(
 async def document_events(
     log_: DurableLog, topics: Topics, document_id: str
 ) -> list[dict[str, Any]]:
-    """The events of one document (they share its partition), in order."""
+    """The events of one document (they share its partition), in order. None held,
+    and the partition pruned by retention: `Archived` (an archive may hold them)."""
     key = document_id.encode()
-    partition = await log_.partition_for(topics.events, key)
-    records = await read_all(log_, topics.events, [TopicPartition(topics.events, partition)])
+    tp = TopicPartition(topics.events, await log_.partition_for(topics.events, key))
+    records = await read_all(log_, topics.events, [tp])
     events = [json.loads(r.value) for r in records if r.key == key and r.value]
+    if not events:
+        start = (await log_.start_offsets([topics.events])).get(tp, 0)
+        if start > 0:
+            raise Archived(
+                f"no event of document {document_id} is in the log; the first {start} "
+                f"events of its partition ({tp.topic}[{tp.partition}]) were pruned by "
+                "retention: if it is older, a signed archive holds its trail"
+            )
     return sorted(events, key=lambda e: (e["at_ms"], e["chain"], e["seq"]))
 
 
-async def verify_audit(log_: DurableLog, topics: Topics) -> tuple[dict[str, int], list[ChainBreak]]:
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What `audit verify` found: events per chain held in the log, the breaks, and
+    per chain how many of its first events were archived (pruned by retention)."""
+
+    counts: dict[str, int]
+    breaks: list[ChainBreak]
+    archived: dict[str, int]
+
+
+async def verify_audit(log_: DurableLog, topics: Topics) -> AuditReport:
+    """Every chain verified from its first event still in the log (all of it when the
+    events topic was never pruned)."""
+    starts = await log_.start_offsets([topics.events])
+    pruned = any(start > 0 for start in starts.values())
     events = [r.value for r in await read_all(log_, topics.events) if r.value]
     heads: dict[str, ChainHead] = {}
     for record in await read_all(log_, topics.chains):
@@ -45,7 +70,8 @@ async def verify_audit(log_: DurableLog, topics: Topics) -> tuple[dict[str, int]
             head = ChainHead.from_json(record.value)
             if head.seq >= heads.get(head.chain, ChainHead(head.chain)).seq:
                 heads[head.chain] = head
-    return verify_chains(events, heads)
+    counts, breaks = verify_chains(events, heads, pruned=pruned)
+    return AuditReport(counts, breaks, archived_counts(events, heads) if pruned else {})
 
 
 def trace_lines(events: Sequence[dict[str, Any]]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from broker.clock import now_ms
 from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.logrecords import Position, Record, TopicPartition
 from broker.core.receipts import Receipt, ReceiptKind
@@ -36,6 +37,7 @@ from broker.views.readmodel import (
 )
 
 log = structlog.get_logger(__name__)
+Offsets = dict[TopicPartition, int]
 
 SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
 # Indexes may be added without a new version (they are created on open).
@@ -53,6 +55,7 @@ CREATE TABLE IF NOT EXISTS deliveries(
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(recipient, acked_at_ms, seq);
 CREATE INDEX IF NOT EXISTS deliveries_kind ON deliveries(recipient, kind, acked_at_ms, seq);
 CREATE INDEX IF NOT EXISTS deliveries_document ON deliveries(document_id);
+CREATE INDEX IF NOT EXISTS deliveries_oldest ON deliveries(acked_at_ms, delivered_at_ms);
 CREATE TABLE IF NOT EXISTS early_receipts(
     recipient TEXT NOT NULL, message_id TEXT NOT NULL, kind TEXT NOT NULL, at_ms INTEGER NOT NULL,
     PRIMARY KEY(recipient, message_id, kind)) WITHOUT ROWID;
@@ -214,6 +217,25 @@ class MailboxStore:
             "SELECT COUNT(*) FROM deliveries WHERE acked_at_ms IS NULL"
         ).fetchone()[0]
 
+    def oldest_pending_ms(self) -> int | None:
+        """When the oldest unacknowledged entry was delivered (deliveries_oldest)."""
+        return self._conn.execute(
+            "SELECT MIN(delivered_at_ms) FROM deliveries WHERE acked_at_ms IS NULL"
+        ).fetchone()[0]
+
+    def retained(self, acked_before_ms: int) -> tuple[Offsets, Offsets]:
+        """For retention (one call of the store's one thread: one snapshot): the first
+        entry of each mailbox partition not acknowledged before `acked_before_ms`, and
+        how far the view has applied each partition."""
+        rows = self._conn.execute(
+            "SELECT partition, MIN(offset) FROM deliveries WHERE topic = ? AND "
+            "(acked_at_ms IS NULL OR acked_at_ms >= ?) GROUP BY partition",
+            (self.mailbox_topic, acked_before_ms),
+        ).fetchall()
+        pending = {TopicPartition(self.mailbox_topic, p): o for p, o in rows}
+        applied = stored_positions(self._conn)
+        return pending, {tp: n for tp, n in applied.items() if tp.topic == self.mailbox_topic}
+
     def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""
         where, args = _filter(recipient, pending=True, kind=kind)
@@ -256,6 +278,8 @@ class MailboxViewMetrics(Protocol):
     def acknowledged(self) -> None: ...
 
     def mailbox_state(self, pending: int, lag: int) -> None: ...
+
+    def oldest_unacknowledged(self, seconds: float) -> None: ...
 
 
 class MailboxView:
@@ -405,6 +429,8 @@ class MailboxView:
         lag = sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items())
         pending = await self._thread.run(self._store_or_fail().pending_count)
         self.metrics.mailbox_state(pending, lag)
+        oldest = await self._thread.run(self._store_or_fail().oldest_pending_ms)
+        self.metrics.oldest_unacknowledged(0 if oldest is None else max(0, now_ms() - oldest) / 1e3)
 
     def _wake(self, recipient: str) -> None:
         event = self._waiters.pop(recipient, None)
@@ -458,6 +484,10 @@ class MailboxView:
 
     async def get(self, recipient: str, message_id: str) -> Delivery | None:
         return await self._thread.run(self._store_or_fail().get, recipient, message_id)
+
+    async def retained(self, acked_before_ms: int) -> tuple[Offsets, Offsets]:
+        """`MailboxStore.retained`, off the event loop."""
+        return await self._thread.run(self._store_or_fail().retained, acked_before_ms)
 
     async def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""

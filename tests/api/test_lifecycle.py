@@ -25,14 +25,16 @@ async def test_start_and_stop_order(tmp_path: Path) -> None:
         "state loaded",
         "mailbox view started",
         "documents view started",
+        "retention started",
         "pipeline started",
     ]
     checks = await runtime.readiness()
     assert checks["keys"] == "ok"
     assert runtime.pipeline.running and runtime.view.ready
     await client.close()
-    assert runtime.events[5:] == [
+    assert runtime.events[6:] == [
         "pipeline stopped",
+        "retention stopped",
         "documents view stopped",
         "mailbox view stopped",
         "state closed",

@@ -39,9 +39,13 @@ class Gauges:
     def __init__(self) -> None:
         self.states: list[tuple[int, int]] = []  # (pending, lag)
         self.acks = 0
+        self.oldest: float | None = None  # seconds
 
     def acknowledged(self) -> None:
         self.acks += 1
+
+    def oldest_unacknowledged(self, seconds: float) -> None:
+        self.oldest = seconds
 
     def mailbox_state(self, pending: int, lag: int) -> None:
         self.states.append((pending, lag))
@@ -308,6 +312,8 @@ class TestGauges:
                 break
             await asyncio.sleep(0.1)
         assert gauges.states[reported:][:1] == [(len(records), 0)]
+        # and the age of the oldest unacknowledged entry (delivered just now)
+        assert gauges.oldest is not None and 0 <= gauges.oldest < 60
 
     async def test_a_restart_continues_from_the_stored_positions(
         self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from broker.core.events import GENESIS, ChainHead, Event, EventType, link, verify_chains
+from broker.core.events import (
+    GENESIS,
+    ChainHead,
+    Event,
+    EventType,
+    archived_counts,
+    link,
+    verify_chains,
+)
 
 
 def events(n: int, doc: str = "D,1") -> list[Event]:
@@ -69,3 +77,34 @@ class TestVerify:
         _, head = chain(2)
         (b,) = verify_chains([], {head.chain: head})[1]
         assert "all 2 events" in b.reason
+
+
+class TestVerifyAfterPruning:
+    """A log pruned by retention holds each chain's later events only."""
+
+    def test_a_chain_is_verified_from_its_first_event_held(self) -> None:
+        """The first 3 of 6 events archived: the rest verify, 3 are counted archived."""
+        values, head = chain(6)
+        held = values[3:]
+        assert verify_chains(held, {head.chain: head}, pruned=True) == ({"inbound:0": 3}, [])
+        assert archived_counts(held, {head.chain: head}) == {"inbound:0": 3}
+
+    def test_without_pruning_a_missing_beginning_is_still_a_break(self) -> None:
+        """Only a pruned log explains missing first events."""
+        values, head = chain(6)
+        (b,) = verify_chains(values[3:], {head.chain: head})[1]
+        assert b.seq == 1 and "missing" in b.reason
+
+    def test_a_change_after_the_first_event_held_is_still_found(self) -> None:
+        """Pruning hides nothing that is still held: a changed event breaks the next link."""
+        values, head = chain(6)
+        held = values[2:]
+        held[1] = held[1].replace(b"R3", b"R9")
+        (b,) = verify_chains(held, {head.chain: head}, pruned=True)[1]
+        assert b.seq == 5
+
+    def test_a_chain_with_nothing_left_is_archived_not_broken(self) -> None:
+        """All its events archived: no break, all counted."""
+        _, head = chain(2)
+        assert verify_chains([], {head.chain: head}, pruned=True)[1] == []
+        assert archived_counts([], {head.chain: head}) == {"inbound:0": 2}
