@@ -289,6 +289,7 @@ class Runtime:
             if size is not None:
                 self.metrics.read_model_size(view, size)
 
+    @asynccontextmanager
     async def _retention(self) -> AsyncIterator[None]:
         await self.pruner.start()
         self._note("retention started", enabled=self.settings.retention.enabled)
