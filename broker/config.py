@@ -269,7 +269,9 @@ class RetentionSettings:
     enabled: bool = setting(True, "prune the log periodically by the rules below")
     interval: float = setting(3600.0, "seconds between two prunes", min=0.1)
     require_archive: bool = setting(
-        True, "remove nothing that no signed archive holds (archive marks of each partition)"
+        True,
+        "no delivered envelope, receipt or audit event leaves the log that no signed "
+        "archive holds (the archive marks of each partition)",
     )
     mailbox_days: float = setting(
         30.0,

@@ -20,14 +20,18 @@ record below it may go, nothing at or above it does. Per topic:
   unarchived event of any partition;
 - compacted topics (directory, dedup, chains, archived): never.
 
-A topic whose days are 0 keeps everything. With `require_archive`, every watermark
-is also capped by the partition's archive mark (`broker.core.archived`): a partition
-without a mark loses nothing.
+A topic whose days are 0 keeps everything. With `require_archive`, the watermark of
+every partition of an archived topic (mailbox, receipts, events: what
+`docbroker archive export` writes, `broker.core.archive.ROLES`) is also capped by the
+partition's archive mark (`broker.core.archived`): such a partition without a mark
+loses nothing. The other topics are not archived and go by their own rules: inbound
+once processed (its package is in the delivered envelope, its digest in the
+`accepted` event), upstream once the axis confirmed, rejected by age.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from broker.core.archived import ArchiveMark
@@ -89,14 +93,17 @@ def plan(
     marks: Mapping[TopicPartition, ArchiveMark],
     *,
     require_archive: bool,
+    archived_topics: Collection[str],
 ) -> dict[TopicPartition, int]:
     """The partitions whose watermark is above their start, with that watermark (the
     records to remove). Partitions of a topic kept forever are not passed in; a limit
-    a topic's rule does not have is None."""
+    a topic's rule does not have is None; `require_archive` caps the partitions of
+    `archived_topics` only."""
     out = {}
     for tp, s in states.items():
         limits = [v for v in (s.aged_below, s.done_below) if v is not None]
-        low = watermark(s.start, s.end, limits, mark=marks.get(tp), require_archive=require_archive)
+        required = require_archive and tp.topic in archived_topics
+        low = watermark(s.start, s.end, limits, mark=marks.get(tp), require_archive=required)
         if low > s.start:
             out[tp] = low
     return out

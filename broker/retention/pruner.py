@@ -21,6 +21,7 @@ import structlog
 
 from broker.clock import now_ms
 from broker.config import RetentionSettings
+from broker.core.archive import ROLES
 from broker.core.archived import ArchiveMark, latest_marks
 from broker.core.errors import DocbrokerError
 from broker.core.logrecords import TopicPartition
@@ -100,8 +101,6 @@ class Pruner:
         began = time.monotonic()
         now = now_ms() if now is None else now
         marks = latest_marks(await read_all(self.log_, self.topics.archived))
-        if self.settings.require_archive and not marks:
-            return self._done({}, began)  # nothing archived yet: nothing may go
         t, s = self.topics, self.settings
         starts = await self.log_.start_offsets(prunable(t))
         ends = await self.log_.end_offsets(prunable(t))
@@ -113,10 +112,11 @@ class Pruner:
         states |= await self._aged(t.rejected, cutoff_ms(now, s.rejected_days), starts, ends)
         states |= await self._events(now, marks, starts, ends)
         require = self.settings.require_archive
-        planned = plan(states, marks, require_archive=require)
+        archived = {getattr(t, role) for role in ROLES}  # what archive export holds
+        planned = plan(states, marks, require_archive=require, archived_topics=archived)
         # receipts last: they stay while a mailbox or upstream record as old is kept
         receipts = await self._receipts(now, planned, starts, ends)
-        planned |= plan(receipts, marks, require_archive=require)
+        planned |= plan(receipts, marks, require_archive=require, archived_topics=archived)
         removed: dict[str, int] = {}
         if planned:
             await self.log_.delete_before(planned)

@@ -58,7 +58,9 @@ class TestMailbox:
         and so does everything after it."""
         done = mailbox_done_below(first_pending=3, view_position=9)
         states = {TP: PartitionState(0, 9, done_below=done)}
-        assert plan(states, {TP: mark(9)}, require_archive=True) == {TP: 3}
+        assert plan(states, {TP: mark(9)}, require_archive=True, archived_topics={TP.topic}) == {
+            TP: 3
+        }
 
     def test_nothing_the_view_has_not_read_goes(self) -> None:
         """Every entry the view holds is acknowledged: the limit is what it has read."""
@@ -73,7 +75,17 @@ class TestPlan:
             TP: PartitionState(0, 10, aged_below=4, done_below=7),
             other: PartitionState(5, 10, aged_below=5, done_below=9),
         }
-        assert plan(states, {}, require_archive=False) == {TP: 4}
+        assert plan(states, {}, require_archive=False, archived_topics={TP.topic}) == {TP: 4}
+
+    def test_an_archive_is_required_only_of_the_topics_it_holds(self) -> None:
+        """inbound is not archived (its package is in the delivered envelope): processed
+        and aged, it goes without a mark; the mailbox without one keeps everything."""
+        inbound = TopicPartition("p.inbound", 0)
+        states = {
+            TP: PartitionState(0, 10, aged_below=10, done_below=10),
+            inbound: PartitionState(0, 10, aged_below=6, done_below=8),
+        }
+        assert plan(states, {}, require_archive=True, archived_topics={TP.topic}) == {inbound: 6}
 
 
 class TestEventsAndReceipts:
