@@ -11,8 +11,11 @@ from aiohttp import web
 
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import RUNTIME
-from broker.core.errors import NotFound
+from broker.clock import now_ms
+from broker.core.errors import Archived, NotFound
 from broker.views.document_fold import DocumentState
+
+DAY_MS = 86_400_000
 
 
 def _sender_codes(request: web.Request) -> tuple[str, ...] | None:
@@ -33,8 +36,26 @@ async def _visible_state(request: web.Request) -> tuple[DocumentState, tuple[str
     codes = _sender_codes(request)
     state = await request.app[RUNTIME].documents.state(document_id, codes)
     if state is None or state.sender is None:
-        raise NotFound(f"no document {document_id} sent by {principal_of(request).name}")
+        _archived_or_not_found(request, document_id)
     return state, codes
+
+
+def _archived_or_not_found(request: web.Request, document_id: str) -> None:
+    """A document the view does not know: `archived` (410) when the caller sent it, the
+    pipeline took it in, and that was long enough ago for retention to have pruned its
+    events (`retention.events_days`); otherwise not found. The dedup index, a compacted
+    topic that retention never prunes, remembers it."""
+    runtime = request.app[RUNTIME]
+    agency = principal_of(request).agency
+    days = runtime.settings.retention.events_days
+    if agency is not None and days > 0:
+        first = runtime.dedup.committed(agency.code, document_id)
+        if first is not None and first.at_ms < now_ms() - days * DAY_MS:
+            raise Archived(
+                f"document {document_id}: its audit events were pruned from the log by "
+                "retention (retention.events_days); a signed archive holds them"
+            )
+    raise NotFound(f"no document {document_id} sent by {principal_of(request).name}")
 
 
 async def document_state(request: web.Request) -> web.StreamResponse:

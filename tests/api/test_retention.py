@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -192,7 +193,8 @@ async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
 
     # A mailbox view rebuilt from the pruned log serves what is held.
     await api.client.close()
-    (Path(api_settings_env["DOCBROKER_DATA_DIR"]) / "mailbox.sqlite").unlink()
+    for view in ("mailbox.sqlite", "documents.sqlite"):
+        (Path(api_settings_env["DOCBROKER_DATA_DIR"]) / view).unlink()
     settings = load_settings(None, api_settings_env)
     again_api = AgencyClient(TestClient(TestServer(build_app(Runtime.build(settings)))))
     # Starting a runtime does its start-up work on the loop, as the api fixture does
@@ -208,6 +210,13 @@ async def test_pruning_keeps_what_is_owed_and_answers_archived_for_the_rest(
         assert status == 200
         assert_forwarded(unfetched["data"], body, sha256=quiet_entry["sha256"])
         assert (await fetch(again_api, BUSY, acked[0]))[0] == 404
+        # The documents view rebuilt too: a document whose events were pruned is
+        # `archived` to its sender (the dedup index remembers it); one never sent is not found.
+        pruned = "/v1/documents/" + quote("000.00.00.H35,2026/11/24,0/UBND-VP", safe="")
+        resp = await again_api.get(pruned, headers=await again_api.auth(SENDER))
+        assert resp.status == 410 and (await resp.json())["code"] == "archived"
+        unknown = "/v1/documents/" + quote("000.00.00.H35,2026/11/24,999/UBND-VP", safe="")
+        assert (await again_api.get(unknown, headers=await again_api.auth(SENDER))).status == 404
     finally:
         await again_api.client.close()
 
