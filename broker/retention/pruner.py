@@ -3,10 +3,10 @@ offsets by time, the mailbox view's pending entries, archive marks), asks the pu
 rules (`broker.core.retention`) for each partition's low watermark, and removes the
 records below it (`DurableLog.delete_before`).
 
-One prune at start and every `retention.interval` seconds. Several docbroker
-instances may prune the same log: the rules give each the same watermarks (or
-lower ones, from a view still catching up), and removing below a start removes
-nothing.
+One prune 30 s after start (or one interval, if shorter), then every
+`retention.interval` seconds. Several docbroker instances may prune the same log:
+the rules give each the same watermarks (or lower ones, from a view still catching
+up), and removing below a start removes nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from broker.views.audit import read_all
 from broker.views.mailbox import MailboxView
 
 log = structlog.get_logger(__name__)
+
+FIRST_PRUNE_AFTER = 30.0  # seconds after start (or the interval, if shorter)
 
 States = dict[TopicPartition, PartitionState]
 
@@ -85,6 +87,9 @@ class Pruner:
             self._task = None
 
     async def _run(self) -> None:
+        # The first prune waits a little: not in the middle of the start-up work (views
+        # catching up, the pipeline taking its partitions).
+        await asyncio.sleep(min(self.settings.interval, FIRST_PRUNE_AFTER))
         while True:
             try:
                 await self.prune()
