@@ -7,7 +7,8 @@ its trace (every audit event, in order). Three layers:
 - `fold_document` (broker.views.document_fold): a pure function from a document's
   stored event bodies to a `DocumentState`, tested without storage;
 - `DocumentsStore`: the events in a local SQLite file, indexed by document id
-  and, for listings of sent documents, by sender;
+  and, for listings of sent documents, by sender, with a search index
+  (broker.views.document_search) kept current in the same transactions;
 - `DocumentsView`: keeps the store current by tailing every partition of the
   `events` topic from the positions stored with it (a restart continues; deleting
   the file rebuilds it from the log), and answers queries off the event loop.
@@ -35,6 +36,7 @@ from broker.core.records import iso_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, Tailer
 from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.views import document_search
 from broker.views.document_fold import (
     Body,
     DocumentState,
@@ -44,6 +46,7 @@ from broker.views.document_fold import (
     fold_document,
     is_document_accepted,
 )
+from broker.views.document_query import DocumentPage, DocumentQuery
 from broker.views.readmodel import (
     AppliedPositions,
     StoreThread,
@@ -58,7 +61,7 @@ log = structlog.get_logger(__name__)
 
 # -- the store
 
-SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
+SCHEMA_VERSION = 3  # a rebuildable cache: another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
     chain TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -86,8 +89,14 @@ class DocumentsStore:
     the documents each sender sent. Not thread-safe: used from one thread only."""
 
     def __init__(self, path: Path, events_topic: str) -> None:
-        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, ("events", "sent", "upstream"))
+        self._conn = open_store(
+            path,
+            SCHEMA_VERSION,
+            SCHEMA + document_search.SCHEMA,
+            ("events", "sent", "upstream", *document_search.TABLES),
+        )
         self.events_topic = events_topic
+        self._touched: set[str] = set()  # DocumentIds whose search items to fold again
 
     def close(self) -> None:
         self._conn.close()
@@ -95,16 +104,20 @@ class DocumentsStore:
     def positions(self) -> dict[TopicPartition, int]:
         return stored_positions(self._conn)
 
-    def apply(self, records: Sequence[Record]) -> int:
+    def apply(self, records: Sequence[Record], resolve: Resolve | None = None) -> int:
         """Apply records in one transaction; the number of events new to the store.
-        Records applied before (re-read after a restart) change nothing."""
+        Records applied before (re-read after a restart, or applied by another process
+        sharing the file) change nothing. `resolve` (see `fold_document`) attributes
+        codes for the search index."""
         added = 0
+        self._touched.clear()
         with transaction(self._conn):
             for record in records:
                 event = _stored_event(record) if record.topic == self.events_topic else None
                 if event is not None:
                     added += self._insert(event, record.value or b"")
                 store_position(self._conn, record)
+            document_search.reindex(self._conn, self._touched, resolve)
         return added
 
     def _insert(self, e: Body, raw: bytes) -> int:
@@ -124,6 +137,7 @@ class DocumentsStore:
         )
         if cur.rowcount:
             self._index_upstream(e)
+            self._touched.add(e["document_id"])
         if cur.rowcount and is_document_accepted(e):
             self._conn.execute(
                 "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
@@ -190,6 +204,10 @@ class DocumentsStore:
     ) -> DocumentState | None:
         """The state of (sender, DocumentId); with no sender, of its first sender."""
         return fold_document(self.events(document_id, sender_codes), resolve)
+
+    def find(self, query: DocumentQuery, resolve: Resolve | None = None) -> DocumentPage:
+        """See `document_search.find`."""
+        return document_search.find(self._conn, query, resolve)
 
     def sent_by(
         self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100
@@ -343,7 +361,7 @@ class DocumentsView:
         if not records:
             return
         try:
-            await self._thread.run(self._store_or_fail().apply, records)
+            await self._thread.run(self._store_or_fail().apply, records, self.resolve)
         except Exception as exc:
             await self._close_tailer()  # so that they are read again from the stored positions
             if is_full(exc):
@@ -407,6 +425,10 @@ class DocumentsView:
         """The document's events as stored (see `audit.trace_lines`), in order."""
         store = self._store_or_fail()
         return await self._thread.run(store.events, document_id, sender_codes)
+
+    async def find(self, query: DocumentQuery) -> DocumentPage:
+        """One page of the documents `query` matches, newest first (see DocumentQuery)."""
+        return await self._thread.run(self._store_or_fail().find, query, self.resolve)
 
     async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
         """See DocumentsStore.upstream_undelivered."""
