@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -313,14 +313,21 @@ class DocumentsView:
         full = self._space.problem
         return str(full) if full is not None else "ok"
 
-    async def start(self) -> None:
-        """Open the store, apply what the log holds now, then follow it in a task."""
+    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Open the store, apply what the log holds now, then follow it in a task.
+        `progress(applied, behind)` hears after each batch of the catching up how many
+        records it applied so far and how many were behind at start (a CLI says so)."""
         try:
             self._store = await self._thread.run(DocumentsStore, self.path, self.topics.events)
             await self._open_tailer()
             ends = await self.log_.end_offsets([self.topics.events])
+            stored = await self._tailing().positions()
+            behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+            applied = 0
             while not await self._tailing().caught_up(ends):
-                await self._apply_next()
+                applied += await self._apply_next()
+                if progress is not None:
+                    progress(applied, behind)
         except BaseException:
             await self.stop()
             raise
@@ -356,10 +363,11 @@ class DocumentsView:
             raise BackendUnavailable("the documents view is not tailing the log")
         return self._tailer
 
-    async def _apply_next(self) -> None:
+    async def _apply_next(self) -> int:
+        """Apply the next records the tailer has; how many."""
         records = await self._tailing().poll(0.5, 500)
         if not records:
-            return
+            return 0
         try:
             await self._thread.run(self._store_or_fail().apply, records, self.resolve)
         except Exception as exc:
@@ -371,6 +379,7 @@ class DocumentsView:
             raise
         self._space.wrote()
         await self._applied.advance(records)
+        return len(records)
 
     async def _follow(self) -> None:
         """Apply new events as they come. The log going away is waited out; an apply that
