@@ -235,6 +235,20 @@ class Metrics:
             "Age of the oldest unacknowledged mailbox entry (0 when there is none)",
             registry=r,
         )
+        self._pending_by_agency = Gauge(
+            "docbroker_mailbox_pending_by_agency",
+            "Unacknowledged mailbox entries by recipient agency (the directory's agencies; "
+            'agency="other": recipients it does not name)',
+            ["agency"],
+            registry=r,
+        )
+        self._oldest_by_agency = Gauge(
+            "docbroker_mailbox_oldest_unacknowledged_by_agency_seconds",
+            "Age of an agency's oldest unacknowledged mailbox entry (0 when there is none)",
+            ["agency"],
+            registry=r,
+        )
+        self._backlog_labels: set[str] = set()
 
     # -- process
     def started(self, *, backend: str, instance: str) -> None:
@@ -341,6 +355,17 @@ class Metrics:
 
     def oldest_unacknowledged(self, seconds: float) -> None:
         self._oldest_pending.set(seconds)
+
+    def mailbox_backlog(self, by_agency: Mapping[str, tuple[int, float]]) -> None:
+        """(pending, oldest seconds) by agency; a label not given any more (an agency
+        removed from the directory) is removed, not left at its last value."""
+        for agency in self._backlog_labels - by_agency.keys():
+            self._pending_by_agency.remove(agency)
+            self._oldest_by_agency.remove(agency)
+        for agency, (pending, oldest) in by_agency.items():
+            self._pending_by_agency.labels(agency).set(pending)
+            self._oldest_by_agency.labels(agency).set(oldest)
+        self._backlog_labels = set(by_agency)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

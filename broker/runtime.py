@@ -84,8 +84,14 @@ class Runtime:
         durable = open_log(settings)
         processor = build_processor(settings)
         trust = processor.trust  # keys are loaded once, here
-        view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
         directory = DirectoryState(durable, topics.directory)
+        view = MailboxView(
+            durable,
+            topics,
+            settings.data_path / "mailbox.sqlite",
+            metrics,
+            directory=lambda: directory.current,
+        )
         heads = ChainHeads(durable, topics.chains)
         dedup = DedupIndex(durable, topics.dedup, processor.dedup_window_ms)
         pipeline = Pipeline(
