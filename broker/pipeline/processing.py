@@ -227,6 +227,8 @@ class InboundProcessor(ReceiptSteps):
         env = passed.env
         if decisions is None:
             decisions = route_envelope(env, ctx.directory)
+            if decisions and all(d.route is Route.REFUSED for d in decisions):
+                return self._no_recipient(record, passed, decisions, ctx)
         data = record.value or b""
         ids = ids_of(record)
         forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
@@ -264,6 +266,16 @@ class InboundProcessor(ReceiptSteps):
             return self.refuse(record, [too_large], ctx, env, passed.sender)
         codes = tuple(dict.fromkeys(w.code for w in passed.warnings))
         return Outcome("routed", tuple(records), tuple(events), deliveries, warnings=codes)
+
+    def _no_recipient(
+        self, record: Record, passed: Passed, decisions: Sequence[Decision], ctx: BatchContext
+    ) -> Outcome:
+        """Not one recipient can be served (unknown, suspended, the sender itself): the
+        submission is refused as a whole, a dead letter that can be replayed once the
+        cause is fixed (e.g. the agency added to the directory); not taken in, so the
+        sender may also send it again."""
+        problems = [Problem(d.code or "unknown-recipient", d.reason) for d in decisions]
+        return self.refuse(record, problems, ctx, passed.env, passed.sender)
 
     def _oversized(self, records: Sequence[NewRecord]) -> Problem | None:
         """Whether a record the submission turns into is more than the log takes (its
