@@ -55,6 +55,7 @@ from broker.pipeline.intake import (
     STAGE_ACCEPT,
 )
 from broker.pipeline.receipts import ReceiptSteps
+from broker.pipeline.replays import is_replay, replay_dedup_key, replayed
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import SenderCheck, check_sender
 
@@ -101,6 +102,8 @@ class InboundProcessor(ReceiptSteps):
     def _submission(self, record: Record, ctx: BatchContext) -> Outcome:
         """A package from the national axis is taken once per axis docId, whatever its
         fate: the receiver may append it again after a crash before it confirmed."""
+        if is_replay(record):  # a dead letter sent again, once (broker.pipeline.replays)
+            return replayed(record, self.topics, ctx)
         axis_doc = record.header_str(H.AXIS_DOC_ID)
         if not axis_doc or record.header_str(H.SOURCE) != SOURCE_AXIS:
             return self._checked(record, ctx)
@@ -114,9 +117,10 @@ class InboundProcessor(ReceiptSteps):
             problems = [
                 Problem.from_dict(p) for p in json.loads(record.header_str(H.PROBLEMS) or "[]")
             ]
-            return self.refuse(
+            refused = self.refuse(
                 record, problems or [Problem("internal-error", "no problems")], ctx, stage="accept"
             )
+            return with_changes(refused, codes=())  # the door counted it in the metrics
         validated = self.validator.validate(record.value or b"")
         try:
             env = validated.envelope_or_raise()
@@ -380,6 +384,8 @@ def lookup_keys(record: Record, directory: Directory) -> list[tuple[str, str]]:
     its caller's Idempotency-Key."""
     sender = directory.find(record.header_str(H.SENDER))
     keys = [(sender.code if sender else "", record.header_str(H.DOCUMENT_ID))]
+    if is_replay(record):
+        keys.append(replay_dedup_key(record))
     axis_doc = record.header_str(H.AXIS_DOC_ID)
     if axis_doc:
         keys.append((AXIS_DEDUP_SENDER, axis_doc))
