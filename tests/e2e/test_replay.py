@@ -151,6 +151,15 @@ def test_an_upstream_dead_letter_reaches_the_axis_once_replayed(
         (doc, taken[0].header_str("recipient"))
     ]
     assert len(letters(env)) == 1 and letters(env)[0]["replayed_as"]
+    (recipient,) = wait_for(
+        lambda: [
+            r
+            for r in a.client(COMMUNE_A).document(doc)["recipients"]
+            if r["sent_upstream_at"] and r["route"] == "upstream"
+        ],
+        what="the sender's view: sent upstream again",
+    )
+    assert recipient["refused_code"] is None
     inbox(a.client(COMMUNE_A), COMMUNE_A, 1)  # the 02 of the axis's refusal, and no other
     events = json.loads(cli(env, "trace", doc, "--json").stdout)
     types = [e["type"] for e in events]
