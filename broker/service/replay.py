@@ -28,6 +28,7 @@ from broker.log.interface import DurableLog
 from broker.pipeline.batch import BatchContext, DedupLookup, Outcome
 from broker.pipeline.processing import InboundProcessor
 from broker.pipeline.replays import REPLAY_OF, STAGE_UPSTREAM, replay_request, replayed
+from broker.runtime import Runtime
 from broker.views.audit import read_all
 from broker.views.dead_letters import DeadLetter, dead_letter, dead_letters
 
@@ -258,3 +259,26 @@ async def _settled(
         if all(r.outcome != REQUESTED for r in out.values()) or time.monotonic() > deadline:
             return out
         await asyncio.sleep(0.3)
+
+
+async def replay_live(
+    runtime: Runtime,
+    message_ids: Sequence[str],
+    *,
+    dry_run: bool,
+    actor: str,
+    wait: float = 10.0,
+) -> list[ReplayResult]:
+    """`replay` on a running daemon (the console): its log, directory, processor and
+    live dedup index (so that a dry run also says whether it would be a duplicate)."""
+    return await replay(
+        runtime.log,
+        runtime.topics,
+        runtime.directory.current,
+        runtime.processor,
+        message_ids,
+        dry_run=dry_run,
+        actor=actor,
+        seen=runtime.dedup.committed,
+        wait=wait,
+    )
