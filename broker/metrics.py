@@ -39,7 +39,11 @@ class Metrics:
             ["version", "backend", "instance"],
             registry=r,
         )
-        self._ready = Gauge("docbroker_ready", "1 when /readyz passes", registry=r)
+        self._ready = Gauge(
+            "docbroker_ready",
+            "1 when the /readyz checks pass (checked at each /readyz and each scrape)",
+            registry=r,
+        )
         self._http = Counter(
             "docbroker_http_requests_total",
             "HTTP requests answered",
@@ -218,6 +222,17 @@ class Metrics:
             ["view"],
             registry=r,
         )
+        self._data_free = Gauge(
+            "docbroker_data_free_bytes",
+            "Free space of the data directory's filesystem (for docbroker's user), measured "
+            "with the sizes",
+            registry=r,
+        )
+        self._data_capacity = Gauge(
+            "docbroker_data_capacity_bytes",
+            "Size of the data directory's filesystem, measured with the sizes",
+            registry=r,
+        )
         self._pruned = Counter(
             "docbroker_log_pruned_records_total",
             "Records removed from the log by the retention rules (offsets passed), by topic",
@@ -235,6 +250,20 @@ class Metrics:
             "Age of the oldest unacknowledged mailbox entry (0 when there is none)",
             registry=r,
         )
+        self._pending_by_agency = Gauge(
+            "docbroker_mailbox_pending_by_agency",
+            "Unacknowledged mailbox entries by recipient agency (the directory's agencies; "
+            'agency="other": recipients it does not name)',
+            ["agency"],
+            registry=r,
+        )
+        self._oldest_by_agency = Gauge(
+            "docbroker_mailbox_oldest_unacknowledged_by_agency_seconds",
+            "Age of an agency's oldest unacknowledged mailbox entry (0 when there is none)",
+            ["agency"],
+            registry=r,
+        )
+        self._backlog_labels: set[str] = set()
 
     # -- process
     def started(self, *, backend: str, instance: str) -> None:
@@ -334,6 +363,10 @@ class Metrics:
     def read_model_size(self, view: str, size: int) -> None:
         self._read_model_bytes.labels(view).set(size)
 
+    def data_space(self, free: int, capacity: int) -> None:
+        self._data_free.set(free)
+        self._data_capacity.set(capacity)
+
     def log_pruned(self, removed: Mapping[str, int], seconds: float) -> None:
         for topic, count in removed.items():
             self._pruned.labels(topic).inc(count)
@@ -341,6 +374,17 @@ class Metrics:
 
     def oldest_unacknowledged(self, seconds: float) -> None:
         self._oldest_pending.set(seconds)
+
+    def mailbox_backlog(self, by_agency: Mapping[str, tuple[int, float]]) -> None:
+        """(pending, oldest seconds) by agency; a label not given any more (an agency
+        removed from the directory) is removed, not left at its last value."""
+        for agency in self._backlog_labels - by_agency.keys():
+            self._pending_by_agency.remove(agency)
+            self._oldest_by_agency.remove(agency)
+        for agency, (pending, oldest) in by_agency.items():
+            self._pending_by_agency.labels(agency).set(pending)
+            self._oldest_by_agency.labels(agency).set(oldest)
+        self._backlog_labels = set(by_agency)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -84,8 +84,14 @@ class Runtime:
         durable = open_log(settings)
         processor = build_processor(settings)
         trust = processor.trust  # keys are loaded once, here
-        view = MailboxView(durable, topics, settings.data_path / "mailbox.sqlite", metrics)
         directory = DirectoryState(durable, topics.directory)
+        view = MailboxView(
+            durable,
+            topics,
+            settings.data_path / "mailbox.sqlite",
+            metrics,
+            directory=lambda: directory.current,
+        )
         heads = ChainHeads(durable, topics.chains)
         dedup = DedupIndex(durable, topics.dedup, processor.dedup_window_ms)
         pipeline = Pipeline(
@@ -288,6 +294,8 @@ class Runtime:
         for view, size in sizes.read_models.items():
             if size is not None:
                 self.metrics.read_model_size(view, size)
+        if sizes.data_free_bytes is not None and sizes.data_capacity_bytes is not None:
+            self.metrics.data_space(sizes.data_free_bytes, sizes.data_capacity_bytes)
 
     @asynccontextmanager
     async def _retention(self) -> AsyncIterator[None]:

@@ -5,269 +5,34 @@ tailing every partition of both topics from the positions stored with it (so a
 restart continues, and deleting the file rebuilds it from the log). The view
 holds metadata and record positions; the envelope bytes stay in the log and are
 read with `read_at` when a recipient fetches them. The file, its positions and
-its thread are a read model's (`broker.views.readmodel`), as for the document view.
+its thread are a read model's (`broker.views.readmodel`), as for the document view;
+the SQL is the store's (`broker.views.mailbox_store`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from broker.clock import now_ms
 from broker.core.errors import BackendUnavailable, StorageFull
-from broker.core.logrecords import Position, Record, TopicPartition
-from broker.core.receipts import Receipt, ReceiptKind
-from broker.core.records import H, received_at_ms
+from broker.core.logrecords import Position
 from broker.core.topics import Topics
+from broker.directory.book import Directory
 from broker.log.interface import DurableLog, Tailer
 from broker.log.sqlite_space import FullDisk, is_full, storage_full
-from broker.views.readmodel import (
-    AppliedPositions,
-    StoreThread,
-    open_store,
-    store_position,
-    stored_positions,
-    transaction,
-)
+from broker.views.backlog import AgencyBacklog, backlog_gauges
+from broker.views.mailbox_store import Delivery, MailboxStore, Offsets
+from broker.views.readmodel import AppliedPositions, StoreThread
+
+__all__ = ["AgencyBacklog", "Delivery", "MailboxStore", "MailboxView", "MailboxViewMetrics"]
 
 log = structlog.get_logger(__name__)
-Offsets = dict[TopicPartition, int]
-
-SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
-# Indexes may be added without a new version (they are created on open).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    recipient TEXT NOT NULL, message_id TEXT NOT NULL, document_id TEXT NOT NULL,
-    sender TEXT NOT NULL, kind TEXT NOT NULL, trace_id TEXT NOT NULL,
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-    size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL, delivered_at_ms INTEGER NOT NULL, acked_at_ms INTEGER,
-    code TEXT NOT NULL DEFAULT '', promulgation_date TEXT NOT NULL DEFAULT '',
-    status_code TEXT NOT NULL DEFAULT '', fetched_at_ms INTEGER,
-    UNIQUE(recipient, message_id));
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(recipient, acked_at_ms, seq);
-CREATE INDEX IF NOT EXISTS deliveries_kind ON deliveries(recipient, kind, acked_at_ms, seq);
-CREATE INDEX IF NOT EXISTS deliveries_document ON deliveries(document_id);
-CREATE INDEX IF NOT EXISTS deliveries_oldest ON deliveries(acked_at_ms, delivered_at_ms);
-CREATE TABLE IF NOT EXISTS early_receipts(
-    recipient TEXT NOT NULL, message_id TEXT NOT NULL, kind TEXT NOT NULL, at_ms INTEGER NOT NULL,
-    PRIMARY KEY(recipient, message_id, kind)) WITHOUT ROWID;
-"""
-# Every table a version of the schema had (early_acks: version 1).
-TABLES = ("deliveries", "early_acks", "early_receipts")
-# receipts about mailbox entries; the national axis's (sent, failed, taken) are about
-# recipients outside the province, which have no mailbox here
-MAILBOX_RECEIPTS = frozenset({ReceiptKind.FETCHED, ReceiptKind.ACKNOWLEDGED})
-
-_COLUMNS = (
-    "seq, recipient, message_id, document_id, sender, kind, trace_id, topic, partition, "
-    "offset, size, sha256, received_at_ms, delivered_at_ms, acked_at_ms, code, "
-    "promulgation_date, status_code, fetched_at_ms"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One envelope in one recipient's mailbox."""
-
-    seq: int  # the listing cursor
-    recipient: str
-    message_id: str
-    document_id: str
-    sender: str
-    kind: str  # "document" | "status" (the record's `kind` header)
-    trace_id: str
-    topic: str
-    partition: int
-    offset: int
-    size: int
-    sha256: str
-    received_at_ms: int
-    delivered_at_ms: int
-    acked_at_ms: int | None
-    code: str = ""
-    promulgation_date: str = ""
-    status_code: str = ""
-    fetched_at_ms: int | None = None
-
-
-class MailboxStore:
-    """The SQLite side of the view. Not thread-safe: used from one thread only."""
-
-    def __init__(self, path: Path, mailbox_topic: str, receipts_topic: str) -> None:
-        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, TABLES)
-        self.mailbox_topic = mailbox_topic
-        self.receipts_topic = receipts_topic
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def positions(self) -> dict[TopicPartition, int]:
-        return stored_positions(self._conn)
-
-    def apply(self, records: Sequence[Record]) -> tuple[set[str], int]:
-        """Apply records in one transaction: the recipients whose mailbox changed, and
-        the number of acknowledgements applied."""
-        changed: set[str] = set()
-        acks = 0
-        with transaction(self._conn):
-            for r in records:
-                if r.topic == self.mailbox_topic:
-                    changed |= self._apply_delivery(r)
-                elif (
-                    r.topic == self.receipts_topic
-                    and (receipt := _receipt(r)) is not None
-                    and receipt.kind in MAILBOX_RECEIPTS
-                ):
-                    changed |= self._apply_receipt(receipt)
-                    acks += receipt.kind is ReceiptKind.ACKNOWLEDGED
-                store_position(self._conn, r)
-        return changed, acks
-
-    def _apply_delivery(self, r: Record) -> set[str]:
-        recipient = r.header_str(H.RECIPIENT)
-        message_id = r.header_str(H.MESSAGE_ID)
-        if not recipient or not message_id:
-            log.warning("mailbox record without recipient or message id", offset=r.offset)
-            return set()
-        cur = self._conn.execute(
-            f"INSERT OR IGNORE INTO deliveries({_COLUMNS.replace('seq, ', '', 1)}) "  # noqa: S608
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL)",
-            (
-                recipient,
-                message_id,
-                r.header_str(H.DOCUMENT_ID),
-                r.header_str(H.SENDER),
-                r.header_str(H.KIND, "document"),
-                r.header_str(H.TRACE_ID),
-                r.topic,
-                r.partition,
-                r.offset,
-                len(r.value or b""),
-                r.header_str(H.SHA256),
-                received_at_ms(r),
-                r.timestamp_ms,
-                r.header_str("code"),
-                r.header_str("promulgation-date"),
-                r.header_str("status-code"),
-            ),
-        )
-        early = self._conn.execute(
-            "DELETE FROM early_receipts WHERE recipient = ? AND message_id = ? "
-            "RETURNING kind, at_ms",
-            (recipient, message_id),
-        ).fetchall()
-        for kind, at in early:
-            self._mark(recipient, message_id, ReceiptKind(kind), at)
-        return {recipient} if cur.rowcount else set()
-
-    def _mark(self, recipient: str, message_id: str, kind: ReceiptKind, at: int) -> int:
-        column = "acked_at_ms" if kind is ReceiptKind.ACKNOWLEDGED else "fetched_at_ms"
-        return self._conn.execute(
-            f"UPDATE deliveries SET {column} = COALESCE({column}, ?) "  # noqa: S608
-            "WHERE recipient = ? AND message_id = ?",
-            (at, recipient, message_id),
-        ).rowcount
-
-    def _apply_receipt(self, receipt: Receipt) -> set[str]:
-        if not self._mark(receipt.recipient, receipt.message_id, receipt.kind, receipt.at_ms):
-            # The delivery is in a partition not read yet (a rebuild reads topics in any order).
-            self._conn.execute(
-                "INSERT OR IGNORE INTO early_receipts VALUES (?, ?, ?, ?)",
-                (receipt.recipient, receipt.message_id, str(receipt.kind), receipt.at_ms),
-            )
-        return {receipt.recipient}
-
-    def list(
-        self,
-        recipient: str,
-        *,
-        after: int,
-        limit: int,
-        include_acked: bool,
-        kind: str | None = None,
-    ) -> list[Delivery]:
-        """The recipient's entries after the cursor `after`, in order; only pending ones
-        unless `include_acked`, only of `kind` ("document" or "status") when given."""
-        where, args = _filter(recipient, pending=not include_acked, kind=kind)
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} "  # noqa: S608
-            "AND seq > ? ORDER BY seq LIMIT ?",
-            (*args, after, limit),
-        ).fetchall()
-        return [Delivery(*row) for row in rows]
-
-    def get(self, recipient: str, message_id: str) -> Delivery | None:
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE recipient = ? AND message_id = ?",  # noqa: S608
-            (recipient, message_id),
-        ).fetchone()
-        return Delivery(*row) if row else None
-
-    def pending_count(self) -> int:
-        """Unacknowledged entries of every mailbox (the gauge)."""
-        return self._conn.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE acked_at_ms IS NULL"
-        ).fetchone()[0]
-
-    def oldest_pending_ms(self) -> int | None:
-        """When the oldest unacknowledged entry was delivered (deliveries_oldest)."""
-        return self._conn.execute(
-            "SELECT MIN(delivered_at_ms) FROM deliveries WHERE acked_at_ms IS NULL"
-        ).fetchone()[0]
-
-    def retained(self, acked_before_ms: int) -> tuple[Offsets, Offsets]:
-        """For retention (one call of the store's one thread: one snapshot): the first
-        entry of each mailbox partition not acknowledged before `acked_before_ms`, and
-        how far the view has applied each partition."""
-        rows = self._conn.execute(
-            "SELECT partition, MIN(offset) FROM deliveries WHERE topic = ? AND "
-            "(acked_at_ms IS NULL OR acked_at_ms >= ?) GROUP BY partition",
-            (self.mailbox_topic, acked_before_ms),
-        ).fetchall()
-        pending = {TopicPartition(self.mailbox_topic, p): o for p, o in rows}
-        applied = stored_positions(self._conn)
-        return pending, {tp: n for tp, n in applied.items() if tp.topic == self.mailbox_topic}
-
-    def count_pending(self, recipient: str, kind: str | None = None) -> int:
-        """Unacknowledged entries of one recipient, of `kind` when given."""
-        where, args = _filter(recipient, pending=True, kind=kind)
-        row = self._conn.execute(
-            f"SELECT COUNT(*) FROM deliveries WHERE {where}",  # noqa: S608
-            args,
-        ).fetchone()
-        return int(row[0])
-
-
-def _receipt(record: Record) -> Receipt | None:
-    """The receipt a record holds; None (and a warning) for anything else, so that one
-    bad record does not make the view retry its batch forever."""
-    try:
-        return Receipt.from_record(record)
-    except (ValueError, KeyError, TypeError):
-        log.warning("mailbox view: not a receipt", partition=record.partition, offset=record.offset)
-        return None
-
-
-def _filter(recipient: str, *, pending: bool, kind: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The WHERE clause of one recipient's entries (served by the deliveries_pending
-    and deliveries_kind indexes) and its arguments."""
-    where = "recipient = ?"
-    args: tuple[Any, ...] = (recipient,)
-    if kind is not None:
-        where += " AND kind = ?"
-        args += (kind,)
-    if pending:
-        where += " AND acked_at_ms IS NULL"
-    return where, args
-
 
 # -- the view
 
@@ -281,6 +46,8 @@ class MailboxViewMetrics(Protocol):
 
     def oldest_unacknowledged(self, seconds: float) -> None: ...
 
+    def mailbox_backlog(self, by_agency: Mapping[str, tuple[int, float]]) -> None: ...
+
 
 class MailboxView:
     """Keeps a MailboxStore current from the log and answers mailbox queries."""
@@ -293,12 +60,16 @@ class MailboxView:
         metrics: MailboxViewMetrics,
         *,
         gauge_interval: float = 5.0,
+        directory: Callable[[], Directory] = Directory,
     ) -> None:
+        """`directory`: the directory as of now; its agencies are the labels of the
+        per-agency backlog gauges."""
         self.log_ = log_
         self.topics = topics
         self.path = path
         self.metrics = metrics
         self.gauge_interval = gauge_interval  # seconds between two reports of the gauges
+        self.directory = directory
         self._thread = StoreThread("mailbox-view")
         self._store: MailboxStore | None = None
         self._tailer: Tailer | None = None
@@ -430,7 +201,16 @@ class MailboxView:
         pending = await self._thread.run(self._store_or_fail().pending_count)
         self.metrics.mailbox_state(pending, lag)
         oldest = await self._thread.run(self._store_or_fail().oldest_pending_ms)
-        self.metrics.oldest_unacknowledged(0 if oldest is None else max(0, now_ms() - oldest) / 1e3)
+        now = now_ms()
+        self.metrics.oldest_unacknowledged(0 if oldest is None else max(0, now - oldest) / 1e3)
+        await self._thread.run(self._report_backlog, self.directory(), now)
+
+    def _report_backlog(self, directory: Directory, now: int) -> None:
+        """The per-agency gauges (in the store's thread: a label per agency of the
+        directory is a few hundred gauge updates, kept off the event loop)."""
+        backlog = self._store_or_fail().pending_by_agency()
+        gauges = backlog_gauges(backlog, directory, now)
+        self.metrics.mailbox_backlog({k: (g.pending, g.oldest_seconds) for k, g in gauges.items()})
 
     def _wake(self, recipient: str) -> None:
         event = self._waiters.pop(recipient, None)
@@ -488,6 +268,11 @@ class MailboxView:
     async def retained(self, acked_before_ms: int) -> tuple[Offsets, Offsets]:
         """`MailboxStore.retained`, off the event loop."""
         return await self._thread.run(self._store_or_fail().retained, acked_before_ms)
+
+    async def pending_by_agency(self) -> list[AgencyBacklog]:
+        """Each recipient with unacknowledged entries, the longest waiting first
+        (`MailboxStore.pending_by_agency`, off the event loop)."""
+        return await self._thread.run(self._store_or_fail().pending_by_agency)
 
     async def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from broker.views.mailbox import MailboxStore, MailboxView
 from tests.conftest import LogFactory
 from tests.edxml_samples import document, status
 from tests.full_store import sqlite_full_error
-from tests.processing_kit import NOW, TOPICS, consumed, ctx, headers, processor
+from tests.processing_kit import NOW, TOPICS, consumed, ctx, directory, headers, processor
 
 PROVINCE, VP = "000.00.00.H35", "000.00.01.H35"
 UNKNOWN = "999.99.99.X99"
@@ -40,6 +40,7 @@ class Gauges:
         self.states: list[tuple[int, int]] = []  # (pending, lag)
         self.acks = 0
         self.oldest: float | None = None  # seconds
+        self.backlogs: list[dict[str, tuple[int, float]]] = []  # by agency
 
     def acknowledged(self) -> None:
         self.acks += 1
@@ -49,6 +50,9 @@ class Gauges:
 
     def mailbox_state(self, pending: int, lag: int) -> None:
         self.states.append((pending, lag))
+
+    def mailbox_backlog(self, by_agency: Mapping[str, tuple[int, float]]) -> None:
+        self.backlogs.append(dict(by_agency))
 
 
 @pytest.fixture
@@ -314,6 +318,35 @@ class TestGauges:
         assert gauges.states[reported:][:1] == [(len(records), 0)]
         # and the age of the oldest unacknowledged entry (delivered just now)
         assert gauges.oldest is not None and 0 <= gauges.oldest < 60
+
+    async def test_the_backlog_per_agency_reads_zero_once_acknowledged(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        """The province's three entries wait, then it acknowledges them: its gauge goes
+        back to 0 (not its last value), and every local agency of the directory has one."""
+        records = to_the_province(topics)
+        await log.append(records)
+        gauges = Gauges()
+        view = await started(
+            views, log, topics, path, metrics=gauges, gauge_interval=0.1, directory=directory
+        )
+
+        async def reported(expected: int) -> dict[str, tuple[int, float]]:
+            for _ in range(100):
+                if gauges.backlogs and gauges.backlogs[-1][MAILBOX][0] == expected:
+                    return gauges.backlogs[-1]
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{MAILBOX} never reported {expected}: {gauges.backlogs[-1:]}")
+
+        waiting = await reported(3)
+        assert waiting["H35.S01"][0] == 1 and waiting["other"] == (0, 0.0)
+        assert set(waiting) == {a.code for a in directory() if a.local} | {"other"}
+        assert 0 <= waiting[MAILBOX][1] < 60
+        backlog = await view.pending_by_agency()
+        assert {b.agency: b.pending for b in backlog} == {MAILBOX: 3, "H35.S01": 1}
+        await log.append([ack(topics, r) for r in for_the_province(records, "document")])
+        await log.append([ack(topics, r) for r in for_the_province(records, "status")])
+        assert (await reported(0))[MAILBOX] == (0, 0.0)
 
     async def test_a_restart_continues_from_the_stored_positions(
         self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
