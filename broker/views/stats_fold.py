@@ -25,7 +25,7 @@ RECEIVED = "received"  # routed to a mailbox, at the recipient [document | statu
 AXIS_IN = "axis_in"  # routed to a mailbox, taken in from the national axis [kind]
 AXIS_OUT = "axis_out"  # routed upstream to the national axis, at the sender [kind]
 AXIS_CONFIRMED = "axis_confirmed"  # the national axis confirmed it, at the sender [kind]
-REFUSED = "refused"  # refused submissions, at the sender, per problem [stage:code]
+REFUSED = "refused"  # refusals at the sender, per problem [stage:code | recipient:code]
 STATUS = "status"  # statuses reached, at the agency that reached them [01..16]
 ON_TIME = "on_time"  # a recipient's 06 by the document's due date [on_time | late]
 DELIVERY = "delivery"  # routed -> first fetched, at the recipient [bucket index]
@@ -109,6 +109,9 @@ def effects_of(e: Body, zone: tzinfo) -> Effects:
         for problem in d.get("problems") or ():
             code = problem.get("code") if isinstance(problem, Mapping) else None
             out.counts.append((sender, day, REFUSED, f"{stage}:{code or 'unknown'}", 1))
+    elif kind == EventType.RECIPIENT_REFUSED:  # one recipient could not be served
+        code = str(d.get("code") or "unknown")
+        out.counts.append((str(e.get("sender") or ""), day, REFUSED, f"recipient:{code}", 1))
     elif kind == EventType.STATUS_EMITTED:
         code = d.get("status_code")
         actor = str(e.get("actor") or "")

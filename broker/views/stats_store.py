@@ -36,7 +36,6 @@ CREATE TABLE IF NOT EXISTS counters(
 CREATE TABLE IF NOT EXISTS messages(
     message_id TEXT PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL, due TEXT,
     document_id TEXT NOT NULL, at_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_at ON messages(at_ms);
 CREATE TABLE IF NOT EXISTS open(
     recipient TEXT NOT NULL, message_id TEXT NOT NULL, routed_at_ms INTEGER NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(recipient, message_id)) WITHOUT ROWID;
@@ -45,7 +44,9 @@ CREATE TABLE IF NOT EXISTS due(
     PRIMARY KEY(document_id, recipient)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS due_open ON due(due) WHERE done_at_ms IS NULL;
 """
-MESSAGES_KEPT_MS = 7 * 86400 * 1000  # a message's routes follow its acceptance at once
+# A message's routes follow its acceptance in the same pipeline transaction: the kind,
+# source and due date of the latest accepted messages are enough (40 days of a province).
+MESSAGES_KEPT = 200_000
 PERIODS = {"day": "day", "month": "substr(day, 1, 7)", "year": "substr(day, 1, 4)"}
 
 Canonical = Callable[[str], str]
@@ -72,7 +73,6 @@ class StatisticsStore:
         self.events_topic = events_topic
         self.zone = zone
         self.canonical = canonical or (lambda code: code)
-        self._newest_ms = 0
 
     def close(self) -> None:
         self._conn.close()
@@ -114,7 +114,8 @@ class StatisticsStore:
                 [(*k, n) for k, n in counts.items()],
             )
             self._conn.execute(
-                "DELETE FROM messages WHERE at_ms < ?", (self._newest_ms - MESSAGES_KEPT_MS,)
+                "DELETE FROM messages WHERE rowid < (SELECT MAX(rowid) FROM messages) - ?",
+                (MESSAGES_KEPT,),
             )
         return applied
 
@@ -122,7 +123,6 @@ class StatisticsStore:
         """The counters of one event, after the table changes it makes."""
         eff = fold.effects_of(body, self.zone)
         at_ms = int(body.get("at_ms") or 0)
-        self._newest_ms = max(self._newest_ms, at_ms)
         day = fold.local_day(at_ms, self.zone)
         counts = list(eff.counts)
         c = self._conn

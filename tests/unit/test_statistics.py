@@ -21,7 +21,7 @@ from broker.views.report import ReportQuery, RollUp, build_report, level_of
 from broker.views.report_chart import chart_png, chart_svg
 from broker.views.report_render import csv_text, table_text, xlsx_bytes
 from broker.views.stats_store import StatisticsStore
-from tests.documents_kit import NOI_VU, PROVINCE, T0, UPSTREAM, VP, Trail
+from tests.documents_kit import NOI_VU, PROVINCE, T0, UNKNOWN, UPSTREAM, VP, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import TOPICS, directory, with_suspended
 
@@ -92,6 +92,14 @@ class TestFold:
         refused = [b for b in mixed_trail().bodies() if b["type"] == "refused"]
         assert fold.effects_of(refused[0], ZONE).counts == [
             (VP, fold.local_day(T0 + 7000, ZONE), fold.REFUSED, "pipeline:sender-suspended", 1)
+        ]
+
+    def test_a_refused_recipient_counts_at_the_sender(self) -> None:
+        t = Trail()
+        t.submit(document(recipients=(UNKNOWN,)), at_ms=T0, message_id="m-unk")
+        refused = next(b for b in t.bodies() if b["type"] == "recipient-refused")
+        assert fold.effects_of(refused, ZONE).counts == [
+            (PROVINCE, DAY, fold.REFUSED, "recipient:unknown-recipient", 1)
         ]
 
     def test_a_status_docbroker_made_counts_at_who_reached_it_and_goes_to_a_mailbox(self) -> None:
