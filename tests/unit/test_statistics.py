@@ -187,6 +187,34 @@ class TestStore:
             a.close()
             b.close()
 
+    def test_two_stores_applying_at_once_count_each_record_once(self, tmp_path: Path) -> None:
+        """Two connections (as two processes) race over the same records in small
+        batches: BEGIN IMMEDIATE serialises them and each record counts once."""
+        import threading
+
+        records = read_back(mixed_trail().records)
+        path = tmp_path / "shared.sqlite"
+        stores = [StatisticsStore(path, TOPICS.events, ZONE) for _ in range(2)]
+        applied = [0, 0]
+
+        def run(i: int) -> None:
+            for start in range(0, len(records), 3):
+                applied[i] += stores[i].apply(records[start : start + 3])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        alone = StatisticsStore(tmp_path / "alone.sqlite", TOPICS.events, ZONE)
+        alone.apply(records)
+        try:
+            assert sum(applied) == len(records)
+            assert counts(stores[0]) == counts(alone)
+        finally:
+            for s in (*stores, alone):
+                s.close()
+
     def test_something_not_an_event_is_skipped(self, store: StatisticsStore) -> None:
         bad = Record(TOPICS.events, 0, 0, b"k", b"not json", (), T0)
         assert store.apply([bad]) == 0
