@@ -41,7 +41,7 @@ def search_documents(ctx: click.Context, query: DocumentQuery) -> DocumentPage:
         view = DocumentsView(
             log, topics, path, resolve=lambda code: (a := directory.find(code)) and a.code
         )
-        await view.start(progress=_progress())
+        await view.start(progress=_progress(), follow=False)
         try:
             return await view.find(query)
         finally:

@@ -20,22 +20,18 @@ answer it are keyed by its id, so they are among them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from broker.core.errors import BackendUnavailable, StorageFull
 from broker.core.events import EventType
-from broker.core.logrecords import Position, Record, TopicPartition
+from broker.core.logrecords import Record, TopicPartition
 from broker.core.records import iso_ms
 from broker.core.topics import Topics
-from broker.log.interface import DurableLog, Tailer
-from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.log.interface import DurableLog
 from broker.views import document_search
 from broker.views.document_fold import (
     Body,
@@ -47,9 +43,8 @@ from broker.views.document_fold import (
     is_document_accepted,
 )
 from broker.views.document_query import DocumentPage, DocumentQuery
+from broker.views.events_view import EventsView
 from broker.views.readmodel import (
-    AppliedPositions,
-    StoreThread,
     open_store,
     store_position,
     stored_positions,
@@ -272,12 +267,14 @@ class DocumentsViewMetrics(Protocol):
     def documents_view_lag(self, records: int) -> None: ...
 
 
-class DocumentsView:
+class DocumentsView(EventsView[DocumentsStore]):
     """Keeps a DocumentsStore current from the `events` topic and answers queries.
 
     `resolve` (see `fold_document`) is called from the view's own thread: a lookup in
     an immutable snapshot such as `DirectoryState.current` is safe there.
     """
+
+    name = "documents view"
 
     def __init__(
         self,
@@ -288,137 +285,17 @@ class DocumentsView:
         *,
         resolve: Resolve | None = None,
     ) -> None:
-        self.log_ = log_
-        self.topics = topics
-        self.path = path
+        super().__init__(
+            log_, topics, path, lag=metrics.documents_view_lag if metrics is not None else None
+        )
         self.metrics = metrics
         self.resolve = resolve
-        self._thread = StoreThread("documents-view")
-        self._store: DocumentsStore | None = None
-        self._tailer: Tailer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._applied = AppliedPositions()
-        self._ready = False
-        self._space = FullDisk("documents view", path)
 
-    @property
-    def ready(self) -> bool:
-        """Caught up with the log as it was at start, and following it."""
-        return self._ready
+    def _open_store(self) -> DocumentsStore:
+        return DocumentsStore(self.path, self.topics.events)
 
-    def health(self) -> str:
-        """ "ok", or why the view cannot keep up now (for /readyz)."""
-        if not self._ready:
-            return "not started"
-        full = self._space.problem
-        return str(full) if full is not None else "ok"
-
-    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Open the store, apply what the log holds now, then follow it in a task.
-        `progress(applied, behind)` hears after each batch of the catching up how many
-        records it applied so far and how many were behind at start (a CLI says so)."""
-        try:
-            self._store = await self._thread.run(DocumentsStore, self.path, self.topics.events)
-            await self._open_tailer()
-            ends = await self.log_.end_offsets([self.topics.events])
-            stored = await self._tailing().positions()
-            behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
-            applied = 0
-            while not await self._tailing().caught_up(ends):
-                applied += await self._apply_next()
-                if progress is not None:
-                    progress(applied, behind)
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(self._follow(), name="documents-view")
-        self._ready = True
-
-    async def stop(self) -> None:
-        self._ready = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._close_tailer()
-        if self._store is not None:
-            await self._thread.run(self._store.close)
-            self._store = None
-        self._thread.shutdown()
-
-    async def _open_tailer(self) -> None:
-        """A tailer from the stored positions (the records after them are not applied)."""
-        positions = await self._thread.run(self._store_or_fail().positions)
-        self._applied.reset(positions)
-        self._tailer = self.log_.tailer([self.topics.events], positions)
-        await self._tailer.start()
-
-    async def _close_tailer(self) -> None:
-        if self._tailer is not None:
-            await self._tailer.close()
-            self._tailer = None
-
-    def _tailing(self) -> Tailer:
-        if self._tailer is None:
-            raise BackendUnavailable("the documents view is not tailing the log")
-        return self._tailer
-
-    async def _apply_next(self) -> int:
-        """Apply the next records the tailer has; how many."""
-        records = await self._tailing().poll(0.5, 500)
-        if not records:
-            return 0
-        try:
-            await self._thread.run(self._store_or_fail().apply, records, self.resolve)
-        except Exception as exc:
-            await self._close_tailer()  # so that they are read again from the stored positions
-            if is_full(exc):
-                full = storage_full(self.path, exc)
-                self._space.failed(full)
-                raise full from exc
-            raise
-        self._space.wrote()
-        await self._applied.advance(records)
-        return len(records)
-
-    async def _follow(self) -> None:
-        """Apply new events as they come. The log going away is waited out; an apply that
-        fails (a full disk) restarts the tailer from the stored positions, so that no
-        event is skipped."""
-        backoff = 0.1
-        report_at = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if self._tailer is None:
-                    await self._open_tailer()
-                await self._apply_next()
-                if self.metrics is not None and loop.time() >= report_at:
-                    report_at = loop.time() + 5.0
-                    await self._report_lag(self.metrics)
-                backoff = 0.1
-            except StorageFull:  # warned once for the episode (FullDisk)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except BackendUnavailable as exc:
-                log.warning("documents view: log unavailable", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("documents view: step failed; retrying", retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _report_lag(self, metrics: DocumentsViewMetrics) -> None:
-        """From the tailer's positions, which on Kafka skip transaction markers."""
-        ends = await self.log_.end_offsets([self.topics.events])
-        mine = await self._tailing().positions()
-        metrics.documents_view_lag(sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items()))
-
-    def _store_or_fail(self) -> DocumentsStore:
-        if self._store is None:
-            raise BackendUnavailable("the documents view is not started")
-        return self._store
+    def _apply(self, store: DocumentsStore, records: Sequence[Record]) -> None:
+        store.apply(records, self.resolve)
 
     async def state(
         self, document_id: str, sender_codes: Collection[str] | None = None
@@ -449,8 +326,3 @@ class DocumentsView:
         """Documents these codes (one agency's) sent; see `DocumentsStore.sent_by`."""
         store = self._store_or_fail()
         return await self._thread.run(store.sent_by, sender_codes, after_ms, limit)
-
-    async def wait_applied(self, positions: Iterable[Position], timeout: float) -> bool:
-        """Wait until the view has applied these positions of `events` (read your own
-        writes); False on timeout."""
-        return await self._applied.wait(positions, timeout)
