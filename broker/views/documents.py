@@ -43,13 +43,13 @@ from broker.views.document_fold import (
     is_document_accepted,
 )
 from broker.views.document_query import DocumentPage, DocumentQuery
-from broker.views.events_view import EventsView
 from broker.views.readmodel import (
     open_store,
     store_position,
     stored_positions,
     transaction,
 )
+from broker.views.tailed import TailedView
 
 log = structlog.get_logger(__name__)
 
@@ -267,7 +267,7 @@ class DocumentsViewMetrics(Protocol):
     def documents_view_lag(self, records: int) -> None: ...
 
 
-class DocumentsView(EventsView[DocumentsStore]):
+class DocumentsView(TailedView[DocumentsStore]):
     """Keeps a DocumentsStore current from the `events` topic and answers queries.
 
     `resolve` (see `fold_document`) is called from the view's own thread: a lookup in

@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
 from broker.clock import now_ms
-from broker.core.errors import BackendUnavailable, StorageFull
-from broker.core.logrecords import Position
+from broker.core.logrecords import Record
 from broker.core.topics import Topics
 from broker.directory.book import Directory
-from broker.log.interface import DurableLog, Tailer
-from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.log.interface import DurableLog
 from broker.views.backlog import AgencyBacklog, backlog_gauges
 from broker.views.mailbox_store import Delivery, MailboxStore, Offsets
-from broker.views.readmodel import AppliedPositions, StoreThread
+from broker.views.tailed import TailedView
 
 __all__ = ["AgencyBacklog", "Delivery", "MailboxStore", "MailboxView", "MailboxViewMetrics"]
 
@@ -49,8 +47,12 @@ class MailboxViewMetrics(Protocol):
     def mailbox_backlog(self, by_agency: Mapping[str, tuple[int, float]]) -> None: ...
 
 
-class MailboxView:
-    """Keeps a MailboxStore current from the log and answers mailbox queries."""
+class MailboxView(TailedView[MailboxStore]):
+    """Keeps a MailboxStore current from the log and answers mailbox queries. It
+    serves while it catches up (a mailbox is read by cursor; a long poll waits)."""
+
+    name = "mailbox view"
+    catch_up_at_start = False
 
     def __init__(
         self,
@@ -63,141 +65,39 @@ class MailboxView:
         directory: Callable[[], Directory] = Directory,
     ) -> None:
         """`directory`: the directory as of now; its agencies are the labels of the
-        per-agency backlog gauges."""
-        self.log_ = log_
-        self.topics = topics
-        self.path = path
+        per-agency backlog gauges. `gauge_interval`: seconds between two reports of
+        the gauges."""
+        super().__init__(log_, topics, path, periodic_every=gauge_interval)
         self.metrics = metrics
-        self.gauge_interval = gauge_interval  # seconds between two reports of the gauges
         self.directory = directory
-        self._thread = StoreThread("mailbox-view")
-        self._store: MailboxStore | None = None
-        self._tailer: Tailer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._applied = AppliedPositions()
         self._waiters: dict[str, asyncio.Event] = {}
         self._released = False  # shutting down: long polls answer at once
-        self._ready = False
-        self._space = FullDisk("mailbox view", path)
 
-    @property
-    def ready(self) -> bool:
-        """Started and following the log (it may still be catching up)."""
-        return self._ready
-
-    def health(self) -> str:
-        """ "ok", or why the view cannot keep up now (for /readyz)."""
-        if not self._ready:
-            return "not started"
-        full = self._space.problem
-        return str(full) if full is not None else "ok"
-
-    @property
-    def _topics(self) -> list[str]:
+    def _tail_topics(self) -> list[str]:
         return [self.topics.mailbox, self.topics.receipts]
 
-    async def start(self) -> None:
-        """Open the store and the tailer, then follow the log in a task."""
-        try:
-            self._store = await self._thread.run(
-                MailboxStore, self.path, self.topics.mailbox, self.topics.receipts
-            )
-            await self._open_tailer()
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(self._follow(), name="mailbox-view")
-        self._ready = True
+    def _open_store(self) -> MailboxStore:
+        return MailboxStore(self.path, self.topics.mailbox, self.topics.receipts)
 
-    async def stop(self) -> None:
-        self._ready = False
-        self.wake_all()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._close_tailer()
-        if self._store is not None:
-            await self._thread.run(self._store.close)
-            self._store = None
-        self._thread.shutdown()
+    def _apply(self, store: MailboxStore, records: Sequence[Record]) -> tuple[set[str], int]:
+        return store.apply(records)
 
-    async def _open_tailer(self) -> None:
-        """A tailer from the stored positions (the records after them are not applied)."""
-        positions = await self._thread.run(self._store_or_fail().positions)
-        self._applied.reset(positions)
-        self._tailer = self.log_.tailer(self._topics, positions)
-        try:
-            await self._tailer.start()
-        except BaseException:
-            await self._close_tailer()
-            raise
-
-    async def _close_tailer(self) -> None:
-        if self._tailer is not None:
-            tailer, self._tailer = self._tailer, None
-            await tailer.close()
-
-    def _tailing(self) -> Tailer:
-        if self._tailer is None:
-            raise BackendUnavailable("the mailbox view is not tailing the log")
-        return self._tailer
-
-    async def _apply_next(self) -> None:
-        records = await self._tailing().poll(0.5, 500)
-        if not records:
-            return
-        try:
-            changed, acks = await self._thread.run(self._store_or_fail().apply, records)
-        except Exception as exc:
-            await self._close_tailer()  # so that they are read again from the stored positions
-            if is_full(exc):
-                full = storage_full(self.path, exc)
-                self._space.failed(full)
-                raise full from exc
-            raise
-        self._space.wrote()
+    async def _applied_records(
+        self, records: Sequence[Record], result: tuple[set[str], int]
+    ) -> None:
+        changed, acks = result
         for _ in range(acks):
             self.metrics.acknowledged()
-        await self._applied.advance(records)
         for recipient in changed:
             self._wake(recipient)
 
-    async def _follow(self) -> None:
-        """Apply new records as they come. The log going away is waited out; an apply
-        that fails (a full disk) restarts the tailer from the stored positions, so that
-        no record is skipped."""
-        backoff = 0.1
-        refresh_at = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if self._tailer is None:
-                    await self._open_tailer()
-                await self._apply_next()
-                if loop.time() >= refresh_at:
-                    refresh_at = loop.time() + self.gauge_interval
-                    await self._refresh_gauges()
-                backoff = 0.1
-            except StorageFull:  # warned once for the episode (FullDisk)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except BackendUnavailable as exc:
-                log.warning("mailbox view: log unavailable", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("mailbox view: step failed; retrying", retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+    async def stop(self) -> None:
+        self.wake_all()
+        await super().stop()
 
-    async def _refresh_gauges(self) -> None:
-        """Pending entries, and the lag from the tailer's positions: on Kafka they skip
-        the transaction markers after the last record, so a caught-up view reports 0."""
-        ends = await self.log_.end_offsets(self._topics)
-        mine = await self._tailing().positions()
-        lag = sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items())
+    async def _periodic(self) -> None:
+        """Pending entries and the lag, the oldest unacknowledged, the backlog per agency."""
+        lag = await self._behind()
         pending = await self._thread.run(self._store_or_fail().pending_count)
         self.metrics.mailbox_state(pending, lag)
         oldest = await self._thread.run(self._store_or_fail().oldest_pending_ms)
@@ -224,11 +124,6 @@ class MailboxView:
         for event in self._waiters.values():
             event.set()
         self._waiters.clear()
-
-    def _store_or_fail(self) -> MailboxStore:
-        if self._store is None:
-            raise BackendUnavailable("the mailbox view is not started")
-        return self._store
 
     async def list(
         self,
@@ -277,8 +172,3 @@ class MailboxView:
     async def count_pending(self, recipient: str, kind: str | None = None) -> int:
         """Unacknowledged entries of one recipient, of `kind` when given."""
         return await self._thread.run(self._store_or_fail().count_pending, recipient, kind)
-
-    async def wait_applied(self, positions: Iterable[Position], timeout: float) -> bool:
-        """Wait until the view has applied these positions (read your own writes);
-        False on timeout."""
-        return await self._applied.wait(positions, timeout)

@@ -21,16 +21,16 @@ from broker.core.logrecords import Record
 from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.log.interface import DurableLog
-from broker.views.events_view import EventsView, Progress
 from broker.views.report import Report, ReportQuery, build_report
 from broker.views.stats_store import Canonical, StatisticsStore
+from broker.views.tailed import Progress, TailedView
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
 
-class StatisticsView(EventsView[StatisticsStore]):
+class StatisticsView(TailedView[StatisticsStore]):
     """Keeps a StatisticsStore current from the `events` topic and makes reports.
 
     `directory` gives the directory as it is now (reports roll up in it); it is

@@ -182,9 +182,10 @@ class TestGracefulShutdown:
         entries = wait_for_entries(restarted, "000.00.07.H35", len(accepted), timeout=60)
         assert sorted(e["message_id"] for e in entries) == sorted(accepted)
         stopped_order = [e for e in daemon.log_events() if e.get("event") == "docbroker stopped"]
-        assert stopped_order[0]["order"][-6:] == [
+        assert stopped_order[0]["order"][-7:] == [
             "pipeline stopped",
             "retention stopped",
+            "statistics view stopped",
             "documents view stopped",
             "mailbox view stopped",
             "state closed",

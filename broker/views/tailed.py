@@ -1,13 +1,15 @@
-"""A read model of the `events` topic kept current from the log: what the document
-view and the statistics view share.
+"""A read model kept current by tailing topics of the log: what the document, the
+statistics and the mailbox views share.
 
-`EventsView` owns the store (opened, applied and queried in its own thread), a
+`TailedView` owns the store (opened, applied and queried in its own thread), a
 tailer from the positions stored with it (a restart continues; deleting the file
-rebuilds it from the log), the catching up at start (with progress for a CLI),
+rebuilds it from the log), the catching up at start (with progress for a CLI;
+the mailbox view serves while it catches up),
 following in a task (the log going away is waited out; an apply that fails, a
 full disk, restarts the tailer from the stored positions so that no event is
-skipped), readiness, and waiting for given positions (read your own writes).
-A subclass says how its store is opened and how records are applied.
+skipped), something done every few seconds (the lag, gauges), readiness, and
+waiting for given positions (read your own writes). A subclass says how its store
+is opened, which topics it tails and how records are applied.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -47,12 +49,14 @@ class Store(Protocol):
 S = TypeVar("S", bound=Store)
 
 
-class EventsView(abc.ABC, Generic[S]):
-    """Keeps a store current from the `events` topic; subclasses answer queries
-    through `_run` (their store's thread)."""
+class TailedView(abc.ABC, Generic[S]):
+    """Keeps a store current from topics of the log (the `events` topic unless
+    `_tail_topics` says otherwise); subclasses answer queries through `_run`
+    (their store's thread)."""
 
     name = "events view"  # for log lines, errors and the thread's name
     batch = 500  # records per poll
+    catch_up_at_start = True  # ready only once caught up (else: serving while it does)
 
     def __init__(
         self,
@@ -61,11 +65,13 @@ class EventsView(abc.ABC, Generic[S]):
         path: Path,
         *,
         lag: Callable[[int], None] | None = None,
+        periodic_every: float = LAG_EVERY,
     ) -> None:
         self.log_ = log_
         self.topics = topics
         self.path = path
         self._lag = lag
+        self.periodic_every = periodic_every  # seconds between two `_periodic` calls
         self._thread = StoreThread(self.name.replace(" ", "-"))
         self._store: S | None = None
         self._tailer: Tailer | None = None
@@ -79,8 +85,20 @@ class EventsView(abc.ABC, Generic[S]):
         """Open (or make) the store's file; called in the store's thread."""
 
     @abc.abstractmethod
-    def _apply(self, store: S, records: Sequence[Record]) -> None:
-        """Apply records and their positions in one transaction (the store's thread)."""
+    def _apply(self, store: S, records: Sequence[Record]) -> Any:
+        """Apply records and their positions in one transaction (the store's thread);
+        what it returns goes to `_applied_records`."""
+
+    async def _applied_records(self, records: Sequence[Record], result: Any) -> None:
+        """After records are applied and their positions advanced (on the loop)."""
+
+    def _tail_topics(self) -> list[str]:
+        return [self.topics.events]
+
+    async def _periodic(self) -> None:
+        """Every `periodic_every` seconds while following: the lag, if reported."""
+        if self._lag is not None:
+            await self._report_lag(self._lag)
 
     @property
     def ready(self) -> bool:
@@ -100,7 +118,10 @@ class EventsView(abc.ABC, Generic[S]):
         many records it applied and how many were behind at start (a CLI says so)."""
         try:
             self._store = await self._thread.run(self._open_store)
-            await self.catch_up(progress)
+            if self.catch_up_at_start:
+                await self.catch_up(progress)
+            else:
+                await self._open_tailer()
         except BaseException:
             await self.stop()
             raise
@@ -111,7 +132,7 @@ class EventsView(abc.ABC, Generic[S]):
     async def catch_up(self, progress: Progress | None = None) -> int:
         """Apply the events the log holds now; how many records were read."""
         await self._open_tailer()
-        ends = await self.log_.end_offsets([self.topics.events])
+        ends = await self.log_.end_offsets(self._tail_topics())
         stored = await self._tailing().positions()
         behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
         applied = 0
@@ -154,13 +175,17 @@ class EventsView(abc.ABC, Generic[S]):
             return
         positions = await self._thread.run(self._store_or_fail().positions)
         self._applied.reset(positions)
-        self._tailer = self.log_.tailer([self.topics.events], positions)
-        await self._tailer.start()
+        self._tailer = self.log_.tailer(self._tail_topics(), positions)
+        try:
+            await self._tailer.start()
+        except BaseException:
+            await self._close_tailer()
+            raise
 
     async def _close_tailer(self) -> None:
         if self._tailer is not None:
-            await self._tailer.close()
-            self._tailer = None
+            tailer, self._tailer = self._tailer, None
+            await tailer.close()
 
     def _tailing(self) -> Tailer:
         if self._tailer is None:
@@ -173,7 +198,7 @@ class EventsView(abc.ABC, Generic[S]):
         if not records:
             return 0
         try:
-            await self._thread.run(self._apply, self._store_or_fail(), records)
+            result = await self._thread.run(self._apply, self._store_or_fail(), records)
         except Exception as exc:
             await self._close_tailer()  # so that they are read again from the stored positions
             if is_full(exc):
@@ -183,20 +208,21 @@ class EventsView(abc.ABC, Generic[S]):
             raise
         self._space.wrote()
         await self._applied.advance(records)
+        await self._applied_records(records, result)
         return len(records)
 
     async def _follow(self) -> None:
         """Apply new events as they come, waiting out failures (see the module)."""
         backoff = 0.1
-        report_at = 0.0
+        periodic_at = 0.0
         loop = asyncio.get_running_loop()
         while True:
             try:
                 await self._open_tailer()
                 await self._apply_next()
-                if self._lag is not None and loop.time() >= report_at:
-                    report_at = loop.time() + LAG_EVERY
-                    await self._report_lag(self._lag)
+                if loop.time() >= periodic_at:
+                    periodic_at = loop.time() + self.periodic_every
+                    await self._periodic()
                 backoff = 0.1
             except StorageFull:  # warned once for the episode (FullDisk)
                 pass
@@ -210,7 +236,11 @@ class EventsView(abc.ABC, Generic[S]):
             backoff = min(backoff * 2, 5.0)
 
     async def _report_lag(self, lag: Callable[[int], None]) -> None:
-        """From the tailer's positions, which on Kafka skip transaction markers."""
-        ends = await self.log_.end_offsets([self.topics.events])
+        lag(await self._behind())
+
+    async def _behind(self) -> int:
+        """Records of the tailed topics not applied yet (from the tailer's positions,
+        which on Kafka skip the transaction markers: a caught-up view says 0)."""
+        ends = await self.log_.end_offsets(self._tail_topics())
         mine = await self._tailing().positions()
-        lag(sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items()))
+        return sum(max(0, end - mine.get(tp, 0)) for tp, end in ends.items())
