@@ -35,6 +35,7 @@ from broker.core.records import iso_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, Tailer
 from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.views.chain_check import neighbours
 from broker.views.document_fold import (
     Body,
     DocumentState,
@@ -181,6 +182,25 @@ class DocumentsStore:
         )
         events = [json.loads(body) for (body,) in rows]
         return events if sender_codes is None else events_of(events, sender_codes)
+
+    def chain_texts(self, document_id: str) -> tuple[list[str], dict[tuple[str, int], str]]:
+        """The document's events as stored (every sender's), and the stored text of the
+        events beside each in its chain: what `chain_check.verdict` needs."""
+        own = [
+            body
+            for (body,) in self._conn.execute(
+                "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
+                (document_id,),
+            )
+        ]
+        stored: dict[tuple[str, int], str] = {}
+        for chain, seq in neighbours(own):
+            row = self._conn.execute(
+                "SELECT body FROM events WHERE chain = ? AND seq = ?", (chain, seq)
+            ).fetchone()
+            if row is not None:
+                stored[(chain, seq)] = row[0]
+        return own, stored
 
     def state(
         self,
@@ -407,6 +427,10 @@ class DocumentsView:
         """The document's events as stored (see `audit.trace_lines`), in order."""
         store = self._store_or_fail()
         return await self._thread.run(store.events, document_id, sender_codes)
+
+    async def chain_texts(self, document_id: str) -> tuple[list[str], dict[tuple[str, int], str]]:
+        """See DocumentsStore.chain_texts."""
+        return await self._thread.run(self._store_or_fail().chain_texts, document_id)
 
     async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
         """See DocumentsStore.upstream_undelivered."""
