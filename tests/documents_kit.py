@@ -95,6 +95,7 @@ class Trail:
         envelope_kind: str = "document",
         sender: str = PROVINCE,
         chain: str = "receipts:0",
+        document_id: str = DOC_ID,
         **fields: str,
     ) -> list[NewRecord]:
         """A recipient fetched or acknowledged a mailbox entry (as the HTTP API writes it),
@@ -103,7 +104,7 @@ class Trail:
             kind,
             at_ms,
             message_id,
-            DOC_ID,
+            document_id,
             sender,
             recipient,
             "t" * 32,

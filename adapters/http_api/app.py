@@ -126,6 +126,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/mailboxes/{agency}/envelopes/{message_id}", mailbox.fetch_envelope)
     app.router.add_post("/v1/mailboxes/{agency}/envelopes/{message_id}/ack", mailbox.acknowledge)
     app.router.add_get("/v1/agencies", documents.list_agencies)
+    app.router.add_get("/v1/documents", documents.find_documents)
     app.router.add_get("/v1/documents/{document_id}/trace", documents.document_trace)
     app.router.add_get("/v1/documents/{document_id}", documents.document_state)
     app.router.add_get("/vdxp/{operation}", sdk.operation)

@@ -1,8 +1,11 @@
-"""What became of what an agency sent: /v1/documents/{id} and its trace; the directory.
+"""What became of what an agency sent: /v1/documents/{id} and its trace, the search
+(/v1/documents?...); the directory.
 
 A document is shown to its sender (by either of its codes) and to
 administrators; to anyone else it does not exist (404, not 403: whether
-another agency sent a document is not theirs to learn).
+another agency sent a document is not theirs to learn). A search shows an
+agency what it sent and what it received (of the latter, its own recipient
+state only); an administrator everything.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from aiohttp import web
 from adapters.http_api.access import principal_of
 from adapters.http_api.keys import RUNTIME
 from broker.clock import now_ms
-from broker.core.errors import Archived, NotFound
+from broker.core.errors import Archived, BadRequest, NotFound
 from broker.views.document_fold import DocumentState
+from broker.views.document_query import DEFAULT_LIMIT, DocumentQuery, parse_when
 
 DAY_MS = 86_400_000
 
@@ -66,6 +70,33 @@ async def document_trace(request: web.Request) -> web.StreamResponse:
     state, codes = await _visible_state(request)
     events = await request.app[RUNTIME].documents.trace(state.document_id, codes)
     return web.json_response({"document_id": state.document_id, "events": events})
+
+
+SEARCH_TEXT = ("code", "document_id", "sender", "recipient", "status", "kind", "cursor")
+
+
+def search_query(request: web.Request) -> DocumentQuery:
+    """The search the query string asks for, limited to what the caller may see."""
+    q = request.query
+    agency = principal_of(request).agency
+    raw_limit = q.get("limit", str(DEFAULT_LIMIT))
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, got {raw_limit[:20]!r}") from None
+    return DocumentQuery(
+        **{name: q[name] for name in SEARCH_TEXT if name in q},
+        since_ms=parse_when(q["from"]) if "from" in q else None,
+        until_ms=parse_when(q["to"], end=True) if "to" in q else None,
+        visible_to=agency.codes() if agency is not None else None,
+        limit=limit,
+    )
+
+
+async def find_documents(request: web.Request) -> web.StreamResponse:
+    """GET /v1/documents: a page of the documents the query matches, newest first."""
+    page = await request.app[RUNTIME].documents.find(search_query(request))
+    return web.json_response(page.to_json())
 
 
 async def list_agencies(request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from broker.cli import (  # noqa: F401  (each registers its commands on cli.base
     archive,
     audit,
     backup,
+    documents,
     envelopes,
     keys,
     mailbox,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,18 +26,58 @@ if TYPE_CHECKING:
 @click.pass_context
 def trace(ctx: click.Context, document_id: str, sender: str | None, as_json: bool) -> None:
     """The life of a document: every event, across recipients and statuses (of one
-    sender's document with --sender: a document is (sender, DocumentId))."""
-    from broker.core.errors import NotFound
+    sender's document with --sender: a document is (sender, DocumentId)). DOCUMENT_ID
+    may also be its number/notation ("345/SCT-VP"), looked up in the documents view."""
+    from broker.core.errors import Archived, NotFound
     from broker.views.audit import document_events, trace_lines
     from broker.views.document_fold import events_of
 
-    events = run_with_log(ctx, lambda log, topics: document_events(log, topics, document_id))
+    archived: Archived | None = None
+    heading: list[str] = []  # which document a number/notation named
+    try:
+        events = run_with_log(ctx, lambda log, topics: document_events(log, topics, document_id))
+    except Archived as exc:  # unless it was a number/notation
+        archived, events = exc, []
+    if not events:
+        found = _by_number(ctx, document_id, sender, as_json)
+        if found is None:
+            raise archived or NotFound(f"no event for document {document_id}")
+        document_id, sender = found["document_id"], found["sender"]
+        heading = [f"document {document_id} from {sender}: {found['subject']}"]
+        events = run_with_log(ctx, lambda log, topics: document_events(log, topics, document_id))
     if sender:
         agency = _current_directory(ctx).find(sender)
         events = events_of(events, agency.codes() if agency else (sender,))
     if not events:
         raise NotFound(f"no event for document {document_id}")
-    emit(events, as_json, "\n".join(trace_lines(events)))
+    emit(events, as_json, "\n".join(heading + trace_lines(events)))
+
+
+def _by_number(
+    ctx: click.Context, code: str, sender: str | None, as_json: bool
+) -> dict[str, Any] | None:
+    """The one document numbered `code` (of `sender`, if given); None when none is.
+    Several: they are listed and the command exits 1, asking which."""
+    from broker.cli.documents import search_documents
+    from broker.core.errors import BadRequest
+    from broker.views.document_query import DocumentQuery
+
+    try:
+        query = DocumentQuery(code=code, sender=sender, kind="document", limit=20)
+    except BadRequest:
+        return None  # not a number/notation either
+    found = search_documents(ctx, query).items
+    if len(found) <= 1:
+        return found[0] if found else None
+    emit({"ok": False, "code": "ambiguous", "documents": list(found)}, as_json)
+    click.echo(f"docbroker: {len(found)} documents are numbered {code}:", err=True)
+    for d in found:
+        click.echo(
+            f"  {d['sender']}  {d['document_id']}  {d['accepted_at']}  {d['subject']}", err=True
+        )
+    click.echo("name one with --sender or by its DocumentId", err=True)
+    ctx.exit(EXIT_REFUSED)
+    return None
 
 
 @cli.group()

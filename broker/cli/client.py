@@ -134,6 +134,11 @@ class DocbrokerClient:
         """The delivery state of a document this agency sent, per recipient."""
         return self._request("GET", f"/v1/documents/{_segment(document_id)}").json()
 
+    def find_documents(self, **query: str) -> dict[str, Any]:
+        """A page of GET /v1/documents (code, document_id, sender, recipient, from, to,
+        status, kind, limit, cursor): what this agency sent or received."""
+        return self._request("GET", "/v1/documents", query=query).json()
+
     def trace(self, document_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/documents/{_segment(document_id)}/trace").json()
 

@@ -70,6 +70,8 @@ class RecipientState:
         reason is the text of the status 02 the sender got); None unless refused.
     latest_status: the status with the greatest time (ties: the later event) among
         the recipient's own statuses and those docbroker made about it; None if none.
+    reached: every status code seen about the recipient, first seen first (what a
+        search for documents that reached a status matches).
     """
 
     agency: str | None
@@ -82,6 +84,7 @@ class RecipientState:
     refused_code: str | None = None
     refused_reason: str | None = None
     latest_status: StatusSeen | None = None
+    reached: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,6 +197,11 @@ class _Recipient:
 
     def update(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
+
+    def saw(self, status: StatusSeen) -> None:
+        """A status about this recipient, in event order: the latest so far."""
+        reached = tuple(dict.fromkeys((*self.state.reached, status.code)))
+        self.update(latest_status=status, reached=reached)
 
 
 @dataclass
@@ -384,7 +392,7 @@ class _Fold:
         r = self.recipients.find(e["sender"])
         if r is not None:
             description = details(e).get("status_description") or None
-            r.update(latest_status=StatusSeen(str(code), e["at_ms"], e["sender"], description))
+            r.saw(StatusSeen(str(code), e["at_ms"], e["sender"], description))
 
     def _docbrokers_status(self, e: Body, refused_before: Mapping[tuple[str, int], str]) -> None:
         """A status docbroker made: a 01 for the recipient that acknowledged (the actor),
@@ -401,8 +409,7 @@ class _Fold:
             r = self.recipients.find(refused_before.get((e["chain"], e["seq"])))
         if r is not None:
             description = d.get("description") or None
-            seen = StatusSeen(str(d.get("status_code")), e["at_ms"], actor, description)
-            r.update(latest_status=seen)
+            r.saw(StatusSeen(str(d.get("status_code")), e["at_ms"], actor, description))
 
 
 def details(e: Body | None) -> Mapping[str, Any]:

@@ -7,7 +7,8 @@ its trace (every audit event, in order). Three layers:
 - `fold_document` (broker.views.document_fold): a pure function from a document's
   stored event bodies to a `DocumentState`, tested without storage;
 - `DocumentsStore`: the events in a local SQLite file, indexed by document id
-  and, for listings of sent documents, by sender;
+  and, for listings of sent documents, by sender, with a search index
+  (broker.views.document_search) kept current in the same transactions;
 - `DocumentsView`: keeps the store current by tailing every partition of the
   `events` topic from the positions stored with it (a restart continues; deleting
   the file rebuilds it from the log), and answers queries off the event loop.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ from broker.core.records import iso_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, Tailer
 from broker.log.sqlite_space import FullDisk, is_full, storage_full
+from broker.views import document_search
 from broker.views.chain_check import neighbours
 from broker.views.document_fold import (
     Body,
@@ -45,6 +47,7 @@ from broker.views.document_fold import (
     fold_document,
     is_document_accepted,
 )
+from broker.views.document_query import DocumentPage, DocumentQuery
 from broker.views.readmodel import (
     AppliedPositions,
     StoreThread,
@@ -59,7 +62,7 @@ log = structlog.get_logger(__name__)
 
 # -- the store
 
-SCHEMA_VERSION = 2  # a rebuildable cache: another version is dropped and rebuilt
+SCHEMA_VERSION = 4  # a rebuildable cache: another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
     chain TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -87,8 +90,14 @@ class DocumentsStore:
     the documents each sender sent. Not thread-safe: used from one thread only."""
 
     def __init__(self, path: Path, events_topic: str) -> None:
-        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, ("events", "sent", "upstream"))
+        self._conn = open_store(
+            path,
+            SCHEMA_VERSION,
+            SCHEMA + document_search.SCHEMA,
+            ("events", "sent", "upstream", *document_search.TABLES),
+        )
         self.events_topic = events_topic
+        self._touched: set[str] = set()  # DocumentIds whose search items to fold again
 
     def close(self) -> None:
         self._conn.close()
@@ -96,16 +105,20 @@ class DocumentsStore:
     def positions(self) -> dict[TopicPartition, int]:
         return stored_positions(self._conn)
 
-    def apply(self, records: Sequence[Record]) -> int:
+    def apply(self, records: Sequence[Record], resolve: Resolve | None = None) -> int:
         """Apply records in one transaction; the number of events new to the store.
-        Records applied before (re-read after a restart) change nothing."""
+        Records applied before (re-read after a restart, or applied by another process
+        sharing the file) change nothing. `resolve` (see `fold_document`) attributes
+        codes for the search index."""
         added = 0
+        self._touched.clear()
         with transaction(self._conn):
             for record in records:
                 event = _stored_event(record) if record.topic == self.events_topic else None
                 if event is not None:
                     added += self._insert(event, record.value or b"")
                 store_position(self._conn, record)
+            document_search.reindex(self._conn, self._touched, resolve)
         return added
 
     def _insert(self, e: Body, raw: bytes) -> int:
@@ -123,8 +136,11 @@ class DocumentsStore:
                 raw.decode("utf-8", "replace"),
             ),
         )
+        if not e["document_id"]:  # kept only as a link of its chain (chain_check)
+            return 0
         if cur.rowcount:
             self._index_upstream(e)
+            self._touched.add(e["document_id"])
         if cur.rowcount and is_document_accepted(e):
             self._conn.execute(
                 "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
@@ -176,6 +192,8 @@ class DocumentsStore:
     ) -> list[dict[str, Any]]:
         """The document's events as stored, in order (time, chain, sequence): those of
         the sender `sender_codes` names (either code form), or of every sender."""
+        if not document_id:  # the links kept of events that name no document
+            return []
         rows = self._conn.execute(
             "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
             (document_id,),
@@ -210,6 +228,10 @@ class DocumentsStore:
     ) -> DocumentState | None:
         """The state of (sender, DocumentId); with no sender, of its first sender."""
         return fold_document(self.events(document_id, sender_codes), resolve)
+
+    def find(self, query: DocumentQuery, resolve: Resolve | None = None) -> DocumentPage:
+        """See `document_search.find`."""
+        return document_search.find(self._conn, query, resolve)
 
     def sent_by(
         self, sender_codes: Sequence[str], after_ms: int = 0, limit: int = 100
@@ -262,7 +284,8 @@ def _stored_event(record: Record) -> Body | None:
             "documents view: not an event", partition=record.partition, offset=record.offset
         )
         return None
-    return e if e.get("document_id") else None  # a refusal of unreadable bytes: no document
+    # A refusal of unreadable bytes names no document: stored as its chain's link only.
+    return e
 
 
 # -- the view
@@ -315,14 +338,21 @@ class DocumentsView:
         full = self._space.problem
         return str(full) if full is not None else "ok"
 
-    async def start(self) -> None:
-        """Open the store, apply what the log holds now, then follow it in a task."""
+    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Open the store, apply what the log holds now, then follow it in a task.
+        `progress(applied, behind)` hears after each batch of the catching up how many
+        records it applied so far and how many were behind at start (a CLI says so)."""
         try:
             self._store = await self._thread.run(DocumentsStore, self.path, self.topics.events)
             await self._open_tailer()
             ends = await self.log_.end_offsets([self.topics.events])
+            stored = await self._tailing().positions()
+            behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+            applied = 0
             while not await self._tailing().caught_up(ends):
-                await self._apply_next()
+                applied += await self._apply_next()
+                if progress is not None:
+                    progress(applied, behind)
         except BaseException:
             await self.stop()
             raise
@@ -358,12 +388,13 @@ class DocumentsView:
             raise BackendUnavailable("the documents view is not tailing the log")
         return self._tailer
 
-    async def _apply_next(self) -> None:
+    async def _apply_next(self) -> int:
+        """Apply the next records the tailer has; how many."""
         records = await self._tailing().poll(0.5, 500)
         if not records:
-            return
+            return 0
         try:
-            await self._thread.run(self._store_or_fail().apply, records)
+            await self._thread.run(self._store_or_fail().apply, records, self.resolve)
         except Exception as exc:
             await self._close_tailer()  # so that they are read again from the stored positions
             if is_full(exc):
@@ -373,6 +404,7 @@ class DocumentsView:
             raise
         self._space.wrote()
         await self._applied.advance(records)
+        return len(records)
 
     async def _follow(self) -> None:
         """Apply new events as they come. The log going away is waited out; an apply that
@@ -431,6 +463,10 @@ class DocumentsView:
     async def chain_texts(self, document_id: str) -> tuple[list[str], dict[tuple[str, int], str]]:
         """See DocumentsStore.chain_texts."""
         return await self._thread.run(self._store_or_fail().chain_texts, document_id)
+
+    async def find(self, query: DocumentQuery) -> DocumentPage:
+        """One page of the documents `query` matches, newest first (see DocumentQuery)."""
+        return await self._thread.run(self._store_or_fail().find, query, self.resolve)
 
     async def upstream_undelivered(self, axis_doc_id: str) -> list[dict[str, str]]:
         """See DocumentsStore.upstream_undelivered."""

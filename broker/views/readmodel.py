@@ -84,17 +84,22 @@ def stored_positions(conn: sqlite3.Connection) -> dict[TopicPartition, int]:
 
 
 def store_position(conn: sqlite3.Connection, record: Record) -> None:
-    """Remember that `record` is applied (in the transaction that applies it)."""
+    """Remember that `record` is applied (in the transaction that applies it). Never
+    backwards: another process sharing the file (a CLI beside the daemon) may have
+    applied further already."""
     conn.execute(
-        "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
+        "INSERT INTO positions VALUES (?, ?, ?) ON CONFLICT(topic, partition) "
+        "DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
         (record.topic, record.partition, record.offset + 1),
     )
 
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """All or nothing: rows and positions change together."""
-    conn.execute("BEGIN")
+    """All or nothing: rows and positions change together. IMMEDIATE: the write lock
+    is taken (waiting out another process's transaction) before anything is read, so
+    a transaction never has to give up upgrading a stale read to a write."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
         yield
         conn.execute("COMMIT")
