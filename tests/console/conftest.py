@@ -18,6 +18,7 @@ from broker.config import load_settings
 from broker.keys.files import ADMIN_TOKENS, new_admin_token
 from broker.runtime import Runtime
 from tests.conftest import backend_env
+from tests.console.browser import browser  # noqa: F401 - the fixture
 from tests.credentials import runtime_tokens
 from tests.pki import install_keys
 

@@ -42,7 +42,7 @@ def console_app() -> web.Application:
     r.add_post("/login", login.login, name="console-login-post")
     r.add_post("/logout", login.logout)
     r.add_get("/", overview.overview)
-    r.add_get("/documents", documents.lookup)
+    r.add_get("/documents", documents.search)
     r.add_get("/documents/{document_id}", documents.timeline)
     r.add_get("/agencies", agencies.agency_list)
     r.add_get("/agencies/{code}", agencies.agency_page)

@@ -4,17 +4,21 @@ chain's verdict on its events."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from adapters.http_api.console.guard import see_other
-from adapters.http_api.console.render import render
+from adapters.http_api.console.render import VIETNAM, page_url, render
 from adapters.http_api.keys import RUNTIME
-from broker.core.errors import NotFound
+from broker.core.errors import BadRequest, NotFound
 from broker.views.chain_check import ChainVerdict, verdict
 from broker.views.document_fold import details
+from broker.views.document_query import STATES, STATUS_CODES, DocumentQuery, parse_when
+
+PAGE_SIZE = 50
 
 
 def timeline_url(document_id: str, sender: str | None = None) -> str:
@@ -22,12 +26,65 @@ def timeline_url(document_id: str, sender: str | None = None) -> str:
     return f"{url}?sender={quote(sender, safe='')}" if sender else url
 
 
-async def lookup(request: web.Request) -> web.StreamResponse:
-    """The search form; a DocumentId goes straight to its timeline."""
-    document_id = request.query.get("document_id", "").strip()
-    if document_id:
-        return see_other(timeline_url(document_id, request.query.get("sender") or None))
-    return render(request, "search.html", {"section": "documents", "query": {}, "page": None})
+FIELDS = ("code", "document_id", "sender", "recipient", "from", "to", "status", "kind")
+STATUSES = (*STATUS_CODES, *STATES)
+
+
+def console_query(form: Mapping[str, str]) -> DocumentQuery | None:
+    """The search the form asks for (an administrator's: everything is visible); None
+    for an empty form; BadRequest for a value the search refuses."""
+    given = {k: form[k].strip() for k in FIELDS if form.get(k, "").strip()}
+    if not given:
+        return None
+    return DocumentQuery(
+        code=given.get("code"),
+        document_id=given.get("document_id"),
+        sender=given.get("sender"),
+        recipient=given.get("recipient"),
+        since_ms=vietnam_day(given["from"]) if "from" in given else None,
+        until_ms=vietnam_day(given["to"], end=True) if "to" in given else None,
+        status=given.get("status"),
+        kind=given.get("kind"),
+        limit=PAGE_SIZE,
+        cursor=form.get("cursor") or None,
+    )
+
+
+def vietnam_day(text: str, *, end: bool = False) -> int:
+    """A day of the form (YYYY-MM-DD) as officials mean it, in Vietnam's time: from its
+    start, or with `end` up to its end; any other text as the search reads it."""
+    try:
+        day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
+    except ValueError:
+        return parse_when(text, end=end)
+    return int(datetime(day.year, day.month, day.day, tzinfo=VIETNAM).timestamp() * 1000)
+
+
+async def search(request: web.Request) -> web.StreamResponse:
+    """The search form and one page of what it finds, newest first."""
+    form = {k: request.query.get(k, "") for k in FIELDS}
+    context: dict[str, Any] = {
+        "section": "documents",
+        "form": form,
+        "statuses": STATUSES,
+        "page": None,
+        "error": "",
+        "next_url": "",
+    }
+    try:
+        query = console_query(request.query)
+    except BadRequest as exc:
+        context["error"] = str(exc)
+        return render(request, "search.html", context, status=400)
+    if query is not None:
+        page = await request.config_dict[RUNTIME].documents.find(query)
+        context["page"] = [
+            {**item, "url": timeline_url(item["document_id"], item["sender"])}
+            for item in page.items
+        ]
+        if page.next_cursor:
+            context["next_url"] = page_url(request, cursor=page.next_cursor)
+    return render(request, "search.html", context)
 
 
 def event_row(e: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +101,7 @@ def event_row(e: dict[str, Any]) -> dict[str, Any]:
         "kind": d.get("kind") or "",
         "status_code": d.get("status_code") or "",
         "route": d.get("to") or "",
-        "code": d.get("code") or ", ".join(problems),
+        "code": (d.get("code") or "") if e["type"] == "recipient-refused" else ", ".join(problems),
         "reason": d.get("reason") or d.get("description") or "",
         "signature": (d.get("sender_signature") or {}).get("outcome", ""),
     }
