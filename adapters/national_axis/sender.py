@@ -202,18 +202,18 @@ class UpstreamSender(PartitionWorkers):
             "upstream-failed",
             f"the national axis refused it {self.settings.retry_attempts} times: {exc}",
         )
+        # The upstream record's headers (its recipients, kind, ids) stay with it: a
+        # replay (docbroker rejected replay) puts it back on `upstream` as it was.
+        own = {H.PRODUCED_AT, H.STAGE, H.PROBLEMS}
+        kept = tuple((k, v) for k, v in record.headers if k not in own)
         dead = NewRecord(
             topic=self.topics.rejected,
             key=record.key,
             value=record.value,
-            headers=make_headers(
+            headers=kept
+            + make_headers(
                 {
-                    H.MESSAGE_ID: record.header_str(H.MESSAGE_ID),
-                    H.DOCUMENT_ID: record.header_str(H.DOCUMENT_ID) or None,
-                    H.SENDER: record.header_str(H.SENDER) or None,
-                    H.TRACE_ID: record.header_str(H.TRACE_ID) or None,
                     H.PRODUCED_AT: now_ms(),
-                    H.SHA256: record.header_str(H.SHA256) or None,
                     H.STAGE: "upstream",
                     H.PROBLEMS: problems_json([problem]),
                 }

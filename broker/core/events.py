@@ -34,6 +34,7 @@ class EventType(StrEnum):
     ACKNOWLEDGED = "acknowledged"  # the recipient acknowledged it
     SENT_UPSTREAM = "sent-upstream"  # the national axis confirmed it
     DUPLICATE = "duplicate"  # the same bytes again under a DocumentId already taken in
+    REPLAYED = "replayed"  # a dead letter sent again (to upstream, or through the pipeline)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ class H:
     AXIS_DOC_ID = "axis-doc-id"  # the national axis's id of a package it brought down
     UPSTREAM_TO = "upstream-to"  # JSON list: the directory codes an upstream record is for
     UPSTREAM_REQUESTED = "upstream-requested"  # JSON list: the same, as the package names them
+    AUTHENTICATED = "authenticated"  # the agency or system the adapter authenticated
+    REPLAYED_AS = "replayed-as"  # a marker on `rejected`: that dead letter was replayed
+    REPLAY_KEY = "replay-key"  # which dead letter a replay is of: `<message id>@<ms>`
+    REPLAY_ACTOR = "replay-actor"  # who asked for a replay: cli:<user>, console:<admin>
 
 
 def make_headers(

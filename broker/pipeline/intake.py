@@ -23,7 +23,7 @@ from broker.edxml.model import Envelope
 STAGE_ACCEPT = "accept"  # refused at the door; the pipeline only records it
 SOURCE_AXIS = "axis"  # H.SOURCE of a package the national axis brought down
 AXIS_DEDUP_SENDER = "@axis"  # dedup index key (AXIS_DEDUP_SENDER, axis docId): taken once
-AUTHENTICATED = "authenticated"  # header: the agency the adapter authenticated
+AUTHENTICATED = H.AUTHENTICATED  # header: the agency the adapter authenticated
 IDEMPOTENCY_KEY = "idempotency-key"  # header: the caller's Idempotency-Key, if any
 
 
@@ -78,8 +78,12 @@ def problems_json(problems: Sequence[Problem]) -> str:
     return json.dumps([p.to_dict() for p in problems], ensure_ascii=False)
 
 
-def door_refusal_record(sub: Submission, problems: Sequence[Problem], topics: Topics) -> NewRecord:
-    """A submission refused at the door, kept with its problems for the audit trail."""
+def door_refusal_record(
+    sub: Submission, problems: Sequence[Problem], topics: Topics, env: Envelope | None = None
+) -> NewRecord:
+    """A submission refused at the door, kept with its problems and its authenticated
+    caller for the audit trail; `env`, its view when it could be read (its sender and
+    document then name the dead letter, and its refusal joins the document's trace)."""
     return NewRecord(
         topic=topics.inbound,
         key=(sub.authenticated or sub.message_id).encode("utf-8"),
@@ -87,6 +91,9 @@ def door_refusal_record(sub: Submission, problems: Sequence[Problem], topics: To
         headers=make_headers(
             {
                 H.MESSAGE_ID: sub.message_id,
+                H.DOCUMENT_ID: env.subject_document_id if env else None,
+                H.SENDER: env.sender_id if env else None,
+                H.KIND: str(env.kind) if env else None,
                 H.TRACE_ID: sub.trace_id,
                 H.RECEIVED_AT: sub.received_at_ms,
                 H.PRODUCED_AT: sub.received_at_ms,

@@ -55,6 +55,7 @@ from broker.pipeline.intake import (
     STAGE_ACCEPT,
 )
 from broker.pipeline.receipts import ReceiptSteps
+from broker.pipeline.replays import is_replay, replay_dedup_key, replayed
 from broker.trust.policy import PolicyBook, SenderPolicy
 from broker.trust.sender import SenderCheck, check_sender
 
@@ -101,6 +102,8 @@ class InboundProcessor(ReceiptSteps):
     def _submission(self, record: Record, ctx: BatchContext) -> Outcome:
         """A package from the national axis is taken once per axis docId, whatever its
         fate: the receiver may append it again after a crash before it confirmed."""
+        if is_replay(record):  # a dead letter sent again, once (broker.pipeline.replays)
+            return replayed(record, self.topics, ctx)
         axis_doc = record.header_str(H.AXIS_DOC_ID)
         if not axis_doc or record.header_str(H.SOURCE) != SOURCE_AXIS:
             return self._checked(record, ctx)
@@ -114,9 +117,10 @@ class InboundProcessor(ReceiptSteps):
             problems = [
                 Problem.from_dict(p) for p in json.loads(record.header_str(H.PROBLEMS) or "[]")
             ]
-            return self.refuse(
+            refused = self.refuse(
                 record, problems or [Problem("internal-error", "no problems")], ctx, stage="accept"
             )
+            return with_changes(refused, codes=())  # the door counted it in the metrics
         validated = self.validator.validate(record.value or b"")
         try:
             env = validated.envelope_or_raise()
@@ -227,6 +231,8 @@ class InboundProcessor(ReceiptSteps):
         env = passed.env
         if decisions is None:
             decisions = route_envelope(env, ctx.directory)
+            if decisions and all(d.route is Route.REFUSED for d in decisions):
+                return self._no_recipient(record, passed, decisions, ctx)
         data = record.value or b""
         ids = ids_of(record)
         forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
@@ -264,6 +270,16 @@ class InboundProcessor(ReceiptSteps):
             return self.refuse(record, [too_large], ctx, env, passed.sender)
         codes = tuple(dict.fromkeys(w.code for w in passed.warnings))
         return Outcome("routed", tuple(records), tuple(events), deliveries, warnings=codes)
+
+    def _no_recipient(
+        self, record: Record, passed: Passed, decisions: Sequence[Decision], ctx: BatchContext
+    ) -> Outcome:
+        """Not one recipient can be served (unknown, suspended, the sender itself): the
+        submission is refused as a whole, a dead letter that can be replayed once the
+        cause is fixed (e.g. the agency added to the directory); not taken in, so the
+        sender may also send it again."""
+        problems = [Problem(d.code or "unknown-recipient", d.reason) for d in decisions]
+        return self.refuse(record, problems, ctx, passed.env, passed.sender)
 
     def _oversized(self, records: Sequence[NewRecord]) -> Problem | None:
         """Whether a record the submission turns into is more than the log takes (its
@@ -368,6 +384,8 @@ def lookup_keys(record: Record, directory: Directory) -> list[tuple[str, str]]:
     its caller's Idempotency-Key."""
     sender = directory.find(record.header_str(H.SENDER))
     keys = [(sender.code if sender else "", record.header_str(H.DOCUMENT_ID))]
+    if is_replay(record):
+        keys.append(replay_dedup_key(record))
     axis_doc = record.header_str(H.AXIS_DOC_ID)
     if axis_doc:
         keys.append((AXIS_DEDUP_SENDER, axis_doc))

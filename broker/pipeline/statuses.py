@@ -21,6 +21,7 @@ from broker.edxml.builder import build_status, build_status_for
 from broker.edxml.model import Envelope, Kind, Organization, ResponseFor, StatusCode
 from broker.edxml.validator import EnvelopeValidator, Verdict
 from broker.pipeline.batch import BatchContext, Ids, Outcome, ids_of, parse_date, status_message_id
+from broker.pipeline.intake import AUTHENTICATED
 from broker.trust.context import TrustContext
 from broker.trust.policy import SenderPolicy
 
@@ -156,6 +157,7 @@ class StatusMaker:
                 details={
                     "stage": stage,
                     "problems": [p.to_dict() for p in problems],
+                    "caller": record.header_str(AUTHENTICATED) or None,
                     **(details or {}),
                 },
             )
@@ -269,7 +271,8 @@ def rejected_record(
     stage: str,
     at_ms: int,
 ) -> NewRecord:
-    """The dead letter of a refused record: its bytes and its problems."""
+    """The dead letter of a refused record: its bytes, its problems and the caller the
+    adapter authenticated (what a replay checks it against again)."""
     return NewRecord(
         topic=topic,
         key=(sender_id or ids.message_id).encode(),
@@ -285,6 +288,7 @@ def rejected_record(
                 H.SHA256: ids.sha256,
                 H.STAGE: stage,
                 H.SOURCE: record.header_str(H.SOURCE) or None,
+                AUTHENTICATED: record.header_str(AUTHENTICATED) or None,  # who sent it
                 H.PROBLEMS: json.dumps([p.to_dict() for p in problems], ensure_ascii=False),
             }
         ),

@@ -248,7 +248,7 @@ async def _refused(
     for p in problems:
         runtime.metrics.envelope_refused("accept", p.code)
     try:
-        await runtime.log.append([door_refusal_record(sub, problems, runtime.topics)])
+        await runtime.log.append([door_refusal_record(sub, problems, runtime.topics, env)])
     except DocbrokerError as err:  # the refusal still stands; the trail has a gap
         log.error("could not record a refusal", error=str(err), codes=[p.code for p in problems])
     log.info("envelope refused", codes=[p.code for p in problems])

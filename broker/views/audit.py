@@ -99,5 +99,9 @@ def trace_lines(events: Sequence[dict[str, Any]]) -> list[str]:
         elif what == "refused":
             codes = ", ".join(p["code"] for p in d.get("problems", []))
             what += f" at {d.get('stage')}: {codes}"
+            if d.get("caller"):
+                what += f" (caller {d['caller']})"
+        elif what == "replayed":
+            what += f" by {e['actor']} as {d.get('replayed_as')} (to {d.get('to')})"
         lines.append(f"{e['at']}  {what}  [message {e['message_id']}, {e['chain']}#{e['seq']}]")
     return lines

@@ -318,6 +318,10 @@ class _Fold:
                 r.update(
                     route="refused", refused_code=d.get("code"), refused_reason=d.get("reason")
                 )
+            elif e["type"] == EventType.REPLAYED and d.get("to") == "upstream":
+                for r in self.recipients.found:  # those the national axis refused go again
+                    if r.state.refused_code == "upstream-failed":
+                        r.update(route="upstream", refused_code=None, refused_reason=None)
 
     def _learn_aliases(self) -> None:
         """The 01 docbroker makes on an acknowledgement is from the recipient in its

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,27 @@ def test_list_and_show_dead_letters(
     assert out.read_bytes() == BROKEN
     missing = cli(daemon_env, "rejected", "show", "no-such-id")
     assert missing.returncode == 1 and "not-found" in missing.stderr
+
+
+def test_a_door_refusal_is_counted_once_and_names_its_caller(
+    daemons: DaemonFactory, daemon_env: dict[str, str]
+) -> None:
+    """The door counts the refusal; the pipeline, which records it, does not count it
+    again: one refusal, 1 in docbroker_envelopes_refused_total, whatever its labels."""
+    daemon = daemons()
+    with pytest.raises(ApiProblem):
+        daemon.client().submit(BROKEN)
+    deadline = time.monotonic() + 30
+    letters: list = []
+    while not letters and time.monotonic() < deadline:
+        letters = json.loads(cli(daemon_env, "rejected", "list", "--json").stdout)
+        time.sleep(0.3)
+    (letter,) = letters
+    assert letter["caller"] == "H35"  # the agency whose token the request came with
+    show = cli(daemon_env, "rejected", "show", letter["message_id"])
+    assert "caller H35" in show.stdout
+    time.sleep(1.0)  # the pipeline's metrics of that batch are observed after its commit
+    with urllib.request.urlopen(f"{daemon.url}/metrics", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    refused = [ln for ln in lines if ln.startswith("docbroker_envelopes_refused_total{")]
+    assert sum(float(ln.rsplit(" ", 1)[1]) for ln in refused) == 1.0, refused

@@ -83,11 +83,25 @@ class TestRouting:
 
     def test_suspended_recipient_and_the_sender_itself_are_refused(self) -> None:
         out = processor().process(
-            consumed(document(recipients=(VP, PROVINCE))), ctx(d=with_suspended(VP))
+            consumed(document(recipients=(VP, PROVINCE, NOI_VU))), ctx(d=with_suspended(VP))
         )
         refused = {e.details["code"] for e in out.events if e.type is EventType.RECIPIENT_REFUSED}
         assert refused == {"recipient-suspended", "recipient-is-sender"}
-        assert [m.key for m in on(out.records, TOPICS.mailbox)] == [b"H35", b"H35"]  # two 02s
+        keys = [m.key for m in on(out.records, TOPICS.mailbox)]
+        assert keys == [b"H35", b"H35", b"H35.S02"]  # two 02s, and the document
+
+    def test_no_recipient_that_can_be_served_refuses_the_submission(self) -> None:
+        """Every recipient unknown (or suspended, or the sender): not taken in but a dead
+        letter, replayable once the directory knows the agency, and one 02; its
+        (sender, DocumentId) stays free, so the sender may also send it again."""
+        data = document(recipients=(UNKNOWN, PROVINCE))
+        out = processor().process(consumed(data), ctx())
+        assert out.outcome == "rejected" and out.dedup == ()
+        (dead,) = on(out.records, TOPICS.rejected)
+        assert problems_of(dead) == ["unknown-recipient", "recipient-is-sender"]
+        (status_02,) = on(out.records, TOPICS.mailbox)
+        assert VALIDATOR.check(status_02.value).status_code is StatusCode.REFUSED
+        assert types(out) == ["refused", "status-emitted"]
 
     def test_each_refused_recipient_gets_its_own_02(self, tmp_path: Path) -> None:
         """The sender's mailbox is unique on (recipient, message id): one id for every
