@@ -262,6 +262,15 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class ReportsSettings:
+    """The statistics read model and `docbroker report`."""
+
+    timezone: str = setting(
+        "Asia/Ho_Chi_Minh", "the zone whose days the statistics count in (IANA name)"
+    )
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """What docbroker removes from the log, and when (README, Retention). Days may be
     fractions (a test prunes within seconds); 0 = keep forever."""
@@ -365,6 +374,7 @@ class Settings:
     pipeline: PipelineSettings = setting(factory=PipelineSettings)
     national_axis: NationalAxisSettings = setting(factory=NationalAxisSettings)
     retention: RetentionSettings = setting(factory=RetentionSettings)
+    reports: ReportsSettings = setting(factory=ReportsSettings)
     logging: LoggingSettings = setting(factory=LoggingSettings)
 
     @property

@@ -42,6 +42,7 @@ from broker.views.documents import DocumentsView
 from broker.views.mailbox import MailboxView
 from broker.views.sizes import INTERVAL as SIZES_INTERVAL
 from broker.views.sizes import Sizes, measure
+from broker.views.statistics import StatisticsView
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,19 @@ _LOOP_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
 )
 
 
+def statistics_view(
+    durable: DurableLog, topics: Topics, settings: Settings, directory: DirectoryState
+) -> StatisticsView:
+    """The statistics read model in the data folder (`docbroker report` reads it too)."""
+    return StatisticsView(
+        durable,
+        topics,
+        settings.data_path / "statistics.sqlite",
+        lambda: directory.current,
+        zone=settings.reports.timezone,
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -75,6 +89,7 @@ class Runtime:
     dedup: DedupIndex
     documents: DocumentsView
     pruner: Pruner
+    statistics: StatisticsView
     events: list[str] = field(default_factory=list)  # start/stop order, for tests and logs
 
     @classmethod
@@ -113,6 +128,7 @@ class Runtime:
             metrics,
             resolve=lambda code: (a := directory.current.find(code)) and a.code,
         )
+        statistics = statistics_view(durable, topics, settings, directory)
         pruner = Pruner(
             durable,
             topics,
@@ -136,6 +152,7 @@ class Runtime:
             dedup,
             documents,
             pruner,
+            statistics,
         )
 
     # -- lifecycle
@@ -149,6 +166,7 @@ class Runtime:
             self._followed_state,
             self._mailbox_view,
             self._documents_view,
+            self._statistics_view,
             self._size_watch,
             self._retention,
             self._pipeline,
@@ -265,6 +283,14 @@ class Runtime:
         self._note("documents view stopped")
 
     @asynccontextmanager
+    async def _statistics_view(self) -> AsyncIterator[None]:
+        await self.statistics.start()
+        self._note("statistics view started")
+        yield
+        await self.statistics.stop()
+        self._note("statistics view stopped")
+
+    @asynccontextmanager
     async def _size_watch(self) -> AsyncIterator[None]:
         """The log's and the read models' sizes in the metrics, each minute."""
         log_file = self.settings.embedded_path if self.settings.backend.type == "embedded" else None
@@ -334,6 +360,7 @@ class Runtime:
         )
         checks["mailbox_view"] = self.view.health()
         checks["documents_view"] = self.documents.health()
+        checks["statistics_view"] = self.statistics.health()
         checks["pipeline"] = self.pipeline.health()
         self.metrics.readiness(all(v.startswith("ok") for v in checks.values()))
         return checks

@@ -15,8 +15,10 @@ def document(
     document_id: str = "000.00.00.H35,2026/11/24,12/UBND-VP",
     subject: str = "V/v kết nối, liên thông phần mềm quản lý văn bản",
     padding: int = 0,
+    due_date: str | None = None,
 ) -> bytes:
-    """A small document package; `padding` adds a Content text of that many bytes."""
+    """A small document package; `padding` adds a Content text of that many bytes;
+    `due_date` (yyyy/MM/dd) a DueDate."""
     to = "".join(
         f"<edXML:To><edXML:OrganId>{escape(r)}</edXML:OrganId></edXML:To>" for r in recipients
     )
@@ -38,7 +40,9 @@ def document(
           <edXML:PromulgationDate>2026/11/20</edXML:PromulgationDate>
         </edXML:PromulgationInfo>
         <edXML:Subject>{escape(subject)}</edXML:Subject>
-        <edXML:Content>{content}</edXML:Content>
+        <edXML:Content>{content}</edXML:Content>{
+        f"<edXML:DueDate>{due_date}</edXML:DueDate>" if due_date else ""
+    }
       </edXML:MessageHeader>
     </edXML:edXMLHeader>
   </edXML:edXMLEnvelope>

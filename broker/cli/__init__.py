@@ -17,6 +17,7 @@ from broker.cli import (  # noqa: F401  (each registers its commands on cli.base
     keys,
     mailbox,
     rejected,
+    report,
     serve,
     status,
 )

@@ -77,6 +77,7 @@ class Ids:
     trace_id: str
     received_at: int
     sha256: str
+    source: str = ""  # H.SOURCE: which adapter took it in (http | spool | axis | sdk)
 
 
 def status_message_id(message_id: str, code: StatusCode, to: str, about: str | None = None) -> str:
@@ -99,6 +100,7 @@ def ids_of(record: Record) -> Ids:
         record.header_str(H.TRACE_ID),
         received_at_ms(record),
         record.header_str(H.SHA256) or hashlib.sha256(record.value or b"").hexdigest(),
+        record.header_str(H.SOURCE),
     )
 
 
@@ -165,6 +167,8 @@ def accepted_event(passed: Passed, ids: Ids, size: int, at_ms: int) -> Event:
             "received_at_ms": ids.received_at,
             "sender_signature": check.audit() if check else None,
             "warnings": [w.to_dict() for w in passed.warnings],
+            "source": ids.source or None,  # the reports' inbound from the national axis
+            "due_date": env.due_date.isoformat() if env.due_date else None,  # on-time processing
         },
         **event_fields(env, ids),
     )

@@ -18,7 +18,11 @@ from typing import Any
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog, TopicSize
 
-READ_MODELS = {"mailbox": "mailbox.sqlite", "documents": "documents.sqlite"}
+READ_MODELS = {
+    "mailbox": "mailbox.sqlite",
+    "documents": "documents.sqlite",
+    "statistics": "statistics.sqlite",
+}
 INTERVAL = 60.0  # seconds between two measurements of the running daemon
 
 

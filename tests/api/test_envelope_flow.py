@@ -254,6 +254,7 @@ class TestOperations:
             "directory": "ok (150 agencies)",
             "mailbox_view": "ok",
             "documents_view": "ok",
+            "statistics_view": "ok",
             "pipeline": "ok",
         }
         await api.post("/v1/envelopes", data=document(), headers=XML)

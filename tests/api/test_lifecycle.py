@@ -25,6 +25,7 @@ async def test_start_and_stop_order(tmp_path: Path) -> None:
         "state loaded",
         "mailbox view started",
         "documents view started",
+        "statistics view started",
         "retention started",
         "pipeline started",
     ]
@@ -32,9 +33,10 @@ async def test_start_and_stop_order(tmp_path: Path) -> None:
     assert checks["keys"] == "ok"
     assert runtime.pipeline.running and runtime.view.ready
     await client.close()
-    assert runtime.events[6:] == [
+    assert runtime.events[7:] == [
         "pipeline stopped",
         "retention stopped",
+        "statistics view stopped",
         "documents view stopped",
         "mailbox view stopped",
         "state closed",

@@ -39,7 +39,7 @@ class TestStatusCommand:
             "records_written": 0,
         }
         assert status["log_file_bytes"] >= (data / "log.sqlite").stat().st_size
-        assert status["read_models"] == {"mailbox": None, "documents": None}
+        assert status["read_models"] == {"mailbox": None, "documents": None, "statistics": None}
         text = run(data, "status").output
         assert "backend: embedded" in text and "read model mailbox: not built" in text
         assert all(topic in text for topic in Topics.with_prefix("docbroker.").all())

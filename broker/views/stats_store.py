@@ -1,0 +1,235 @@
+"""The statistics' SQLite file: aggregate counters per (day, agency, measure, key), the
+mail routed to a mailbox and not yet acknowledged, and the due dates of documents
+delivered with one.
+
+Counters are not idempotent, and the daemon and a `docbroker report` on the same
+machine may apply the same records to the same file: each apply is one write
+transaction (BEGIN IMMEDIATE) that reads the stored positions, skips the records
+below them, applies the rest and stores the new positions. Not thread-safe: used
+from one thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from pathlib import Path
+
+import structlog
+
+from broker.core.logrecords import Record, TopicPartition
+from broker.views import stats_fold as fold
+from broker.views.readmodel import open_store, store_position, stored_positions
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+TABLES = ("counters", "messages", "open", "due")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters(
+    day TEXT NOT NULL, agency TEXT NOT NULL, measure TEXT NOT NULL, key TEXT NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY(day, agency, measure, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages(
+    message_id TEXT PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL, due TEXT,
+    document_id TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS open(
+    recipient TEXT NOT NULL, message_id TEXT NOT NULL, routed_at_ms INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(recipient, message_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS due(
+    document_id TEXT NOT NULL, recipient TEXT NOT NULL, due TEXT NOT NULL, done_at_ms INTEGER,
+    PRIMARY KEY(document_id, recipient)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS due_open ON due(due) WHERE done_at_ms IS NULL;
+"""
+# A message's routes follow its acceptance in the same pipeline transaction: the kind,
+# source and due date of the latest accepted messages are enough (40 days of a province).
+MESSAGES_KEPT = 200_000
+PERIODS = {"day": "day", "month": "substr(day, 1, 7)", "year": "substr(day, 1, 4)"}
+
+Canonical = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    period: str
+    agency: str
+    measure: str
+    key: str
+    n: int
+
+
+class StatisticsStore:
+    """The statistics' tables. `canonical` maps a code to the directory's key code
+    (a status's sender to the recipient its document was routed to)."""
+
+    def __init__(
+        self, path: Path, events_topic: str, zone: tzinfo, canonical: Canonical | None = None
+    ) -> None:
+        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, TABLES)
+        self._conn.execute("PRAGMA busy_timeout = 60000")  # another process's apply
+        self.events_topic = events_topic
+        self.zone = zone
+        self.canonical = canonical or (lambda code: code)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def positions(self) -> dict[TopicPartition, int]:
+        return stored_positions(self._conn)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")  # the write lock first: positions then apply
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def apply(self, records: Sequence[Record]) -> int:
+        """Apply the records not applied yet (by this or another process) in one
+        transaction; the number of events applied."""
+        applied = 0
+        counts: Counter[tuple[str, str, str, str]] = Counter()
+        with self._write():
+            done = stored_positions(self._conn)
+            for record in records:
+                if record.offset < done.get(record.tp, 0):
+                    continue  # applied already (another process shares the file)
+                body = _event(record) if record.topic == self.events_topic else None
+                if body is not None:
+                    for agency, day, measure, key, n in self._effects(body):
+                        counts[(day, agency, measure, key)] += n
+                    applied += 1
+                store_position(self._conn, record)
+                done[record.tp] = record.offset + 1
+            self._conn.executemany(
+                "INSERT INTO counters VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                [(*k, n) for k, n in counts.items()],
+            )
+            self._conn.execute(
+                "DELETE FROM messages WHERE rowid < (SELECT MAX(rowid) FROM messages) - ?",
+                (MESSAGES_KEPT,),
+            )
+        return applied
+
+    def _effects(self, body: fold.Body) -> list[tuple[str, str, str, str, int]]:
+        """The counters of one event, after the table changes it makes."""
+        eff = fold.effects_of(body, self.zone)
+        at_ms = int(body.get("at_ms") or 0)
+        day = fold.local_day(at_ms, self.zone)
+        counts = list(eff.counts)
+        c = self._conn
+        if eff.message is not None:
+            c.execute(
+                "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?)", (*eff.message, at_ms)
+            )
+        if eff.routed is not None:
+            counts += self._routed(*eff.routed, day)
+        if eff.upstream is not None:
+            message_id, sender, _ = eff.upstream
+            kind = self._message(message_id)[0]
+            counts.append((sender, day, fold.AXIS_OUT, kind, 1))
+        if eff.delivered is not None:
+            counts += self._delivered(*eff.delivered, day)
+        if eff.acknowledged is not None:
+            c.execute("DELETE FROM open WHERE message_id = ? AND recipient = ?", eff.acknowledged)
+        if eff.done is not None:
+            counts += self._done(*eff.done, day)
+        return counts
+
+    def _message(self, message_id: str) -> tuple[str, str, str | None, str]:
+        row = self._conn.execute(
+            "SELECT kind, source, due, document_id FROM messages WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        return tuple(row) if row else ("document", "unknown", None, "")  # type: ignore[return-value]
+
+    def _routed(self, message_id: str, recipient: str, at_ms: int, day: str) -> list:
+        kind, source, due, document_id = self._message(message_id)
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO open VALUES (?, ?, ?, 0)", (recipient, message_id, at_ms)
+        )
+        if due and kind == "document" and document_id:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO due VALUES (?, ?, ?, NULL)", (document_id, recipient, due)
+            )
+        return fold.routed_counts(recipient, day, kind, source) if cur.rowcount else []
+
+    def _delivered(self, message_id: str, recipient: str, at_ms: int, day: str) -> list:
+        row = self._conn.execute(
+            "SELECT routed_at_ms FROM open WHERE recipient = ? AND message_id = ? "
+            "AND delivered = 0",
+            (recipient, message_id),
+        ).fetchone()
+        if row is None:
+            return []
+        self._conn.execute(
+            "UPDATE open SET delivered = 1 WHERE recipient = ? AND message_id = ?",
+            (recipient, message_id),
+        )
+        return [(recipient, day, fold.DELIVERY, str(fold.bucket_of(at_ms - row[0])), 1)]
+
+    def _done(self, document_id: str, agency: str, at_ms: int, day: str) -> list:
+        recipient = self.canonical(agency) or agency
+        row = self._conn.execute(
+            "SELECT due FROM due WHERE document_id = ? AND recipient = ? AND done_at_ms IS NULL",
+            (document_id, recipient),
+        ).fetchone()
+        if row is None:
+            return []
+        self._conn.execute(
+            "UPDATE due SET done_at_ms = ? WHERE document_id = ? AND recipient = ?",
+            (at_ms, document_id, recipient),
+        )
+        return [(recipient, day, fold.ON_TIME, fold.on_time_key(at_ms, row[0], self.zone), 1)]
+
+    # -- queries
+
+    def counters(self, first_day: str, last_day: str, period: str) -> list[CounterRow]:
+        """The counters of the days from `first_day` to `last_day` (inclusive), summed
+        per period (day | month | year), agency, measure and key."""
+        expr = PERIODS[period]
+        rows = self._conn.execute(
+            f"SELECT {expr} AS p, agency, measure, key, SUM(n) FROM counters "  # noqa: S608
+            "WHERE day BETWEEN ? AND ? GROUP BY p, agency, measure, key",
+            (first_day, last_day),
+        )
+        return [CounterRow(*row) for row in rows]
+
+    def pending(self) -> list[tuple[str, int, int]]:
+        """Per recipient: how many entries are routed and not acknowledged, and when the
+        oldest was routed (ms)."""
+        rows = self._conn.execute(
+            "SELECT recipient, COUNT(*), MIN(routed_at_ms) FROM open GROUP BY recipient"
+        )
+        return [(r, n, oldest) for r, n, oldest in rows]
+
+    def overdue(self, first_day: str, last_day: str) -> list[tuple[str, int]]:
+        """Per recipient: documents due between the days (inclusive) with no 06 yet."""
+        rows = self._conn.execute(
+            "SELECT recipient, COUNT(*) FROM due WHERE done_at_ms IS NULL "
+            "AND due BETWEEN ? AND ? GROUP BY recipient",
+            (first_day, last_day),
+        )
+        return [(r, n) for r, n in rows]
+
+
+def _event(record: Record) -> fold.Body | None:
+    """The event a record holds; None (and a warning) for anything else."""
+    try:
+        body = json.loads(record.value or b"")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        log.warning("statistics: not an event", partition=record.partition, offset=record.offset)
+        return None
+    if not isinstance(body.get("message_id"), str):
+        return None
+    return body
