@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,22 @@ def start_browser(downloads: Path) -> WebDriver:
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    return driver
+
+
+def downloaded(driver: WebDriver, suffix: str, timeout: float = 20) -> Path:
+    """The file the browser downloaded, once complete."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in driver.downloads.iterdir() if p.name.endswith(suffix)]  # type: ignore[attr-defined]
+        if done:
+            return done[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no {suffix} downloaded")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ page is kept in build/test-artefacts/console/."""
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,8 +21,9 @@ from broker.cli.client import ApiProblem, DocbrokerClient
 from broker.config import load_settings
 from broker.keys.files import ADMIN_TOKENS, new_admin_token
 from tests.conftest import backend_env
-from tests.console.browser import csp_violations, screenshot, text_of
+from tests.console.browser import csp_violations, downloaded, screenshot, text_of
 from tests.e2e.daemon import Daemon
+from tests.e2e.test_province import cli
 from tests.edxml_samples import document, status
 from tests.pki import install_keys
 
@@ -32,10 +34,15 @@ DOCUMENT_ID = "000.00.00.H35,2026/12/01,345/SCT-VP"
 BROKEN = b"<?xml version='1.0'?><edXML xmlns='http://www.mic.gov.vn/TBT/QCVN_102_2016'>"
 
 
+NEW_AGENCY, NEW_AGENCY_102 = "H35.S98", "000.00.98.H35"
+LATE_DOCUMENT_ID = "000.00.00.H35,2026/12/01,346/SCT-VP"
+
+
 class Deployment:
     """A daemon, its admin token, and the traffic the test made through it."""
 
-    def __init__(self, daemon: Daemon, admin_token: str) -> None:
+    def __init__(self, daemon: Daemon, admin_token: str, env: dict[str, str]) -> None:
+        self.env = env
         self.daemon = daemon
         self.admin_token = admin_token
         self.admin = DocbrokerClient(daemon.url, timeout=30, token=admin_token)
@@ -59,6 +66,25 @@ class Deployment:
         with pytest.raises(ApiProblem):
             client.submit(BROKEN)
         wait_for(lambda: self._latest_status() == "03")
+
+    def refuse_for_an_agency_not_there_yet(self) -> None:
+        """A document to an agency the directory does not have yet: refused as a whole
+        (a dead letter of the pipeline), then the agency is added."""
+        doc = document(SENDER, (NEW_AGENCY_102,), LATE_DOCUMENT_ID)
+        self.daemon.client().submit(doc)
+        wait_for(lambda: any(d["document_id"] == LATE_DOCUMENT_ID for d in self.dead_letters()))
+        added = cli(
+            self.env, "agencies", "add", NEW_AGENCY, "--name", "Sở Thử nghiệm",
+            "--code102", NEW_AGENCY_102, "--parent", "H35", "--level", "sở",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: any(a["code"] == NEW_AGENCY for a in self.admin.agencies()["agencies"]))
+        time.sleep(1)  # the pipeline routes with its own copy of the directory
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        run = cli(self.env, "rejected", "list", "--json")
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
 
     def _latest_status(self) -> str | None:
         try:
@@ -90,7 +116,7 @@ def deployment(tmp_path: Path, unique_prefix: str) -> Iterator[Deployment]:
     daemon = Daemon(tmp_path / "docbroker", env)
     daemon.start()
     try:
-        yield Deployment(daemon, admin)
+        yield Deployment(daemon, admin, env)
     finally:
         daemon.kill()
 
@@ -134,6 +160,7 @@ def test_an_administrator_goes_through_the_console(
     deployment: Deployment,
 ) -> None:
     deployment.make_traffic()
+    deployment.refuse_for_an_agency_not_there_yet()
     secrets = [deployment.admin_token, *deployment.daemon.tokens.tokens.values()]
     browser.get(deployment.url("/console/login"))
     screenshot(browser, "login")
@@ -141,7 +168,7 @@ def test_an_administrator_goes_through_the_console(
 
     assert browser.current_url.endswith("/console/")
     assert "sẵn sàng" in text_of(browser, "#readiness h2")
-    assert "1" in text_of(browser, "#dead-letters h2")
+    assert text_of(browser, "#dead-letters h2").endswith(": 2")
     screenshot(browser, "overview")
 
     browser.find_element(By.LINK_TEXT, "Tra cứu văn bản").click()
@@ -179,11 +206,17 @@ def test_an_administrator_goes_through_the_console(
 
     browser.get(deployment.url("/console/dead-letters"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#dead-letter-list tbody tr")
-    assert len(rows) == 1 and "not-well-formed" in rows[0].text
+    assert len(rows) == 2
     screenshot(browser, "dead-letters")
-    rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    (broken,) = [r for r in rows if "not-well-formed" in r.text]
+    broken.find_element(By.CSS_SELECTOR, "a").click()
     assert "not-well-formed" in text_of(browser, "#problems")
     screenshot(browser, "dead-letter")
+    browser.find_element(By.ID, "dry-run").click()
+    assert "Vẫn sẽ bị từ chối" in text_of(browser, "#replay-result"), "bytes still broken"
+
+    replay_a_dead_letter(browser, deployment)
+    download_a_report(browser, deployment)
 
     for page in ("/console/", "/console/agencies", "/console/dead-letters"):
         browser.get(deployment.url(page))
@@ -194,3 +227,42 @@ def test_an_administrator_goes_through_the_console(
     browser.find_element(By.ID, "logout").click()
     browser.get(deployment.url("/console/"))
     assert "/console/login" in browser.current_url
+
+
+def replay_a_dead_letter(browser: WebDriver, deployment: Deployment) -> None:
+    """The refused document's recipient is in the directory now: a check says it would
+    pass, the replay puts it in the new agency's mailbox, and the page says so."""
+    browser.get(deployment.url("/console/dead-letters"))
+    (late,) = [
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#dead-letter-list tbody tr")
+        if LATE_DOCUMENT_ID in r.text
+    ]
+    late.find_element(By.CSS_SELECTOR, "a").click()
+    browser.find_element(By.ID, "dry-run").click()
+    assert "Có thể gửi lại" in text_of(browser, "#replay-result")
+    assert NEW_AGENCY in text_of(browser, "#replay-result")
+    browser.find_element(By.ID, "replay-button").click()
+    assert "Đã gửi lại" in text_of(browser, "#replay-result")
+    assert "đã gửi lại thành" in text_of(browser, "#replayed-as")
+    assert not browser.find_elements(By.ID, "replay-button"), "replayed once: no button"
+    screenshot(browser, "dead-letter-replayed")
+    inbox = wait_for(lambda: deployment.admin.inbox(NEW_AGENCY)["envelopes"])
+    assert len(inbox) == 1
+
+
+def download_a_report(browser: WebDriver, deployment: Deployment) -> None:
+    """The reports page with its chart (an SVG the browser draws), then its CSV and
+    XLSX downloads."""
+    browser.get(deployment.url("/console/reports"))
+    wait_for(lambda: int(text_of(browser, "#total-sent_documents").replace("\u202f", "")) >= 2
+             or browser.refresh())  # fmt: skip
+    assert browser.execute_script("return document.querySelector('#chart img').naturalWidth") > 0, (
+        "the chart is drawn"
+    )
+    screenshot(browser, "reports")
+    browser.find_element(By.ID, "download-csv").click()
+    csv = downloaded(browser, ".csv").read_text(encoding="utf-8-sig")
+    assert SENDER.split(".")[-1] in csv and "sent_documents" in csv
+    browser.find_element(By.ID, "download-xlsx").click()
+    assert downloaded(browser, ".xlsx").read_bytes()[:2] == b"PK"

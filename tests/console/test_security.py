@@ -9,7 +9,19 @@ import re
 from adapters.http_api.console.guard import CSP
 from tests.console.conftest import AGENCY, Console
 
-PAGES = ("/console/", "/console/documents", "/console/agencies", "/console/dead-letters")
+PAGES = (
+    "/console/",
+    "/console/documents",
+    "/console/documents?code=12/UBND-VP",
+    "/console/agencies",
+    "/console/dead-letters",
+    "/console/reports",
+)
+FILES = (
+    "/console/reports/chart.svg",
+    "/console/reports/report.csv",
+    "/console/reports/report.xlsx",
+)
 
 
 def assert_strict_headers(headers: object) -> None:
@@ -70,8 +82,9 @@ async def test_a_post_without_the_csrf_token_is_refused(console: Console) -> Non
     assert_strict_headers(no_token.headers)
     assert (await console.login()).status == 303
     for data in ({}, {"csrf": "forged"}):
-        resp = await console.client.post("/console/logout", data=data, allow_redirects=False)
-        assert resp.status == 403
+        for action in ("/console/logout", "/console/dead-letters/some-id/replay"):
+            resp = await console.client.post(action, data=data, allow_redirects=False)
+            assert resp.status == 403, action
     assert (await console.client.get("/console/", allow_redirects=False)).status == 200
     csrf = await console.csrf("/console/")
     out = await console.client.post("/console/logout", data={"csrf": csrf}, allow_redirects=False)
@@ -100,3 +113,28 @@ async def test_the_style_sheet_and_errors_carry_the_headers_too(console: Console
     missing = await console.client.get("/console/documents/no-such-document")
     assert missing.status == 404 and missing.content_type == "text/html"
     assert_strict_headers(missing.headers)
+
+
+async def test_every_page_renders_in_both_languages(console: Console) -> None:
+    """A missing message would raise: each page in Vietnamese and in English."""
+    assert (await console.login()).status == 303
+    for lang in ("vi", "en"):
+        for path in (*PAGES, f"/console/agencies/{AGENCY}"):
+            sep = "&" if "?" in path else "?"
+            resp = await console.client.get(f"{path}{sep}lang={lang}")
+            assert resp.status == 200, (path, lang)
+            assert f'<html lang="{lang}">' in await resp.text()
+
+
+async def test_the_chart_and_the_downloads_carry_the_headers(console: Console) -> None:
+    for path in FILES:
+        assert (await console.client.get(path, allow_redirects=False)).status == 303
+    assert (await console.login()).status == 303
+    for path, kind in zip(
+        FILES, ("image/svg+xml", "text/csv", "application/vnd.openxml"), strict=True
+    ):
+        resp = await console.client.get(path)
+        assert resp.status == 200 and resp.content_type.startswith(kind), path
+        assert_strict_headers(resp.headers)
+    svg = await (await console.client.get(FILES[0])).text()
+    assert not re.search(r"<script|\son[a-z]+=|javascript:", svg, re.I)

@@ -12,7 +12,14 @@ from importlib import resources
 
 from aiohttp import web
 
-from adapters.http_api.console import agencies, dead_letters, documents, login, overview
+from adapters.http_api.console import (
+    agencies,
+    dead_letters,
+    documents,
+    login,
+    overview,
+    reports,
+)
 from adapters.http_api.console.dead_letter_cache import DeadLetterCache
 from adapters.http_api.console.guard import SECURITY_HEADERS, console_guard, see_other
 from adapters.http_api.console.keys import DEAD_LETTERS, SESSIONS
@@ -48,6 +55,11 @@ def console_app() -> web.Application:
     r.add_get("/agencies/{code}", agencies.agency_page)
     r.add_get("/dead-letters", dead_letters.dead_letter_list)
     r.add_get("/dead-letters/{message_id}", dead_letters.dead_letter_page)
+    r.add_post("/dead-letters/{message_id}/replay", dead_letters.replay)
+    r.add_get("/reports", reports.reports_page)
+    r.add_get("/reports/chart.svg", reports.chart)
+    r.add_get("/reports/report.csv", reports.csv_download)
+    r.add_get("/reports/report.xlsx", reports.xlsx_download)
     return app
 
 

@@ -8,12 +8,13 @@ from broker.core.logrecords import TopicPartition
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog
 from broker.views.audit import read_all
-from broker.views.dead_letters import DeadLetter, dead_letter
+from broker.views.dead_letters import DeadLetter, dead_letters
 
 
 class DeadLetterCache:
-    """Every dead letter of the `rejected` topic (without its bytes), parsed once per
-    change of the topic's end offsets: a page view costs one offsets query."""
+    """Every dead letter of the `rejected` topic (without its bytes, marked replayed where
+    the pipeline replayed it), parsed once per change of the topic's end offsets: a page
+    view costs one offsets query."""
 
     def __init__(self) -> None:
         self._ends: dict[TopicPartition, int] | None = None
@@ -25,7 +26,7 @@ class DeadLetterCache:
             ends = await log_.end_offsets([topics.rejected])
             if ends != self._ends:
                 records = await read_all(log_, topics.rejected)
-                self._letters = [dead_letter(r) for r in records]
+                self._letters = [letter for letter, _ in dead_letters(records)]
                 self._ends = ends
             return self._letters
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from adapters.http_api.console.keys import DEAD_LETTERS
 from adapters.http_api.console.render import render
 from adapters.http_api.keys import RUNTIME
 from broker.core.errors import NotFound
+from broker.service.replay import ReplayResult, replay_live
 from broker.views.dead_letters import DeadLetter, select
 
+log = structlog.get_logger(__name__)
+
 STAGES = ("accept", "pipeline", "upstream")
+ACTOR = "console (admin)"  # who replayed, as the audit trail records it
 
 
 def location_text(problem: dict[str, Any]) -> str:
@@ -53,13 +58,41 @@ async def _letter(request: web.Request) -> DeadLetter:
     return letter
 
 
-async def dead_letter_page(request: web.Request) -> web.StreamResponse:
-    letter = await _letter(request)
-    problems = [{**p, "where": location_text(p)} for p in letter.problems]
+def _page(
+    request: web.Request, letter: DeadLetter, result: ReplayResult | None = None
+) -> web.Response:
     context = {
         "section": "dead_letters",
         "letter": letter,
-        "problems": problems,
-        "replayed": None,
+        "problems": [{**p, "where": location_text(p)} for p in letter.problems],
+        "result": result,
+        "result_problems": [
+            {**p, "where": location_text(p)} for p in (result.problems if result else ())
+        ],
     }
     return render(request, "dead_letter.html", context)
+
+
+async def dead_letter_page(request: web.Request) -> web.StreamResponse:
+    return _page(request, await _letter(request))
+
+
+async def replay(request: web.Request) -> web.StreamResponse:
+    """POST (the guard checked the CSRF token): replay the dead letter, or with
+    `dry_run` say what a replay would do; idempotent and audited by the pipeline
+    (broker.service.replay). The page shows the outcome."""
+    letter = await _letter(request)
+    form = await request.post()
+    dry_run = form.get("dry_run") == "1"
+    (result,) = await replay_live(
+        request.config_dict[RUNTIME], [letter.message_id], dry_run=dry_run, actor=ACTOR
+    )
+    log.info(
+        "console: dead letter replay",
+        message_id=letter.message_id,
+        dry_run=dry_run,
+        outcome=result.outcome,
+    )
+    if not dry_run:  # show it as it now is (marked replayed, when it was)
+        letter = await _letter(request)
+    return _page(request, letter, result)

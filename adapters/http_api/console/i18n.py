@@ -67,6 +67,11 @@ class Translator:
             return code
         return f"{code} {name[0]}" if self.lang == "vi" else f"{code} {name[0]} — {name[1]}"
 
+    def pick(self, vi: str, en: str) -> str:
+        """A label that comes with its data in both languages (a report's tables and
+        columns, made by broker.views.report for the CLI, the exports and this page)."""
+        return vi if self.lang == "vi" else en
+
     def check(self, name: str) -> str:
         """A readiness check's name (as /readyz reports it)."""
         key = f"check.{name}"

@@ -13,6 +13,7 @@ from cryptography import x509
 
 from adapters.http_api.console.keys import DEAD_LETTERS
 from adapters.http_api.console.render import render
+from adapters.http_api.console.reports import TOTALS, traffic
 from adapters.http_api.keys import RUNTIME
 from broker.clock import now_ms, utc_now
 from broker.runtime import Runtime
@@ -74,10 +75,11 @@ def axis_link(runtime: Runtime) -> dict[str, Any]:
 
 async def overview(request: web.Request) -> web.StreamResponse:
     runtime = request.config_dict[RUNTIME]
-    checks, backlog, letters = await asyncio.gather(
+    checks, backlog, letters, today_and_month = await asyncio.gather(
         runtime.readiness(),
         runtime.view.pending_by_agency(),
         request.app[DEAD_LETTERS].letters(runtime.log, runtime.topics),
+        traffic(runtime),
     )
     directory = runtime.directory.current
     now = now_ms()
@@ -100,5 +102,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         "axis": axis_link(runtime),
         "certificates": certificate_rows(runtime.trust.certificates(), utc_now()),
         "soon_days": SOON_DAYS,
+        "traffic": today_and_month,
+        "traffic_keys": TOTALS,
     }
     return render(request, "overview.html", context)
