@@ -17,7 +17,7 @@ from broker.views.dead_letters import DeadLetter, select
 log = structlog.get_logger(__name__)
 
 STAGES = ("accept", "pipeline", "upstream")
-ACTOR = "console (admin)"  # who replayed, as the audit trail records it
+ACTOR = "console:admin"  # who replayed, as the audit trail records it (README: Dead letters)
 
 
 def location_text(problem: dict[str, Any]) -> str:
