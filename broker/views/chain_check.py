@@ -31,6 +31,9 @@ class LinkProblem:
     seq: int
     broken: bool
     reason: str
+    # what is wrong, as a stable code (the console words it): prev-mismatch,
+    # next-mismatch, head-mismatch, before-missing, after-missing, not-chained
+    code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,9 @@ def verdict(
     for text in own:
         found = _parsed(text)
         if found is None:
-            problems.append(LinkProblem("?", 0, True, "an event that is not a chained event"))
+            problems.append(
+                LinkProblem("?", 0, True, "an event that is not a chained event", "not-chained")
+            )
             continue
         problems += _links_of(text, *found, stored, heads)
     return ChainVerdict(len(own), tuple(problems))
@@ -101,9 +106,15 @@ def _links_of(
     out = []
     before = GENESIS if seq == 1 else stored.get((chain, seq - 1))
     if before is None:
-        out.append(LinkProblem(chain, seq, False, f"event {seq - 1} is not in the view"))
+        out.append(
+            LinkProblem(chain, seq, False, f"event {seq - 1} is not in the view", "before-missing")
+        )
     elif prev != (before if seq == 1 else digest(before)):
-        out.append(LinkProblem(chain, seq, True, f"its prev is not the hash of event {seq - 1}"))
+        out.append(
+            LinkProblem(
+                chain, seq, True, f"its prev is not the hash of event {seq - 1}", "prev-mismatch"
+            )
+        )
     mine = digest(text)
     after = stored.get((chain, seq + 1))
     head = heads.get(chain)
@@ -111,10 +122,22 @@ def _links_of(
         after_link = _parsed(after)
         if after_link is None or after_link[2] != mine:
             out.append(
-                LinkProblem(chain, seq, True, f"event {seq + 1}'s prev is not this event's hash")
+                LinkProblem(
+                    chain,
+                    seq,
+                    True,
+                    f"event {seq + 1}'s prev is not this event's hash",
+                    "next-mismatch",
+                )
             )
     elif head is not None and head[0] == seq and head[1] != mine:
-        out.append(LinkProblem(chain, seq, True, "the chain's head is not this event's hash"))
+        out.append(
+            LinkProblem(
+                chain, seq, True, "the chain's head is not this event's hash", "head-mismatch"
+            )
+        )
     elif head is not None and head[0] > seq:
-        out.append(LinkProblem(chain, seq, False, f"event {seq + 1} is not in the view"))
+        out.append(
+            LinkProblem(chain, seq, False, f"event {seq + 1} is not in the view", "after-missing")
+        )
     return out

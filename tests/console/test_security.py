@@ -4,10 +4,28 @@ and no page has a script or shows a secret."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import ssl
+from pathlib import Path
+from urllib.parse import quote
 
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from adapters.http_api import build_app
 from adapters.http_api.console.guard import CSP
+from adapters.http_api.server import server_tls_context
+from broker.config import load_settings
+from broker.keys.files import SDK_MASTER_KEY
+from broker.runtime import Runtime
+from tests.conftest import backend_env
 from tests.console.conftest import AGENCY, Console
+from tests.credentials import runtime_system
+from tests.edxml_samples import document
+from tests.pki import install_keys
+
+DOC = "000.00.00.H35,2026/12/01,7/UBND-VP"
 
 PAGES = (
     "/console/",
@@ -92,17 +110,114 @@ async def test_a_post_without_the_csrf_token_is_refused(console: Console) -> Non
     assert (await console.client.get("/console/", allow_redirects=False)).status == 303
 
 
+async def known_secrets(console: Console) -> list[str]:
+    """Every secret the test knows: the admin and agency tokens (whole and their secret
+    part), the agency token's stored hash, an SDK system's secret, the SDK master key and
+    the broker's private key."""
+    runtime = console.runtime
+    _, sdk_secret = await runtime_system(runtime, AGENCY)
+    agency = runtime.directory.current.find(AGENCY)
+    assert agency is not None
+    keys = runtime.settings.data_path / "keys"
+    private_key = (keys / "broker.key.pem").read_text().splitlines()[1]
+    return [
+        console.admin_token,
+        console.agency_token,
+        console.agency_token.rsplit("_", 1)[1],
+        *(t.sha256 for t in agency.tokens),
+        *(s.salt for s in agency.systems),
+        sdk_secret,
+        (keys / SDK_MASTER_KEY).read_text().strip(),
+        private_key,
+    ]
+
+
 async def test_pages_have_no_script_no_inline_style_and_no_secret(console: Console) -> None:
+    secrets = await known_secrets(console)
+    resp = await console.client.post(
+        "/v1/envelopes",
+        data=document(AGENCY, ("000.00.01.H35",), DOC),
+        headers={"Authorization": f"Bearer {console.agency_token}"},
+    )
+    assert resp.status == 202
+    await wait_for_document(console)
     assert (await console.login()).status == 303
     agency = f"/console/agencies/{AGENCY}"
-    for path in (*PAGES, agency, "/console/login", "/console/nowhere"):
+    timeline = f"/console/documents/{quote(DOC, safe='')}"
+    for path in (*PAGES, agency, timeline, "/console/login", "/console/nowhere"):
         resp = await console.client.get(path)
         html = await resp.text()
         assert_strict_headers(resp.headers)
         assert not re.search(r"<script|\son[a-z]+=|style=|javascript:", html, re.I), path
-        assert console.admin_token not in html and console.agency_token not in html, path
-        secret = console.agency_token.rsplit("_", 1)[1]
-        assert secret not in html, path
+        leaked = [s for s in secrets if s in html]
+        assert not leaked, (path, leaked)
+    assert "sys-" in await (await console.client.get(agency)).text(), "the system, by id"
+
+
+async def wait_for_document(console: Console) -> None:
+    for _ in range(100):
+        state = await console.runtime.documents.state(DOC)
+        if state is not None and state.recipients and state.recipients[0].routed_at_ms:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the document did not reach the view")
+
+
+async def test_a_changed_event_shows_where_the_chain_breaks(console: Console) -> None:
+    """The verdict reads the events the documents view keeps: one changed there (as if
+    the log had been tampered with) is found, intact before."""
+    resp = await console.client.post(
+        "/v1/envelopes",
+        data=document(AGENCY, ("000.00.01.H35",), DOC),
+        headers={"Authorization": f"Bearer {console.agency_token}"},
+    )
+    assert resp.status == 202
+    await wait_for_document(console)
+    assert (await console.login()).status == 303
+    timeline = f"/console/documents/{quote(DOC, safe='')}"
+    assert 'class="good" id="chain-verdict"' in await (await console.client.get(timeline)).text()
+    view = console.runtime.documents
+
+    def tamper() -> None:
+        conn = view._store_or_fail()._conn
+        conn.execute(
+            "UPDATE events SET body = replace(body, '\"routed\"', '\"routed \"') "
+            "WHERE document_id = ? AND type = 'routed'",
+            (DOC,),
+        )
+        conn.commit()
+
+    await view._thread.run(tamper)
+    html = await (await console.client.get(timeline)).text()
+    assert 'class="bad" id="chain-verdict"' in html
+    problem = re.search(r'class="link-problem"><span class="mono">[^#<]+#2</span>: ([^<]+)<', html)
+    assert problem, html
+    assert problem.group(1) == (
+        "đầu chuỗi đã ghi không khớp mã băm của sự kiện này: sự kiện này đã bị sửa"
+    ), "the last event of its chain: its hash is checked against the chain's head"
+
+
+async def test_a_tls_listener_marks_the_cookie_secure(tmp_path: Path, unique_prefix: str) -> None:
+    install_keys(tmp_path / "data")
+    env = {
+        **backend_env("embedded", tmp_path / "data", unique_prefix, None),
+        "DOCBROKER_HTTP_TLS": "true",
+    }
+    settings = load_settings(None, env)
+    server = TestServer(build_app(Runtime.build(settings)))
+    await server.start_server(ssl=server_tls_context(settings))
+    tls = ssl.create_default_context(cafile=str(tmp_path / "data" / "keys" / "ca.cert.pem"))
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/console/login"), ssl=tls) as resp,
+        ):
+            assert resp.status == 200
+            cookie = resp.cookies["docbroker_console"]
+            assert cookie["secure"] and cookie["httponly"]
+            assert cookie["samesite"] == "Strict"
+    finally:
+        await server.close()
 
 
 async def test_the_style_sheet_and_errors_carry_the_headers_too(console: Console) -> None:

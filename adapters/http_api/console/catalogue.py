@@ -247,6 +247,32 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("total.axis_out", "Gửi lên Trục quốc gia", "Out to the national axis"),
     ("total.refused", "Bị từ chối", "Refused"),
     ("total.pending", "Chưa xác nhận (đang chờ)", "Pending (unacknowledged)"),
+    (
+        "chain.prev-mismatch",
+        "prev của sự kiện không phải là mã băm của sự kiện {before}: sự kiện đó đã bị sửa",
+        "its prev is not the hash of event {before}: that event was changed",
+    ),
+    (
+        "chain.next-mismatch",
+        "prev của sự kiện {after} không phải là mã băm của sự kiện này: sự kiện này đã bị sửa",
+        "event {after}'s prev is not this event's hash: this event was changed",
+    ),
+    (
+        "chain.head-mismatch",
+        "đầu chuỗi đã ghi không khớp mã băm của sự kiện này: sự kiện này đã bị sửa",
+        "the chain's recorded head is not this event's hash: this event was changed",
+    ),
+    (
+        "chain.before-missing",
+        "sự kiện {before} không có trong chỉ mục: chưa kiểm tra được",
+        "event {before} is not in the view: not checked",
+    ),
+    (
+        "chain.after-missing",
+        "sự kiện {after} không có trong chỉ mục: chưa kiểm tra được",
+        "event {after} is not in the view: not checked",
+    ),
+    ("chain.not-chained", "một sự kiện không thuộc chuỗi nào", "an event that is in no chain"),
     # agencies
     ("agencies.title", "Cơ quan", "Agencies"),
     ("agency.code", "Mã định danh", "Code"),
