@@ -20,6 +20,7 @@ from broker.core.topics import Topics
 from broker.log.embedded import EmbeddedLog
 from broker.log.interface import DurableLog
 from broker.views.audit import document_events
+from broker.views.document_fold import Resolve
 from broker.views.documents import DocumentsStore, DocumentsView
 from tests.conftest import LogFactory
 from tests.documents_kit import DOC_ID, NOI_VU, PROVINCE, T0, UNKNOWN, VP, Trail
@@ -237,11 +238,13 @@ class TestFailedApply:
         real_apply = DocumentsStore.apply
         failed: list[int] = []
 
-        def full_disk_once(store: DocumentsStore, records: Sequence[Record]) -> int:
+        def full_disk_once(
+            store: DocumentsStore, records: Sequence[Record], resolve: Resolve | None = None
+        ) -> int:
             if not failed:
                 failed.append(len(records))
                 raise sqlite3.OperationalError("database or disk is full")
-            return real_apply(store, records)
+            return real_apply(store, records, resolve)
 
         monkeypatch.setattr(DocumentsStore, "apply", full_disk_once)
         trail = sent_and_answered(topics)
