@@ -59,7 +59,11 @@ class Metrics:
             ["version", "backend", "instance"],
             registry=r,
         )
-        self._ready = Gauge("docbroker_ready", "1 when /readyz passes", registry=r)
+        self._ready = Gauge(
+            "docbroker_ready",
+            "1 when the /readyz checks pass (checked at each /readyz and each scrape)",
+            registry=r,
+        )
         self._http = Counter(
             "docbroker_http_requests_total",
             "HTTP requests answered",
@@ -238,6 +242,17 @@ class Metrics:
             ["view"],
             registry=r,
         )
+        self._data_free = Gauge(
+            "docbroker_data_free_bytes",
+            "Free space of the data directory's filesystem (for docbroker's user), measured "
+            "with the sizes",
+            registry=r,
+        )
+        self._data_capacity = Gauge(
+            "docbroker_data_capacity_bytes",
+            "Size of the data directory's filesystem, measured with the sizes",
+            registry=r,
+        )
         self._pruned = Counter(
             "docbroker_log_pruned_records_total",
             "Records removed from the log by the retention rules (offsets passed), by topic",
@@ -373,6 +388,10 @@ class Metrics:
 
     def read_model_size(self, view: str, size: int) -> None:
         self._read_model_bytes.labels(view).set(size)
+
+    def data_space(self, free: int, capacity: int) -> None:
+        self._data_free.set(free)
+        self._data_capacity.set(capacity)
 
     def log_pruned(self, removed: Mapping[str, int], seconds: float) -> None:
         for topic, count in removed.items():

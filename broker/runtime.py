@@ -331,6 +331,8 @@ class Runtime:
         for view, size in sizes.read_models.items():
             if size is not None:
                 self.metrics.read_model_size(view, size)
+        if sizes.data_free_bytes is not None and sizes.data_capacity_bytes is not None:
+            self.metrics.data_space(sizes.data_free_bytes, sizes.data_capacity_bytes)
 
     @asynccontextmanager
     async def _retention(self) -> AsyncIterator[None]:

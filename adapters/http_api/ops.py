@@ -26,7 +26,11 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    body = request.app[RUNTIME].metrics.render()
+    """The metrics, with readiness checked now: docbroker_ready is what a scrape
+    reads, and nothing else may call /readyz (its checks are bounded in time)."""
+    runtime = request.app[RUNTIME]
+    await runtime.readiness()
+    body = runtime.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -203,7 +203,13 @@ class MailboxView:
         oldest = await self._thread.run(self._store_or_fail().oldest_pending_ms)
         now = now_ms()
         self.metrics.oldest_unacknowledged(0 if oldest is None else max(0, now - oldest) / 1e3)
-        gauges = backlog_gauges(await self.pending_by_agency(), self.directory(), now)
+        await self._thread.run(self._report_backlog, self.directory(), now)
+
+    def _report_backlog(self, directory: Directory, now: int) -> None:
+        """The per-agency gauges (in the store's thread: a label per agency of the
+        directory is a few hundred gauge updates, kept off the event loop)."""
+        backlog = self._store_or_fail().pending_by_agency()
+        gauges = backlog_gauges(backlog, directory, now)
         self.metrics.mailbox_backlog({k: (g.pending, g.oldest_seconds) for k, g in gauges.items()})
 
     def _wake(self, recipient: str) -> None:

@@ -11,6 +11,7 @@ their SQLite files (with -wal and -shm).
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class Sizes:
     records_written: dict[str, int]  # end offsets summed over partitions
     log_file_bytes: int | None  # the embedded log's file; None on Kafka
     read_models: dict[str, int | None]
+    data_free_bytes: int | None = None  # the data directory's filesystem: free space
+    data_capacity_bytes: int | None = None  # and its size
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,8 @@ class Sizes:
             },
             "log_file_bytes": self.log_file_bytes,
             "read_models": self.read_models,
+            "data_free_bytes": self.data_free_bytes,
+            "data_capacity_bytes": self.data_capacity_bytes,
         }
 
 
@@ -79,9 +84,20 @@ async def measure(log: DurableLog, topics: Topics, data_path: Path, log_file: Pa
         else dict.fromkeys(names)
     )
 
-    def files() -> tuple[int | None, dict[str, int | None]]:
+    def files() -> tuple[int | None, dict[str, int | None], tuple[int, int] | None]:
         views = {view: file_bytes(data_path / name) for view, name in READ_MODELS.items()}
-        return (file_bytes(log_file) if log_file else None), views
+        return (file_bytes(log_file) if log_file else None), views, filesystem(data_path)
 
-    log_bytes, views = await asyncio.to_thread(files)
-    return Sizes(log.name, sized, written, log_bytes, views)
+    log_bytes, views, space = await asyncio.to_thread(files)
+    free, capacity = space if space is not None else (None, None)
+    return Sizes(log.name, sized, written, log_bytes, views, free, capacity)
+
+
+def filesystem(path: Path) -> tuple[int, int] | None:
+    """(free, size) of `path`'s filesystem in bytes, free as an unprivileged process
+    may still write (docbroker is not root); None when it cannot be asked."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
