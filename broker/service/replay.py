@@ -24,6 +24,8 @@ from broker.core.logrecords import NewRecord, Record
 from broker.core.records import H, new_message_id
 from broker.core.topics import Topics
 from broker.directory.book import Directory
+from broker.directory.routing import Route, route_envelope
+from broker.edxml.model import Envelope
 from broker.log.interface import DurableLog
 from broker.pipeline.batch import BatchContext, DedupLookup, Outcome
 from broker.pipeline.processing import InboundProcessor
@@ -92,19 +94,26 @@ def as_record(new: NewRecord, offset: int = 0) -> Record:
 
 
 def request_for(
-    processor: InboundProcessor, letter: Record, *, replay_id: str, actor: str, at_ms: int
+    processor: InboundProcessor,
+    letter: Record,
+    *,
+    replay_id: str,
+    actor: str,
+    at_ms: int,
+    directory: Directory | None = None,
 ) -> NewRecord:
-    """The replay request of a dead letter. A package refused at the door is read for
-    its sender, document and kind (its dead letter does not name them all). CPU."""
+    """The replay request of a dead letter. Its package is read for what its letter
+    does not name: sender, document and kind of one refused at the door; the axis
+    recipients of an upstream one dead-lettered before its letter kept them (routed
+    again against `directory`). CPU."""
     found: dict[str, str | None] = {}
-    if letter.header_str(H.STAGE) != STAGE_UPSTREAM:
-        env = processor.validator.validate(letter.value or b"").envelope
-        if env is not None:
-            found = {
-                H.SENDER: env.sender_id,
-                H.DOCUMENT_ID: env.subject_document_id,
-                H.KIND: str(env.kind),
-            }
+    env = processor.validator.validate(letter.value or b"").envelope
+    if env is not None:
+        found = {H.SENDER: env.sender_id, H.DOCUMENT_ID: env.subject_document_id}
+        found[H.KIND] = str(env.kind)
+        older = not letter.header_str(H.UPSTREAM_REQUESTED)
+        if letter.header_str(H.STAGE) == STAGE_UPSTREAM and older and directory is not None:
+            found.update(upstream_of(env, directory))
     key = dead_letter(letter).key
     return replay_request(
         processor.topics,
@@ -115,6 +124,20 @@ def request_for(
         at_ms=at_ms,
         found=found,
     )
+
+
+def upstream_of(env: Envelope, directory: Directory) -> dict[str, str | None]:
+    """The headers of the upstream record a package would make now: its recipients
+    outside the province."""
+    up = [d for d in route_envelope(env, directory) if d.route is Route.UPSTREAM]
+    if not up:
+        return {}
+    return {
+        H.UPSTREAM_TO: json.dumps([d.agency for d in up]),
+        H.UPSTREAM_REQUESTED: json.dumps([d.requested for d in up]),
+        H.RECIPIENT: up[0].agency,
+        "requested-as": up[0].requested,
+    }
 
 
 def check_request(
@@ -175,6 +198,19 @@ def upstream_routes(letter: Record) -> tuple[tuple[str, str], ...]:
     return tuple((str(r), STAGE_UPSTREAM) for r in to or [letter.header_str(H.RECIPIENT)])
 
 
+def upstream_result(message_id: str, request: Record, dry_run: bool) -> ReplayResult:
+    """An upstream dead letter goes back to its axis recipients, when they are known."""
+    routes = upstream_routes(request)
+    if all(r for r, _ in routes):
+        return ReplayResult(message_id, WOULD, STAGE_UPSTREAM, routes=routes, dry_run=dry_run)
+    problem = {
+        "code": "not-replayable",
+        "message": "its recipients at the national axis are not known (none of its "
+        "recipients is outside the province in the directory now)",
+    }
+    return ReplayResult(message_id, STILL_REFUSED, STAGE_UPSTREAM, problems=(problem,))
+
+
 async def replay(
     log: DurableLog,
     topics: Topics,
@@ -225,12 +261,16 @@ async def _decide(
         return ReplayResult(message_id, ALREADY, letter.stage, letter.replayed_as), None
     at = now_ms()
     request = await asyncio.to_thread(
-        request_for, processor, record, replay_id=new_message_id(at), actor=actor, at_ms=at
+        request_for,
+        processor,
+        record,
+        replay_id=new_message_id(at),
+        actor=actor,
+        at_ms=at,
+        directory=directory,
     )
     if letter.stage == STAGE_UPSTREAM:
-        result = ReplayResult(
-            message_id, WOULD, letter.stage, routes=upstream_routes(record), dry_run=dry_run
-        )
+        result = upstream_result(message_id, as_record(request), dry_run)
     else:
         result = await asyncio.to_thread(check_request, processor, request, directory, at, seen)
         result = replace(result, stage=letter.stage, dry_run=dry_run)

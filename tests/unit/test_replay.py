@@ -19,6 +19,7 @@ from broker.service.replay import (
     ReplayResult,
     check_request,
     request_for,
+    upstream_result,
 )
 from broker.views.dead_letters import dead_letters
 from tests.edxml_samples import document
@@ -110,6 +111,38 @@ class TestTheReplayStep:
         assert h["upstream-requested"] == '["000.00.00.G22"]' and h["upstream-to"] == '["G22"]'
         assert again.value == up.value and again.key == up.key
         assert out.events[0].details["to"] == "upstream"
+
+    def test_an_older_upstream_dead_letter_is_routed_again_for_its_axis_recipients(
+        self,
+    ) -> None:
+        """Dead letters written before they kept the upstream record's headers name no
+        recipient: the replay reads them from the package against the directory."""
+        routed = processor().process(
+            consumed(document(recipients=(VP, "000.00.00.G22")), message_id="m-old"), ctx()
+        )
+        (up,) = on(routed.records, TOPICS.upstream)
+        h = headers(up)
+        old_form = {k: h[k] for k in ("message-id", "document-id", "sender", "trace-id")}
+        old_form |= {"produced-at": str(NOW), "stage": "upstream", "problems": "[]"}
+        dead = as_record(
+            NewRecord(
+                TOPICS.rejected,
+                up.value,
+                key=up.key,
+                headers=tuple((k, v.encode()) for k, v in old_form.items()),
+            )
+        )
+        req = request_for(
+            processor(), dead, replay_id="r-1", actor="cli:ops", at_ms=NOW, directory=directory()
+        )
+        assert upstream_result("m-old", as_record(req), True).routes == (
+            ("000.00.00.G22", "upstream"),
+        )
+        out = processor().process(as_record(req), ctx())
+        (again,) = on(out.records, TOPICS.upstream)
+        assert headers(again)["upstream-to"] == '["G22"]' and headers(again)["kind"] == "document"
+        without = request_for(processor(), dead, replay_id="r-2", actor="x", at_ms=NOW)
+        assert upstream_result("m-old", as_record(without), True).outcome == STILL_REFUSED
 
 
 class TestDoorRefusals:
