@@ -16,7 +16,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, timedelta, tzinfo
 from pathlib import Path
 
 import structlog
@@ -28,11 +28,14 @@ from broker.views.readmodel import open_store, store_position, stored_positions
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
-TABLES = ("counters", "messages", "open", "due")
+TABLES = ("counters", "months", "messages", "open", "due")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters(
     day TEXT NOT NULL, agency TEXT NOT NULL, measure TEXT NOT NULL, key TEXT NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY(day, agency, measure, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS months(
+    month TEXT NOT NULL, agency TEXT NOT NULL, measure TEXT NOT NULL, key TEXT NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY(month, agency, measure, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages(
     message_id TEXT PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL, due TEXT,
     document_id TEXT NOT NULL, at_ms INTEGER NOT NULL);
@@ -47,9 +50,27 @@ CREATE INDEX IF NOT EXISTS due_open ON due(due) WHERE done_at_ms IS NULL;
 # A message's routes follow its acceptance in the same pipeline transaction: the kind,
 # source and due date of the latest accepted messages are enough (40 days of a province).
 MESSAGES_KEPT = 200_000
-PERIODS = {"day": "day", "month": "substr(day, 1, 7)", "year": "substr(day, 1, 4)"}
+PERIOD_WIDTH = {"day": 10, "month": 7, "year": 4}  # of yyyy-mm-dd
 
 Canonical = Callable[[str], str]
+
+
+DAY = timedelta(days=1)
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def whole_months(first: date, last: date) -> tuple[date, date] | None:
+    """The first day of the first whole month in [first, last] and the last day of the
+    last one; None when no month lies wholly inside."""
+    start = first if first.day == 1 else next_month(first)
+    end = next_month(last) - DAY
+    if end != last:
+        end = date(last.year, last.month, 1) - DAY
+    return (start, end) if start <= end else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +129,24 @@ class StatisticsStore:
                     applied += 1
                 store_position(self._conn, record)
                 done[record.tp] = record.offset + 1
-            self._conn.executemany(
-                "INSERT INTO counters VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                [(*k, n) for k, n in counts.items()],
-            )
+            self._add(counts)
             self._conn.execute(
                 "DELETE FROM messages WHERE rowid < (SELECT MAX(rowid) FROM messages) - ?",
                 (MESSAGES_KEPT,),
             )
         return applied
+
+    def _add(self, counts: Counter[tuple[str, str, str, str]]) -> None:
+        """Add to the day counters and to their month's (which long reports read)."""
+        months: Counter[tuple[str, str, str, str]] = Counter()
+        for (day, *rest), n in counts.items():
+            months[(day[:7], *rest)] += n  # type: ignore[index]
+        for table, rows in (("counters", counts), ("months", months)):
+            self._conn.executemany(
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?) "  # noqa: S608
+                "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                [(*k, n) for k, n in rows.items()],
+            )
 
     def _effects(self, body: fold.Body) -> list[tuple[str, str, str, str, int]]:
         """The counters of one event, after the table changes it makes."""
@@ -194,14 +223,31 @@ class StatisticsStore:
 
     def counters(self, first_day: str, last_day: str, period: str) -> list[CounterRow]:
         """The counters of the days from `first_day` to `last_day` (inclusive), summed
-        per period (day | month | year), agency, measure and key."""
-        expr = PERIODS[period]
-        rows = self._conn.execute(
-            f"SELECT {expr} AS p, agency, measure, key, SUM(n) FROM counters "  # noqa: S608
-            "WHERE day BETWEEN ? AND ? GROUP BY p, agency, measure, key",
-            (first_day, last_day),
-        )
-        return [CounterRow(*row) for row in rows]
+        per period (day | month | year), agency, measure and key. Whole months are read
+        from the month counters (a year is a few thousand rows per agency), the days
+        of a month begun or ended inside the range from the day counters."""
+        width = PERIOD_WIDTH[period]
+        first, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+        whole = whole_months(first, last) if period != "day" else None
+        if whole is None:
+            spans = [("counters", "day", first_day, last_day)]
+        else:
+            start, end = whole
+            spans = [("months", "month", start.isoformat()[:7], end.isoformat()[:7])]
+            if first < start:
+                spans.append(("counters", "day", first_day, (start - DAY).isoformat()))
+            if end < last:
+                spans.append(("counters", "day", next_month(end).isoformat(), last_day))
+        sums: Counter[tuple[str, str, str, str]] = Counter()
+        for table, column, low, high in spans:
+            rows = self._conn.execute(
+                f"SELECT substr({column}, 1, {width}) AS p, agency, measure, key, SUM(n) "  # noqa: S608
+                f"FROM {table} WHERE {column} BETWEEN ? AND ? GROUP BY p, agency, measure, key",
+                (low, high),
+            )
+            for p, agency, measure, key, n in rows:
+                sums[(p, agency, measure, key)] += n
+        return [CounterRow(*k, n) for k, n in sums.items()]
 
     def pending(self) -> list[tuple[str, int, int]]:
         """Per recipient: how many entries are routed and not acknowledged, and when the

@@ -20,7 +20,7 @@ from broker.views import stats_fold as fold
 from broker.views.report import ReportQuery, RollUp, build_report, level_of
 from broker.views.report_chart import chart_png, chart_svg
 from broker.views.report_render import csv_text, table_text, xlsx_bytes
-from broker.views.stats_store import StatisticsStore
+from broker.views.stats_store import StatisticsStore, whole_months
 from tests.documents_kit import NOI_VU, PROVINCE, T0, UNKNOWN, UPSTREAM, VP, Trail
 from tests.edxml_samples import document, status
 from tests.processing_kit import TOPICS, directory, with_suspended
@@ -167,6 +167,38 @@ class TestStore:
                 key = (d[:width], *rest)
                 rolled[key] = rolled.get(key, 0) + n  # type: ignore[index]
             assert counts(store, period) == rolled
+
+    def test_any_range_sums_its_days_whole_months_or_not(self, store: StatisticsStore) -> None:
+        """Whole months come from the month counters, the edges from the days: any
+        range gives what its days add up to."""
+        t = Trail()
+        for k in range(8):  # one document every 17 days, from mid-January into May
+            t.submit(document(recipients=(VP,), document_id=f"{PROVINCE},2027/01/01,{k}/X"),
+                     at_ms=T0 + k * 17 * 86_400_000, message_id=f"m-{k}")  # fmt: skip
+        store.apply(read_back(t.records))
+        by_day = counts(store, "day")
+        ranges = [("2027-01-01", "2027-12-31"), ("2027-01-16", "2027-03-31"),
+                  ("2027-02-01", "2027-02-28"), ("2027-02-02", "2027-04-20"),
+                  ("2027-01-15", "2027-01-15"), ("2026-12-31", "2027-05-01")]  # fmt: skip
+        for first, last in ranges:
+            for period, width in (("month", 7), ("year", 4)):
+                want: dict[tuple[str, str, str, str], int] = {}
+                for (d, *rest), n in by_day.items():
+                    if first <= d <= last:
+                        key = (d[:width], *rest)
+                        want[key] = want.get(key, 0) + n  # type: ignore[index]
+                got = {(r.period, r.agency, r.measure, r.key): r.n
+                       for r in store.counters(first, last, period)}  # fmt: skip
+                assert got == want, (first, last, period)
+
+    def test_whole_months(self) -> None:
+        assert whole_months(date(2027, 1, 1), date(2027, 12, 31)) == (
+            date(2027, 1, 1), date(2027, 12, 31))  # fmt: skip
+        assert whole_months(date(2027, 1, 2), date(2027, 3, 30)) == (
+            date(2027, 2, 1), date(2027, 2, 28))  # fmt: skip
+        assert whole_months(date(2027, 1, 2), date(2027, 1, 31)) is None
+        assert whole_months(date(2026, 12, 1), date(2027, 1, 31)) == (
+            date(2026, 12, 1), date(2027, 1, 31))  # fmt: skip
 
     def test_two_stores_on_one_file_apply_each_record_once(self, tmp_path: Path) -> None:
         """The daemon and a CLI share the file: whichever applies a record first, the
