@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path(os.environ.get("DOCBROKER_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("DOCBROKER_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -109,6 +112,25 @@ def csp_violations(driver: WebDriver) -> list[str]:
         for e in driver.get_log("browser")
         if "Content Security Policy" in e.get("message", "")
     ]
+
+
+def click_through(driver: WebDriver, element: WebElement) -> None:
+    """Click what leads to another page, and wait until that page replaced this one
+    (a click returns before a form's answer is loaded)."""
+    element.click()
+
+    def replaced(d: WebDriver) -> bool:
+        try:
+            element.is_enabled()  # raises once the element's page is gone
+        except WebDriverException:  # stale, or "does not belong to the document"
+            return d.execute_script("return document.readyState") == "complete"
+        return False
+
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(replaced)
+
+
+def click_id(driver: WebDriver, element_id: str) -> None:
+    click_through(driver, driver.find_element(By.ID, element_id))
 
 
 def text_of(driver: WebDriver, css: str) -> str:

@@ -21,7 +21,14 @@ from broker.cli.client import ApiProblem, DocbrokerClient
 from broker.config import load_settings
 from broker.keys.files import ADMIN_TOKENS, new_admin_token
 from tests.conftest import backend_env
-from tests.console.browser import csp_violations, downloaded, screenshot, text_of
+from tests.console.browser import (
+    click_id,
+    click_through,
+    csp_violations,
+    downloaded,
+    screenshot,
+    text_of,
+)
 from tests.e2e.daemon import Daemon
 from tests.e2e.test_province import cli
 from tests.edxml_samples import document, status
@@ -125,7 +132,7 @@ def log_in(driver: WebDriver, deployment: Deployment, token: str) -> None:
     driver.get(deployment.url("/console/"))
     assert "/console/login" in driver.current_url, "not logged in: the login page"
     driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "login").click()
+    click_id(driver, "login")
 
 
 def test_a_wrong_token_is_refused_and_the_page_is_strict(
@@ -144,7 +151,7 @@ def test_a_wrong_token_is_refused_and_the_page_is_strict(
     screenshot(browser, "login-refused")
     agency_token = deployment.daemon.tokens.token(SENDER)
     browser.find_element(By.ID, "token").send_keys(agency_token)
-    browser.find_element(By.ID, "login").click()
+    click_id(browser, "login")
     assert browser.find_element(By.ID, "login-failed").is_displayed()
     assert agency_token not in browser.page_source
     assert not browser.find_elements(By.TAG_NAME, "script")
@@ -166,19 +173,19 @@ def test_an_administrator_goes_through_the_console(
     screenshot(browser, "login")
     log_in(browser, deployment, deployment.admin_token)
 
-    assert browser.current_url.endswith("/console/")
+    assert browser.current_url.endswith("/console/"), browser.page_source[-3000:]
     assert "sẵn sàng" in text_of(browser, "#readiness h2")
     assert text_of(browser, "#dead-letters h2").endswith(": 2")
     screenshot(browser, "overview")
 
-    browser.find_element(By.LINK_TEXT, "Tra cứu văn bản").click()
+    click_through(browser, browser.find_element(By.LINK_TEXT, "Tra cứu văn bản"))
     browser.find_element(By.ID, "code").send_keys("12 / ubnd-vp")  # as typed: case, spaces
-    browser.find_element(By.ID, "find").click()
+    click_id(browser, "find")
     results = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert len(results) == 1 and DOCUMENT_ID in results[0].text
     assert "03 Đã tiếp nhận" in results[0].text
     screenshot(browser, "search")
-    results[0].find_element(By.LINK_TEXT, "12/UBND-VP").click()
+    click_through(browser, results[0].find_element(By.LINK_TEXT, "12/UBND-VP"))
     assert "345%2FSCT-VP" in browser.current_url
     assert "Nguyên vẹn" in text_of(browser, "#chain-verdict")
     recipients = text_of(browser, "#recipients")
@@ -209,10 +216,10 @@ def test_an_administrator_goes_through_the_console(
     assert len(rows) == 2
     screenshot(browser, "dead-letters")
     (broken,) = [r for r in rows if "not-well-formed" in r.text]
-    broken.find_element(By.CSS_SELECTOR, "a").click()
+    click_through(browser, broken.find_element(By.CSS_SELECTOR, "a"))
     assert "not-well-formed" in text_of(browser, "#problems")
     screenshot(browser, "dead-letter")
-    browser.find_element(By.ID, "dry-run").click()
+    click_id(browser, "dry-run")
     assert "Vẫn sẽ bị từ chối" in text_of(browser, "#replay-result"), "bytes still broken"
 
     replay_a_dead_letter(browser, deployment)
@@ -224,7 +231,7 @@ def test_an_administrator_goes_through_the_console(
         assert not browser.find_elements(By.TAG_NAME, "script"), page
     assert csp_violations(browser) == []
 
-    browser.find_element(By.ID, "logout").click()
+    click_id(browser, "logout")
     browser.get(deployment.url("/console/"))
     assert "/console/login" in browser.current_url
 
@@ -238,11 +245,11 @@ def replay_a_dead_letter(browser: WebDriver, deployment: Deployment) -> None:
         for r in browser.find_elements(By.CSS_SELECTOR, "#dead-letter-list tbody tr")
         if LATE_DOCUMENT_ID in r.text
     ]
-    late.find_element(By.CSS_SELECTOR, "a").click()
-    browser.find_element(By.ID, "dry-run").click()
+    click_through(browser, late.find_element(By.CSS_SELECTOR, "a"))
+    click_id(browser, "dry-run")
     assert "Có thể gửi lại" in text_of(browser, "#replay-result")
     assert NEW_AGENCY in text_of(browser, "#replay-result")
-    browser.find_element(By.ID, "replay-button").click()
+    click_id(browser, "replay-button")
     assert "Đã gửi lại" in text_of(browser, "#replay-result")
     assert "đã gửi lại thành" in text_of(browser, "#replayed-as")
     assert not browser.find_elements(By.ID, "replay-button"), "replayed once: no button"
