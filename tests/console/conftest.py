@@ -60,11 +60,22 @@ class Console:
 
 
 @pytest.fixture
+def console_env() -> dict[str, str]:
+    """Settings the test adds (parametrize it to change them)."""
+    return {}
+
+
+@pytest.fixture
 async def console(
-    backend: str, tmp_path: Path, unique_prefix: str, kafka_bootstrap: str | None
+    backend: str,
+    tmp_path: Path,
+    unique_prefix: str,
+    kafka_bootstrap: str | None,
+    console_env: dict[str, str],
 ) -> AsyncIterator[Console]:
     install_keys(tmp_path / "data")
-    settings = load_settings(None, backend_env(backend, tmp_path / "data", unique_prefix, None))
+    env = {**backend_env(backend, tmp_path / "data", unique_prefix, None), **console_env}
+    settings = load_settings(None, env)
     admin = new_admin_token(settings.key_file(settings.auth.admin_tokens_file, ADMIN_TOKENS))
     client = TestClient(TestServer(build_app(Runtime.build(settings))))
     await client.start_server()
