@@ -11,6 +11,8 @@ from adapters.http_api.console.overview import certificate_rows
 from tests.console.conftest import Console
 from tests.pki import ca
 
+pytestmark = pytest.mark.usefixtures("no_blocking_loop")
+
 AXIS = {
     "DOCBROKER_NATIONAL_AXIS_ENABLED": "true",
     "DOCBROKER_NATIONAL_AXIS_BASE_URL": "https://axis.test/vdxp",

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.http_api import build_app
@@ -24,6 +25,9 @@ from tests.console.conftest import AGENCY, Console
 from tests.credentials import runtime_system
 from tests.edxml_samples import document
 from tests.pki import install_keys
+
+# The console keeps SQLite and rendering of large files off the loop.
+pytestmark = pytest.mark.usefixtures("no_blocking_loop")
 
 DOC = "000.00.00.H35,2026/12/01,7/UBND-VP"
 
@@ -52,6 +56,9 @@ def assert_strict_headers(headers: object) -> None:
 
 
 async def test_without_a_session_a_page_sends_to_the_login_page(console: Console) -> None:
+    root = await console.client.get("/console", allow_redirects=False)
+    assert root.status == 303 and root.headers["Location"] == "/console/"
+    assert_strict_headers(root.headers)
     for path in PAGES:
         resp = await console.client.get(path, allow_redirects=False)
         assert resp.status == 303, path

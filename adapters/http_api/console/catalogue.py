@@ -109,6 +109,7 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("dl.replayed", "Gửi lại", "Replayed"),
     ("dl.replayed_as", "đã gửi lại thành {id} (bởi {by})", "replayed as {id} (by {by})"),
     ("dl.not_replayed", "chưa", "not yet"),
+    ("dl.replayed_mark", "đã gửi lại", "replayed"),
     ("replay.title", "Gửi lại", "Replay"),
     (
         "replay.hint",
