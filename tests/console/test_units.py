@@ -77,11 +77,21 @@ class TestSessions:
         assert not s.csrf_ok(None) and not s.csrf_ok("") and not s.csrf_ok(s.csrf[:-1])
 
     def test_the_number_of_sessions_is_bounded(self) -> None:
-        sessions = Sessions(limit=3)
-        first = sessions.start(0)
+        sessions = Sessions(limit=2, forms=3)
+        first = sessions.login(sessions.start(0), 0, "admin")
         for _ in range(3):
-            sessions.start(0)
-        assert len(sessions) == 3 and sessions.get(first.id, 0) is None
+            sessions.login(sessions.start(0), 0, "admin")
+        assert sessions.get(first.id, 0) is None, "the least recently used went"
+        assert len(sessions) == 2
+
+    def test_login_forms_by_the_thousand_do_not_log_anybody_out(self) -> None:
+        """An unauthenticated client can open login forms, each a session: they evict
+        only one another, never a logged-in session."""
+        sessions = Sessions(limit=2, forms=3)
+        admin = sessions.login(sessions.start(0), 0, "admin")
+        forms = [sessions.start(0) for _ in range(50)]
+        assert sessions.get(admin.id, 1) is not None
+        assert sessions.get(forms[0].id, 1) is None and sessions.get(forms[-1].id, 1)
 
 
 def test_after_login_only_a_console_page_of_this_server() -> None:

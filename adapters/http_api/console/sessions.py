@@ -19,7 +19,10 @@ COOKIE = "docbroker_console"
 IDLE_SECONDS = 30 * 60
 LIFETIME_SECONDS = 8 * 3600
 ANONYMOUS_SECONDS = 15 * 60  # a login form left open
-MAX_SESSIONS = 10_000  # beyond: the least recently used go first
+# Beyond these, the least recently used go first. Login forms and logged-in sessions
+# are counted apart: whoever opens login forms by the thousand evicts only login forms.
+MAX_SESSIONS = 1_000
+MAX_FORMS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,35 +47,39 @@ class Session:
 class Sessions:
     """The sessions of this process, by id; the times are passed in (seconds)."""
 
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+    def __init__(self, limit: int = MAX_SESSIONS, forms: int = MAX_FORMS) -> None:
+        self._by_id: OrderedDict[str, Session] = OrderedDict()  # logged in
+        self._forms: OrderedDict[str, Session] = OrderedDict()  # login forms
         self.limit = limit
+        self.forms_limit = forms
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._forms)
 
     def start(self, now: float, *, admin: bool = False, label: str = "") -> Session:
         session = Session(
             secrets.token_urlsafe(32), secrets.token_urlsafe(32), admin, now, now, label
         )
-        self._by_id[session.id] = session
-        while len(self._by_id) > self.limit:
-            self._by_id.popitem(last=False)
+        kept, limit = (self._by_id, self.limit) if admin else (self._forms, self.forms_limit)
+        kept[session.id] = session
+        while len(kept) > limit:
+            kept.popitem(last=False)
         return session
 
     def get(self, session_id: str | None, now: float) -> Session | None:
         """The live session with this id (its idle time restarts), or None."""
         if not session_id:
             return None
-        session = self._by_id.get(session_id)
+        kept = self._by_id if session_id in self._by_id else self._forms
+        session = kept.get(session_id)
         if session is None:
             return None
         if session.expired(now):
-            del self._by_id[session_id]
+            del kept[session_id]
             return None
         session = replace(session, seen_at=now)
-        self._by_id[session_id] = session
-        self._by_id.move_to_end(session_id)
+        kept[session_id] = session
+        kept.move_to_end(session_id)
         return session
 
     def login(self, anonymous: Session, now: float, label: str) -> Session:
@@ -82,3 +89,4 @@ class Sessions:
 
     def end(self, session_id: str) -> None:
         self._by_id.pop(session_id, None)
+        self._forms.pop(session_id, None)
