@@ -17,9 +17,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from adapters.http_api.console.guard import CSP
+from adapters.http_api.console.render import VIETNAM
 from broker.cli.client import ApiProblem, DocbrokerClient
 from broker.config import load_settings
 from broker.keys.files import ADMIN_TOKENS, new_admin_token
+from broker.trust.certs import fingerprint
+from tests import pki
 from tests.conftest import backend_env
 from tests.console.browser import (
     click_id,
@@ -33,6 +36,7 @@ from tests.e2e.daemon import Daemon
 from tests.e2e.test_province import cli
 from tests.edxml_samples import document, status
 from tests.pki import install_keys
+from tests.trust.signing import sign_as_sender
 
 pytestmark = [pytest.mark.e2e]
 
@@ -63,7 +67,11 @@ class Deployment:
         """A document delivered, acknowledged (status 01) and answered (03); a package
         refused at the door (a dead letter)."""
         client = self.daemon.client()
-        doc = document(SENDER, (RECIPIENT,), DOCUMENT_ID, subject="Báo cáo tình hình tháng 11")
+        doc = sign_as_sender(
+            document(SENDER, (RECIPIENT,), DOCUMENT_ID, subject="Báo cáo tình hình tháng 11"),
+            pki.agency(SENDER),
+            profile="edxml",
+        )
         self.message_id = client.submit(doc)["message_id"]
         entry = wait_for(lambda: client.inbox(RECIPIENT)["envelopes"])[0]
         client.fetch(RECIPIENT, entry["message_id"])
@@ -206,6 +214,11 @@ def test_an_administrator_goes_through_the_console(
     tokens = text_of(browser, "#credentials")
     token_id = deployment.daemon.tokens.tokens[SENDER].split("_")[1]
     assert token_id in tokens
+    signer = pki.agency(SENDER).certificate
+    certificate = text_of(browser, "#certificate")
+    assert fingerprint(signer) in certificate
+    expiry = signer.not_valid_after_utc.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M")
+    assert expiry in certificate, "the signing certificate's expiry"
     screenshot(browser, "agency")
 
     browser.get(deployment.url("/console/agencies"))
