@@ -108,6 +108,11 @@ def test_real_answers_conform(daemons: DaemonFactory) -> None:
              path_parameters=quoted)  # fmt: skip
     conforms(daemon, "/v1/documents/{document_id}/trace", "GET", token=sender_token,
              path_parameters=quoted)  # fmt: skip
+    found = conforms(daemon, "/v1/documents", "GET", token=recipient_token,
+                     query={"code": "12/ubnd-vp", "status": "acknowledged"}).json()  # fmt: skip
+    assert [d["document_id"] for d in found["documents"]] == [doc]
+    conforms(daemon, "/v1/documents", "GET", token=sender_token, expect=400,
+             query={"from": "yesterday"})  # fmt: skip
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.yaml"):
         conforms(daemon, path, "GET", token="")
 

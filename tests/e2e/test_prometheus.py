@@ -5,7 +5,8 @@ and evaluation interval. The rule file is config/prometheus/alerts.yml with two
 test-sized changes made here: the working-day threshold (the recording rule) is 2 s
 at any hour, and every `for` is 3 s. An envelope delivered to H35.S01 and not
 fetched must make DocbrokerMailUnfetched fire for that agency, and only that one,
-while DocbrokerNotReady does not; once H35.S01 acknowledges it, the alert goes.
+while DocbrokerNotReady does not; once H35.S01 acknowledges it, the alert goes. The
+dashboard's queries are asked of the same Prometheus.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.daemon import Daemon, free_port
 from tests.edxml_samples import document
-from tests.prometheus_tools import RULES, tool
+from tests.prometheus_tools import RULES, dashboard, expressions, substituted, tool
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +178,9 @@ def test_unfetched_mail_fires_for_its_agency_in_a_real_prometheus(
         (r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"
     ]
     assert unhealthy == []
+    queries = [substituted(expr) for _, expr in expressions(dashboard())]
+    unanswered = [expr for expr in queries if prom.get("/api/v1/query", query=expr) is None]
+    assert unanswered == []  # every panel's query is answered (a 400 would be None)
     names = {a["labels"]["alertname"] for a in prom.alerts()}
     assert "DocbrokerNotReady" not in names and "DocbrokerDown" not in names, prom.alerts()
     idle = prom.query('docbroker_mailbox_pending_by_agency{agency="H35.S02"}')

@@ -3,31 +3,11 @@ checked by promtool and unit-tested with `promtool test rules` (tests/prometheus
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
-from broker.metrics import Metrics
-from tests.prometheus_tools import RULE_TESTS, RULES, promtool
-
-METRIC = re.compile(r"\bdocbroker_[a-z_]+")
-SUFFIXES = ("_bucket", "_count", "_sum", "_total")
-
-
-def exported() -> set[str]:
-    names = set()
-    for line in Metrics().render().decode().splitlines():
-        if line.startswith("# TYPE "):
-            names.add(line.split()[2])
-    return names
-
-
-def base(name: str) -> str:
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+from tests.prometheus_tools import METRIC, RULE_TESTS, RULES, base, exported, promtool
 
 
 def rules() -> list[dict]:
