@@ -255,7 +255,7 @@ def _pending(pending: Iterable[tuple[str, int, int]], roll: RollUp, now_ms: int)
         _c("pending", "Chưa xác nhận", "pending (unacknowledged)"),
         _c("oldest_age_s", "Tuổi văn bản cũ nhất (giây)", "age of the oldest (s)"),
     )
-    return Table("pending", "Văn bản chưa được xác nhận", "pending mail, oldest first", columns, rows)
+    return Table("pending", "Văn bản chưa được xác nhận", "pending, oldest first", columns, rows)
 
 
 def _on_time(

@@ -27,8 +27,8 @@ from broker.views.readmodel import open_store, store_position, stored_positions
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
-TABLES = ("counters", "months", "messages", "open", "due")
+SCHEMA_VERSION = 2
+TABLES = ("counters", "months", "messages", "open", "due", "due_open")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters(
     day TEXT NOT NULL, agency TEXT NOT NULL, measure TEXT NOT NULL, key TEXT NOT NULL,
@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS open(
 CREATE TABLE IF NOT EXISTS due(
     document_id TEXT NOT NULL, recipient TEXT NOT NULL, due TEXT NOT NULL, done_at_ms INTEGER,
     PRIMARY KEY(document_id, recipient)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS due_open ON due(due) WHERE done_at_ms IS NULL;
+CREATE TABLE IF NOT EXISTS due_open(
+    due TEXT NOT NULL, recipient TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY(due, recipient)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS open_oldest ON open(recipient, routed_at_ms);
 """
 # A message's routes follow its acceptance in the same pipeline transaction: the kind,
 # source and due date of the latest accepted messages are enough (40 days of a province).
@@ -186,9 +189,11 @@ class StatisticsStore:
             "INSERT OR IGNORE INTO open VALUES (?, ?, ?, 0)", (recipient, message_id, at_ms)
         )
         if due and kind == "document" and document_id:
-            self._conn.execute(
+            added = self._conn.execute(
                 "INSERT OR IGNORE INTO due VALUES (?, ?, ?, NULL)", (document_id, recipient, due)
             )
+            if added.rowcount:
+                self._due_open(due, recipient, 1)
         return fold.routed_counts(recipient, day, kind, source) if cur.rowcount else []
 
     def _delivered(self, message_id: str, recipient: str, at_ms: int, day: str) -> list:
@@ -205,6 +210,13 @@ class StatisticsStore:
         )
         return [(recipient, day, fold.DELIVERY, str(fold.bucket_of(at_ms - row[0])), 1)]
 
+    def _due_open(self, due: str, recipient: str, n: int) -> None:
+        """How many of a recipient's documents due that day have no 06 yet."""
+        self._conn.execute(
+            "INSERT INTO due_open VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            (due, recipient, n),
+        )
+
     def _done(self, document_id: str, agency: str, at_ms: int, day: str) -> list:
         recipient = self.canonical(agency) or agency
         row = self._conn.execute(
@@ -217,6 +229,7 @@ class StatisticsStore:
             "UPDATE due SET done_at_ms = ? WHERE document_id = ? AND recipient = ?",
             (at_ms, document_id, recipient),
         )
+        self._due_open(row[0], recipient, -1)
         return [(recipient, day, fold.ON_TIME, fold.on_time_key(at_ms, row[0], self.zone), 1)]
 
     # -- queries
@@ -260,8 +273,8 @@ class StatisticsStore:
     def overdue(self, first_day: str, last_day: str) -> list[tuple[str, int]]:
         """Per recipient: documents due between the days (inclusive) with no 06 yet."""
         rows = self._conn.execute(
-            "SELECT recipient, COUNT(*) FROM due WHERE done_at_ms IS NULL "
-            "AND due BETWEEN ? AND ? GROUP BY recipient",
+            "SELECT recipient, SUM(n) FROM due_open WHERE due BETWEEN ? AND ? "
+            "GROUP BY recipient HAVING SUM(n) > 0",
             (first_day, last_day),
         )
         return [(r, n) for r, n in rows]
