@@ -91,6 +91,23 @@ def statistics_view(
     )
 
 
+def documents_view(
+    durable: DurableLog,
+    topics: Topics,
+    settings: Settings,
+    metrics: Metrics,
+    directory: DirectoryState,
+) -> DocumentsView:
+    """The document view in the data folder (`docbroker documents find` reads it too)."""
+    return DocumentsView(
+        durable,
+        topics,
+        settings.data_path / "documents.sqlite",
+        metrics,
+        resolve=lambda code: (a := directory.current.find(code)) and a.code,
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -132,13 +149,7 @@ class Runtime:
             processes=process_count(settings),
             settings=settings,
         )
-        documents = DocumentsView(
-            durable,
-            topics,
-            settings.data_path / "documents.sqlite",
-            metrics,
-            resolve=lambda code: (a := directory.current.find(code)) and a.code,
-        )
+        documents = documents_view(durable, topics, settings, metrics, directory)
         statistics = statistics_view(durable, topics, settings, directory)
         pruner = Pruner(
             durable,

@@ -96,7 +96,8 @@ class TestFold:
 
     def test_a_refused_recipient_counts_at_the_sender(self) -> None:
         t = Trail()
-        t.submit(document(recipients=(UNKNOWN,)), at_ms=T0, message_id="m-unk")
+        # with a recipient served (none served: the whole submission is refused)
+        t.submit(document(recipients=(VP, UNKNOWN)), at_ms=T0, message_id="m-unk")
         refused = next(b for b in t.bodies() if b["type"] == "recipient-refused")
         assert fold.effects_of(refused, ZONE).counts == [
             (PROVINCE, DAY, fold.REFUSED, "recipient:unknown-recipient", 1)
