@@ -7,7 +7,9 @@ daemons in one process never share counters. Durations are in seconds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,11 +29,29 @@ disable_created_metrics()  # *_created series double the output and nobody reads
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+@dataclass
+class AxisLinkState:
+    """The national-axis link as its hooks last reported it, for the web console (the
+    link lives in an adapter the console's adapter may not import).
+
+    breaker: 0 closed, 1 half-open, 2 open (docbroker_axis_breaker_state);
+    last_ok_at: when the axis last took an envelope or gave one (epoch seconds);
+    last_failure, last_failure_at: the last failed call (`operation: code`);
+    upstream_queue: records waiting to be sent (None before the sender reported)."""
+
+    breaker: int = 0
+    last_ok_at: float | None = None
+    last_failure: str = ""
+    last_failure_at: float | None = None
+    upstream_queue: int | None = None
+
+
 class Metrics:
     """Every metric docbroker exports, registered in the given registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.axis = AxisLinkState()
         r = self.registry
         self._build = Gauge(
             "docbroker_build_info",
@@ -329,20 +349,26 @@ class Metrics:
     # -- the national axis
     def upstream_queue(self, records: int) -> None:
         self._upstream_queue.set(records)
+        self.axis.upstream_queue = records
 
     def upstream_done(self, outcome: str, seconds: float | None = None) -> None:
         self._upstream_sent.labels(outcome).inc()
+        if outcome in ("sent", "already-there"):
+            self.axis.last_ok_at = time.time()
         if seconds is not None:
             self._upstream_latency.observe(max(0.0, seconds))
 
     def axis_failed(self, operation: str, code: str) -> None:
         self._axis_failures.labels(operation, code).inc()
+        self.axis.last_failure, self.axis.last_failure_at = f"{operation}: {code}", time.time()
 
     def axis_breaker(self, state: int) -> None:
         self._breaker.set(state)
+        self.axis.breaker = int(state)
 
     def axis_received(self, messagetype: str, outcome: str) -> None:
         self._axis_received.labels(messagetype, outcome).inc()
+        self.axis.last_ok_at = time.time()
 
     def sdk_request(self, operation: str, *, secure: bool, outcome: str) -> None:
         transport = "tls" if secure else "plain"

@@ -61,6 +61,23 @@ _LOOP_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
 )
 
 
+def mailbox_view(
+    durable: DurableLog,
+    topics: Topics,
+    settings: Settings,
+    metrics: Metrics,
+    directory: DirectoryState,
+) -> MailboxView:
+    """The mailbox read model; its per-agency gauges are bounded by the directory."""
+    return MailboxView(
+        durable,
+        topics,
+        settings.data_path / "mailbox.sqlite",
+        metrics,
+        directory=lambda: directory.current,
+    )
+
+
 def statistics_view(
     durable: DurableLog, topics: Topics, settings: Settings, directory: DirectoryState
 ) -> StatisticsView:
@@ -117,13 +134,7 @@ class Runtime:
         processor = build_processor(settings)
         trust = processor.trust  # keys are loaded once, here
         directory = DirectoryState(durable, topics.directory)
-        view = MailboxView(
-            durable,
-            topics,
-            settings.data_path / "mailbox.sqlite",
-            metrics,
-            directory=lambda: directory.current,
-        )
+        view = mailbox_view(durable, topics, settings, metrics, directory)
         heads = ChainHeads(durable, topics.chains)
         dedup = DedupIndex(durable, topics.dedup, processor.dedup_window_ms)
         pipeline = Pipeline(

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
-from adapters.http_api import documents, envelopes, mailbox, ops, sdk
+from adapters.http_api import console, documents, envelopes, mailbox, ops, sdk
 from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, watch_plain_http
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
@@ -135,6 +135,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.yaml", ops.openapi)
+    console.mount(app)
     return app
 
 

@@ -31,6 +31,7 @@ class SenderCheck:
             out.update(
                 signer=r.signer,
                 signer_fingerprint=r.signer_fingerprint,
+                signer_not_after=r.signer_not_after,
                 algorithm=r.algorithm,
                 digest=r.digest,
                 valid=r.valid,

@@ -80,6 +80,7 @@ class SignatureResult:
     signer: str = ""  # certificate subject
     signer_uid: str | None = None
     signer_fingerprint: str = ""
+    signer_not_after: str = ""  # the certificate's notAfter (ISO 8601, UTC)
     signed_data: bytes | None = None  # what the signature covers, canonical (when valid)
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,6 +250,7 @@ class SignatureVerifier:
             signer=subject_text(leaf),
             signer_uid=subject_uid(leaf),
             signer_fingerprint=fingerprint(leaf),
+            signer_not_after=leaf.not_valid_after_utc.isoformat(),
         )
         if not allow_sha1 and ("sha1" in base.algorithm or "sha1" in base.digest):
             return replace(

@@ -33,6 +33,7 @@ from broker.core.records import iso_ms
 from broker.core.topics import Topics
 from broker.log.interface import DurableLog
 from broker.views import document_search
+from broker.views.chain_check import neighbours
 from broker.views.document_fold import (
     Body,
     DocumentState,
@@ -56,7 +57,7 @@ log = structlog.get_logger(__name__)
 
 # -- the store
 
-SCHEMA_VERSION = 3  # a rebuildable cache: another version is dropped and rebuilt
+SCHEMA_VERSION = 4  # a rebuildable cache: another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(
     chain TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -130,6 +131,8 @@ class DocumentsStore:
                 raw.decode("utf-8", "replace"),
             ),
         )
+        if not e["document_id"]:  # kept only as a link of its chain (chain_check)
+            return 0
         if cur.rowcount:
             self._index_upstream(e)
             self._touched.add(e["document_id"])
@@ -184,12 +187,33 @@ class DocumentsStore:
     ) -> list[dict[str, Any]]:
         """The document's events as stored, in order (time, chain, sequence): those of
         the sender `sender_codes` names (either code form), or of every sender."""
+        if not document_id:  # the links kept of events that name no document
+            return []
         rows = self._conn.execute(
             "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
             (document_id,),
         )
         events = [json.loads(body) for (body,) in rows]
         return events if sender_codes is None else events_of(events, sender_codes)
+
+    def chain_texts(self, document_id: str) -> tuple[list[str], dict[tuple[str, int], str]]:
+        """The document's events as stored (every sender's), and the stored text of the
+        events beside each in its chain: what `chain_check.verdict` needs."""
+        own = [
+            body
+            for (body,) in self._conn.execute(
+                "SELECT body FROM events WHERE document_id = ? ORDER BY at_ms, chain, seq",
+                (document_id,),
+            )
+        ]
+        stored: dict[tuple[str, int], str] = {}
+        for chain, seq in neighbours(own):
+            row = self._conn.execute(
+                "SELECT body FROM events WHERE chain = ? AND seq = ?", (chain, seq)
+            ).fetchone()
+            if row is not None:
+                stored[(chain, seq)] = row[0]
+        return own, stored
 
     def state(
         self,
@@ -255,7 +279,8 @@ def _stored_event(record: Record) -> Body | None:
             "documents view: not an event", partition=record.partition, offset=record.offset
         )
         return None
-    return e if e.get("document_id") else None  # a refusal of unreadable bytes: no document
+    # A refusal of unreadable bytes names no document: stored as its chain's link only.
+    return e
 
 
 # -- the view
@@ -311,6 +336,10 @@ class DocumentsView(TailedView[DocumentsStore]):
         """The document's events as stored (see `audit.trace_lines`), in order."""
         store = self._store_or_fail()
         return await self._thread.run(store.events, document_id, sender_codes)
+
+    async def chain_texts(self, document_id: str) -> tuple[list[str], dict[tuple[str, int], str]]:
+        """See DocumentsStore.chain_texts."""
+        return await self._thread.run(self._store_or_fail().chain_texts, document_id)
 
     async def find(self, query: DocumentQuery) -> DocumentPage:
         """One page of the documents `query` matches, newest first (see DocumentQuery)."""

@@ -38,6 +38,8 @@ class TestPipelineTrust:
         out = processor("required").process(consumed(data), ctx())
         assert out.outcome == "routed" and out.signature == ("valid", "required")
         assert accepted(out)["sender_signature"]["signer_fingerprint"]
+        not_after = pki.agency(SENDER).certificate.not_valid_after_utc.isoformat()
+        assert accepted(out)["sender_signature"]["signer_not_after"] == not_after
         for mail in on(out.records, TOPICS.mailbox):
             assert_forwarded(data, mail.value, sha256=headers(mail)["sha256"])
 
