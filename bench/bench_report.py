@@ -41,6 +41,7 @@ from broker.core.events import ChainHead, Event, EventType, link  # noqa: E402
 from broker.core.topics import Topics  # noqa: E402
 from broker.directory.book import Directory  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
+from broker.directory.model import Agency  # noqa: E402
 from broker.log import open_log  # noqa: E402
 from broker.log.topics import topic_specs  # noqa: E402
 from broker.state.directory import put_agencies  # noqa: E402
@@ -88,6 +89,19 @@ class History:
             if self.rng.random() < REFUSED:
                 yield from self._refused(i)
 
+    def _routed(self, at: int, msg: str, doc: str, sender: Agency, to: Agency, route: str) -> Event:
+        """The ROUTED event of a document to `to` (route: mailbox | upstream)."""
+        return self._event(
+            EventType.ROUTED,
+            at,
+            msg,
+            doc,
+            sender.code102,
+            recipient=to.code,
+            actor="docbroker",
+            details={"to": route},
+        )
+
     def _event(self, type_: EventType, at: int, msg: str, doc: str, sender: str, **kw) -> Event:
         return Event(type_, at, msg, doc, sender, "t" * 32, **kw)
 
@@ -113,16 +127,7 @@ class History:
         yield self._accepted(
             at, msg, doc, sender, "document", "axis" if from_axis else "http", due_date=due
         )
-        yield self._event(
-            EventType.ROUTED,
-            at,
-            msg,
-            doc,
-            sender.code102,
-            recipient=to.code,
-            actor="docbroker",
-            details={"to": "mailbox"},
-        )
+        yield self._routed(at, msg, doc, sender, to, "mailbox")
         self.expected["received_documents"] += 1
         self.expected["axis_in"] += from_axis
         fetched = at + int(self.rng.lognormvariate(9, 2))  # a median of ~8 s
@@ -190,16 +195,7 @@ class History:
         at, msg = self._at(), f"m{i}"
         doc = f"{sender.code102},2019/01/01,{i}/BENCH"
         yield self._accepted(at, msg, doc, sender, "document", "http")
-        yield self._event(
-            EventType.ROUTED,
-            at,
-            msg,
-            doc,
-            sender.code102,
-            recipient=to.code,
-            actor="docbroker",
-            details={"to": "upstream"},
-        )
+        yield self._routed(at, msg, doc, sender, to, "upstream")
         yield self._event(
             EventType.SENT_UPSTREAM,
             at + 2000,
