@@ -8,7 +8,8 @@ beside the crypto floor measured in the same run.
 - throughput: N envelopes are appended to `inbound` first, then 1 (and 2) daemon
   processes drain them; the rate is read from their /metrics over the steady part;
 - latency: envelopes submitted over HTTP at a fixed rate (100/s); for each delivery,
-  the mailbox record's commit time minus the accept time, p50 and p99.
+  the moment its mailbox record became visible to a read_committed consumer (what a
+  recipient can fetch) minus the accept time, p50 and p99.
 
     .venv/bin/python bench/bench_pipeline.py [--envelopes 3000] [--daemons 1 2] [--quick]
 
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -267,22 +269,54 @@ async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
     await log.close()
 
 
-async def mailbox_latencies(bootstrap: str, prefix: str, since_ms: int = 0) -> list[float]:
-    from broker.views.audit import read_all
+class Visibility:
+    """A read_committed consumer of the mailbox topic in a thread of its own: when each
+    delivery became visible to a reader (the moment a recipient could fetch it), minus
+    its accept time (the received-at header)."""
 
-    log = KafkaLog(
-        KafkaSettings(bootstrap_servers=bootstrap), max_record_bytes=34 * 2**20, instance="bench"
-    )
-    await log.start()
-    try:
-        records = await read_all(log, Topics.with_prefix(prefix).mailbox)
-    finally:
-        await log.close()
-    return [
-        (r.timestamp_ms - int(r.header_str("received-at"))) / 1000
-        for r in records
-        if int(r.header_str("received-at")) >= since_ms
-    ]
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.seen: list[tuple[int, float]] = []  # (accepted at ms, seconds to visible)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> Visibility:
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the visibility consumer did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+            max_partition_fetch_bytes=34 * 2**20,
+        )
+        await consumer.start()
+        try:
+            consumer.subscribe([self.topic])  # no group: every partition, from the start
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            self._ready.set()
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.time() * 1000
+                for msgs in batch.values():
+                    for m in msgs:
+                        accepted = int(dict(m.headers)["received-at"])
+                        self.seen.append((accepted, (now - accepted) / 1000))
+        finally:
+            await consumer.stop()
 
 
 def daemon_env(prefix: str, kafka: Kafka, partitions: int) -> dict[str, str]:
@@ -343,7 +377,7 @@ def throughput(
             samples.append((time.monotonic(), done, cpu()))
             if done >= total:
                 break
-            time.sleep(0.25)
+            time.sleep(0.5)  # each /metrics scrape costs the daemon too
         missed = not_routed(daemons)
     finally:
         stop_daemons(daemons)
@@ -380,39 +414,41 @@ def latency(
 
     warm = envelopes[:200]  # group joined, caches and connections warm: not measured
     envelopes = envelopes[200:]
+    total = len(warm) + len(envelopes)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the daemon follows the directory: the tokens work within a second
-            try:
-                clients[senders()[-1]].agencies()
-                break
-            except ApiProblem:
-                if time.monotonic() > deadline:
-                    raise
+        with Visibility(kafka.bootstrap, Topics.with_prefix(prefix).mailbox) as visible:
+            deadline = time.monotonic() + 30
+            while True:  # the daemon follows the directory: the tokens work within a second
+                try:
+                    clients[senders()[-1]].agencies()
+                    break
+                except ApiProblem:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            for data in warm:
+                submit(data)
+            while routed(url) < len(warm):
+                time.sleep(0.1)
+            measured_from = now_ms()
+            start = time.monotonic()
+            for i, data in enumerate(envelopes):
+                due = start + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                submit(data)
+            deadline = time.monotonic() + 120
+            while len(visible.seen) < total and time.monotonic() < deadline:
                 time.sleep(0.2)
-        for data in warm:
-            submit(data)
-        while routed(url) < len(warm):
-            time.sleep(0.1)
-        measured_from = now_ms()
-    except BaseException:
-        stop_daemons(daemons)
-        raise
-    start = time.monotonic()
-    try:
-        for i, data in enumerate(envelopes):
-            due = start + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            submit(data)
-        deadline = time.monotonic() + 120
-        while routed(url) < len(envelopes) + len(warm) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            seen = list(visible.seen)
+            missed = not_routed(daemons)
     finally:
         stop_daemons(daemons)
         shutil.rmtree(workdir, ignore_errors=True)
-    lat = sorted(asyncio.run(mailbox_latencies(kafka.bootstrap, prefix, measured_from)))
+    if len(seen) != total or missed:
+        raise SystemExit(f"{len(seen)} of {total} deliveries visible; otherwise: {missed}")
+    lat = sorted(seconds for at, seconds in seen if at >= measured_from)
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     return p50, p99, len(lat)
