@@ -135,6 +135,13 @@ class KafkaSettings:
     session_timeout_ms: int = setting(10000, "consumer group session timeout", min=1000)
     transaction_timeout_ms: int = setting(60000, "transaction timeout", min=1000)
     request_timeout_ms: int = setting(40000, "client request timeout", min=1000)
+    max_batch_bytes: ByteSize = setting(
+        ByteSize(1 * MiB),
+        "records a producer packs into one batch per partition (aiokafka's 16 KiB "
+        "put each 10 KB package in a batch of its own: a batch costs the broker and "
+        "every reader as much as a full one)",
+        min=16 * 1024,
+    )
     tail_fetch_wait_ms: int = setting(
         50,
         "how long the fetch of a view or follower may wait for tail_fetch_min_bytes "

@@ -120,6 +120,7 @@ class KafkaLog(DurableLog):
             "acks": "all",
             "enable_idempotence": True,
             "max_request_size": self.max_record_bytes + BATCH_OVERHEAD,
+            "max_batch_size": self.settings.max_batch_bytes,
             "linger_ms": 0,
         }
 

@@ -61,9 +61,19 @@ def record_of(msg: Any) -> Record:
         offset=msg.offset,
         key=msg.key,
         value=msg.value,
-        headers=tuple((k, bytes(v)) for k, v in (msg.headers or ())),
+        headers=_headers(msg.headers),
         timestamp_ms=msg.timestamp,
     )
+
+
+def _headers(raw: Sequence[tuple[str, Any]] | None) -> tuple[tuple[str, bytes], ...]:
+    """aiokafka's headers as a tuple; their values are bytes already (the records'
+    C reader), copied only when not (every record read passes here)."""
+    if not raw:
+        return ()
+    if all(type(v) is bytes for _, v in raw):
+        return tuple(raw)
+    return tuple((k, bytes(v)) for k, v in raw)
 
 
 def wrapped(exc: BaseException, what: str) -> Exception:
