@@ -154,6 +154,9 @@ class KafkaSettings:
         "the data a view's or follower's fetch waits for (up to tail_fetch_wait_ms)",
         min=1,
     )
+    readers: int = setting(
+        8, "consumers that read records by position (fetches) at once, per instance", min=1, max=64
+    )
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from aiohttp import web
 from cryptography import x509
 from structlog.contextvars import bound_contextvars
 
+from adapters.http_api.client_certs import ChainVerdicts
 from adapters.http_api.keys import RUNTIME
 from adapters.http_api.ratelimit import RateLimiter
 from broker.clock import now_ms, utc_now
@@ -49,6 +50,7 @@ from broker.keys.files import (
 )
 from broker.runtime import Runtime
 from broker.trust.certs import fingerprint, subject_text, subject_uid
+from broker.trust.store import ChainResult
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,7 @@ class Access:
     sdk_master_key: CachedFile[bytes | None]
     nonces: NonceCache
     limiter: RateLimiter
+    chains: ChainVerdicts
     _catching: asyncio.Future[bool] | None = None
 
     @classmethod
@@ -85,11 +88,26 @@ class Access:
             ),
             NonceCache(window_ms=int(s.auth.replay_window * 1000)),
             RateLimiter(s.http.rate_limit, s.http.rate_burst),
+            ChainVerdicts(runtime.trust.store, utc_now),
         )
 
     async def caller(self, request: web.Request) -> Principal:
         """The principal of a /v1 request, or AccessRefused (401/403)."""
-        return await self._fresh_if_needed(lambda: self._caller(request))
+        presented = None
+        if not request.headers.get("Authorization"):  # a token, if any, is what counts
+            presented = await self._client_certificate(request)
+        return await self._fresh_if_needed(lambda: self._caller(request, presented))
+
+    async def _client_certificate(
+        self, request: web.Request
+    ) -> tuple[x509.Certificate, ChainResult] | None:
+        """The connection's client certificate and its chain's verdict (checked off the
+        event loop, remembered a while: ChainVerdicts), if it presented one."""
+        der = peer_certificate_der(request)
+        if der is None:
+            return None
+        cert = x509.load_der_x509_certificate(der)
+        return cert, await self.chains.check(der, cert)
 
     async def sdk_caller(self, request: web.Request) -> SdkCall:
         """The system behind an HMAC-signed SDK request and what it signed, or
@@ -134,16 +152,17 @@ class Access:
             return False
         return True
 
-    def _caller(self, request: web.Request) -> Principal | Refusal:
+    def _caller(
+        self, request: web.Request, presented: tuple[x509.Certificate, ChainResult] | None
+    ) -> Principal | Refusal:
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise AccessRefused.because("unauthenticated", "use Authorization: Bearer <token>")
             return self._bearer(token.strip())
-        cert = peer_certificate(request)
-        if cert is not None:
-            return self._certificate(cert)
+        if presented is not None:
+            return self._certificate(*presented)
         raise AccessRefused.because(
             "unauthenticated",
             "this request needs a credential: Authorization: Bearer <token>, "
@@ -156,8 +175,7 @@ class Access:
             return admin
         return check_token(token, self.runtime.directory.current, now_ms=now_ms())
 
-    def _certificate(self, cert: x509.Certificate) -> Principal | Refusal:
-        checked = self.runtime.trust.store.verify(cert, at=utc_now())
+    def _certificate(self, cert: x509.Certificate, checked: ChainResult) -> Principal | Refusal:
         if not checked.ok:
             raise AccessRefused.because(
                 "unauthenticated", f"client certificate {subject_text(cert)}: {checked.reason}"
@@ -204,14 +222,14 @@ def _accepted(result: A | Refusal) -> A:
     return result
 
 
-def peer_certificate(request: web.Request) -> x509.Certificate | None:
-    """The client certificate of an HTTPS connection (already chain-checked by TLS)."""
+def peer_certificate_der(request: web.Request) -> bytes | None:
+    """The client certificate of an HTTPS connection, DER (already chain-checked by TLS
+    against the CA files; docbroker checks it against its trust store, CRLs included)."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if not isinstance(ssl_object, ssl.SSLObject):
         return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
+    return ssl_object.getpeercert(binary_form=True) or None
 
 
 @web.middleware

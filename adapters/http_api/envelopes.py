@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -19,6 +18,7 @@ from broker.core.errors import AccessRefused, InputRefused
 from broker.core.problems import Problem
 from broker.core.records import iso_ms
 from broker.directory.auth import Principal
+from broker.offload import sha256_hex
 from broker.service.door import Taken, take_in
 
 T = TypeVar("T")
@@ -70,19 +70,17 @@ async def submit(request: web.Request) -> web.StreamResponse:
             f"send the edXML bytes as application/xml, not {request.content_type}",
         )
     data = await read_body(request, request.read)
+    digest = await sha256_hex(data)  # once: for the Idempotency-Key and the submission
     key = request.headers.get(idempotency.HEADER)
     if key is None:
-        return await _take(request, principal, data, None)
+        return await _take(request, principal, data, digest, None)
     return await request.app[IDEMPOTENCY].once(
-        principal.name,
-        key,
-        hashlib.sha256(data).hexdigest(),
-        lambda: _take(request, principal, data, key),
+        principal.name, key, digest, lambda: _take(request, principal, data, digest, key)
     )
 
 
 async def _take(
-    request: web.Request, principal: Principal, data: bytes, key: str | None
+    request: web.Request, principal: Principal, data: bytes, digest: str, key: str | None
 ) -> web.Response:
     """Through the door; an Idempotency-Key is claimed in the log with the submission,
     so that a retry at another instance is recognised too."""
@@ -94,6 +92,7 @@ async def _take(
         caller=principal.agency,
         traceparent=request.headers.get("traceparent"),
         idempotency=(principal.name, key) if key else None,
+        sha256=digest,
     )
     if taken.refused:
         return problem_response(

@@ -10,7 +10,6 @@ too when it is not the system's own agency's: `<message id>_<agency code>`.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -24,6 +23,7 @@ from broker.core.errors import BadRequest, InputRefused, NotFound
 from broker.core.problems import Problem
 from broker.directory.auth import SdkCall
 from broker.edxml.model import Envelope, Kind
+from broker.offload import b64encode
 from broker.runtime import Runtime
 from broker.service.door import take_in
 from broker.service.handover import acknowledge, read_envelope
@@ -187,11 +187,12 @@ async def count_status(request: web.Request, runtime: Runtime, call: SdkCall) ->
 
 
 async def get_edoc(request: web.Request, runtime: Runtime, call: SdkCall) -> SdkAnswer:
-    """getEdoc: one package, base64 in `data` (encoded off the event loop)."""
+    """getEdoc: one package, base64 in `data` (a large one encoded, and its answer
+    made, off the event loop)."""
     doc_id = signed(call, "docId")
     d = await own_delivery(runtime, call, doc_id)
     data = await read_envelope(runtime, d, by_recipient=True)
-    encoded = await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+    encoded = await b64encode(data)
     answer = vdxp.answer_ok("getEdoc", data=encoded, docId=doc_id)
     return SdkAnswer(answer, size_hint=len(encoded))
 

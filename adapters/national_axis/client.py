@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import aiohttp
 
 from adapters.national_axis.protocol import Answer, AxisError, Failure, items, read_answer
 from broker import vdxp
+from broker.offload import off_loop
 
 MESSAGE_TYPES = vdxp.MESSAGE_TYPES
 SERVICE_TYPE = "eDoc"
@@ -138,10 +140,8 @@ class AxisClient:
             async with self._session.request(
                 request.method, url, headers=request.headers, data=request.body, ssl=self._ssl
             ) as resp:
-                try:
-                    body = await resp.json(content_type=None)
-                except (ValueError, aiohttp.ContentTypeError):
-                    body = None
+                raw = await resp.read()
+                body = await off_loop(len(raw), json_or_none, raw)  # getEdoc's: tens of MB
                 return read_answer(resp.status, body)
         except TimeoutError:
             raise AxisError(
@@ -173,8 +173,9 @@ class AxisClient:
     async def get_edoc(self, doc_id: str) -> bytes:
         """getEdoc: the package, which the axis sends base64 in `data`."""
         answer = await self.call("getEdoc", {"docId": doc_id})
+        data = str(answer.fields.get("data") or "")
         try:
-            return base64.b64decode(str(answer.fields.get("data") or ""), validate=True)
+            return await off_loop(len(data), base64.b64decode, data, validate=True)
         except (binascii.Error, ValueError):
             message = f"getEdoc {doc_id}: data is not base64"
             raise AxisError(Failure.REFUSED, "bad-answer", message) from None
@@ -209,3 +210,12 @@ class AxisClient:
     async def synchronize_units(self) -> list[Mapping[str, Any]]:
         """getSynchronizeUnit: the units with their version and deletion mark."""
         return items(await self.call("getSynchronizeUnit"), "getSynchronizeUnit")
+
+
+def json_or_none(raw: bytes) -> Any:
+    """The JSON of an answer's body (as its bytes say: UTF-8, -16 or -32); None for an
+    empty body or one that is not JSON (read_answer says what that means)."""
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return None

@@ -13,6 +13,9 @@
   previous owner) and only then fetches the committed offset, so it never
   starts from a stale one.
 - Topic, producer and consumer size limits all follow `max_record_bytes`.
+- Reads by position take a consumer of a small pool (`backend.kafka.readers`,
+  broker.log.kafka_readers) for their duration; offsets are asked of a consumer
+  that is never assigned. Neither waits behind another read.
 
 aiokafka errors are wrapped into docbroker's own (`raise ... from exc`).
 """
@@ -51,12 +54,15 @@ from broker.log.kafka_common import (
     wrapped,
 )
 from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
+from broker.log.kafka_readers import ReaderPool
 from broker.log.kafka_topics import retention_problems, size_problems, topic_configs
 
 log = structlog.get_logger(__name__)
 
 PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
 COORDINATOR_WAIT = 15.0  # seconds
+SETTLE_WAIT = 2.0  # seconds a read waits for a just-appended record's transaction to settle
+READ_WAIT = 10.0  # seconds a read waits for its record to be fetched
 
 
 def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
@@ -92,8 +98,10 @@ class KafkaLog(DurableLog):
         self._producer: AIOKafkaProducer | None = None
         self._txn_producer: AIOKafkaProducer | None = None
         self._txn_lock = asyncio.Lock()
-        self._random: AIOKafkaConsumer | None = None
-        self._random_lock = asyncio.Lock()
+        # Offsets (ListOffsets) from a consumer never assigned: those requests keep no
+        # state in it, so any number go on at once; reads take a consumer of the pool.
+        self._offsets: AIOKafkaConsumer | None = None
+        self._readers: ReaderPool | None = None
         self._answered: int | None = None  # the broker that answered the last ping
 
     # -- client settings
@@ -151,26 +159,33 @@ class KafkaLog(DurableLog):
             await self._admin.start()
             self._producer = AIOKafkaProducer(**self.producer_kwargs())
             await self._producer.start()
-            self._random = AIOKafkaConsumer(**self.consumer_kwargs(), group_id=None)
-            await self._random.start()
+            self._offsets = AIOKafkaConsumer(**self.consumer_kwargs(), group_id=None)
+            await self._offsets.start()
+            self._readers = ReaderPool(
+                lambda: AIOKafkaConsumer(**self.consumer_kwargs(), group_id=None),
+                self.settings.readers,
+            )
         except KafkaError as exc:
             await self.close()
             raise wrapped(exc, f"Kafka at {self.settings.bootstrap_servers}") from exc
 
     async def close(self) -> None:
-        for client in (self._txn_producer, self._producer, self._random):
+        if self._readers is not None:
+            await self._readers.close()
+        for client in (self._txn_producer, self._producer, self._offsets):
             if client is not None:
                 with contextlib.suppress(KafkaError):
                     await client.stop()
         if self._admin is not None:
             with contextlib.suppress(KafkaError):
                 await self._admin.close()
-        self._admin = self._producer = self._txn_producer = self._random = None
+        self._admin = self._producer = self._txn_producer = self._offsets = None
+        self._readers = None
 
     def _started(self) -> tuple[AIOKafkaAdminClient, AIOKafkaProducer, AIOKafkaConsumer]:
-        if self._admin is None or self._producer is None or self._random is None:
+        if self._admin is None or self._producer is None or self._offsets is None:
             raise BackendUnavailable("the Kafka log is not started")
-        return self._admin, self._producer, self._random
+        return self._admin, self._producer, self._offsets
 
     # -- topics
 
@@ -260,8 +275,7 @@ class KafkaLog(DurableLog):
         deadline = loop.time() + timeout
         while True:
             try:
-                async with self._random_lock:
-                    await consumer.end_offsets(tps)
+                await consumer.end_offsets(tps)
                 return
             except KafkaError:
                 if loop.time() > deadline:
@@ -338,39 +352,32 @@ class KafkaLog(DurableLog):
         return DefaultPartitioner()(key, [tp.partition for tp in parts], [])
 
     async def read_at(self, topic: str, partition: int, offset: int) -> Record | None:
-        _, _, consumer = self._started()
+        """The record at `offset`; None past the end, or for an aborted or control
+        record. Reads go on side by side (ReaderPool); waiting for the last stable
+        offset holds no reader."""
+        _, _, offsets = self._started()
+        assert self._readers is not None
         ktp = KafkaTP(topic, partition)
-        async with self._random_lock:
-            try:
-                # A transaction's markers land just after its commit returns: give the
-                # last stable offset a moment to pass a record that was just appended.
-                loop = asyncio.get_running_loop()
-                settle = loop.time() + 2
-                while offset >= (await consumer.end_offsets([ktp]))[ktp]:
-                    if loop.time() > settle:
-                        return None
-                    await asyncio.sleep(0.05)
-                consumer.assign([ktp])
-                consumer.seek(ktp, offset)
-                deadline = loop.time() + 10
-                while loop.time() < deadline:
-                    batch = await consumer.getmany(ktp, timeout_ms=1000, max_records=1)
-                    for msg in batch.get(ktp, ()):
-                        return record_of(msg) if msg.offset == offset else None
-                    if await consumer.position(ktp) > offset:
-                        return None  # that offset held an aborted or control record
-                return None
-            except KafkaError as exc:
-                raise wrapped(exc, "read") from exc
+        try:
+            # A transaction's markers land just after its commit returns: give the
+            # last stable offset a moment to pass a record that was just appended.
+            loop = asyncio.get_running_loop()
+            settle = loop.time() + SETTLE_WAIT
+            while offset >= (await offsets.end_offsets([ktp]))[ktp]:
+                if loop.time() > settle:
+                    return None
+                await asyncio.sleep(0.05)
+            return await self._readers.read(lambda consumer: _fetch_one(consumer, ktp, offset))
+        except KafkaError as exc:
+            raise wrapped(exc, "read") from exc
 
     async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
         _, _, consumer = self._started()
         tps = await self.partitions_of(topics)
-        async with self._random_lock:
-            try:
-                ends = await consumer.end_offsets([kafka_tp(tp) for tp in tps])
-            except KafkaError as exc:
-                raise wrapped(exc, "end offsets") from exc
+        try:
+            ends = await consumer.end_offsets([kafka_tp(tp) for tp in tps])
+        except KafkaError as exc:
+            raise wrapped(exc, "end offsets") from exc
         return {tp_of(k): v for k, v in ends.items()}
 
     # -- retention
@@ -378,11 +385,10 @@ class KafkaLog(DurableLog):
     async def start_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
         _, _, consumer = self._started()
         tps = await self.partitions_of(topics)
-        async with self._random_lock:
-            try:
-                starts = await consumer.beginning_offsets([kafka_tp(tp) for tp in tps])
-            except KafkaError as exc:
-                raise wrapped(exc, "start offsets") from exc
+        try:
+            starts = await consumer.beginning_offsets([kafka_tp(tp) for tp in tps])
+        except KafkaError as exc:
+            raise wrapped(exc, "start offsets") from exc
         return {tp_of(k): v for k, v in starts.items()}
 
     async def offsets_for_time(
@@ -390,13 +396,10 @@ class KafkaLog(DurableLog):
     ) -> dict[TopicPartition, int]:
         _, _, consumer = self._started()
         ends = await self.end_offsets(topics)
-        async with self._random_lock:
-            try:
-                found = await consumer.offsets_for_times(
-                    {kafka_tp(tp): timestamp_ms for tp in ends}
-                )
-            except KafkaError as exc:
-                raise wrapped(exc, "offsets for time") from exc
+        try:
+            found = await consumer.offsets_for_times({kafka_tp(tp): timestamp_ms for tp in ends})
+        except KafkaError as exc:
+            raise wrapped(exc, "offsets for time") from exc
         out = {}
         for tp, end in ends.items():
             at = found.get(kafka_tp(tp))
@@ -471,3 +474,19 @@ class KafkaLog(DurableLog):
 
     def _ping_order(self, node: int) -> tuple[bool, int]:
         return node != self._answered, node
+
+
+async def _fetch_one(consumer: AIOKafkaConsumer, ktp: KafkaTP, offset: int) -> Record | None:
+    """The record at `offset` of `ktp`, below the last stable offset, with a consumer
+    of its own (read_committed)."""
+    consumer.assign([ktp])
+    consumer.seek(ktp, offset)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READ_WAIT
+    while loop.time() < deadline:
+        batch = await consumer.getmany(ktp, timeout_ms=1000, max_records=1)
+        for msg in batch.get(ktp, ()):
+            return record_of(msg) if msg.offset == offset else None
+        if await consumer.position(ktp) > offset:
+            return None  # that offset held an aborted or control record
+    return None

@@ -39,10 +39,13 @@ class Submission:
     authenticated: str | None = None  # the calling agency, when the adapter authenticated one
     axis_doc_id: str | None = None  # the national axis's id, for a package it brought down
     idempotency_key: str | None = None  # the Idempotency-Key it came with
+    # The SHA-256 of `data`, hex: computed once. The door passes it in, hashed off the
+    # event loop for a large body (broker.offload); left empty, it is computed here.
+    sha256: str = ""
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
 
 def inbound_record(sub: Submission, env: Envelope, topics: Topics) -> NewRecord:

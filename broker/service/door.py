@@ -31,6 +31,7 @@ from broker.core.records import (
 )
 from broker.directory.model import Agency
 from broker.edxml.model import BusinessKind, Envelope, Kind
+from broker.offload import sha256_hex
 from broker.pipeline.intake import Submission, door_refusal_record, inbound_record
 from broker.runtime import Runtime
 
@@ -81,12 +82,16 @@ async def take_in(
     axis_doc_id: str | None = None,
     acts_for: Sequence[Agency] = (),
     idempotency: tuple[str, str] | None = None,
+    sha256: str | None = None,
 ) -> Taken:
     """Take one envelope in from `caller` (None: a trusted adapter, e.g. the national
     axis, which names its own id for the package in `axis_doc_id`); `also` adds an
     adapter's own checks (e.g. the SDK's message type); `acts_for`, the agencies the
     caller may send as besides itself (an SDK system's registered sub-agencies);
-    `idempotency`, the caller and Idempotency-Key the request came with."""
+    `idempotency`, the caller and Idempotency-Key the request came with; `sha256`,
+    the bytes' SHA-256 (hex) when the adapter already has it.
+
+    A large body is hashed and validated in worker threads, off the event loop."""
     received = now_ms()
     sub = Submission(
         data,
@@ -96,6 +101,7 @@ async def take_in(
         source,
         authenticated=caller.code if caller else None,
         axis_doc_id=axis_doc_id,
+        sha256=sha256 or await sha256_hex(data),
     )
     with bound_contextvars(message_id=sub.message_id, trace_id=sub.trace_id):
         verdict = await asyncio.to_thread(runtime.processor.validator.validate, data)

@@ -147,6 +147,23 @@ class TestAppendAndRead:
         assert ends[TopicPartition(topic, 1)] > positions[-1].offset
         assert ends[TopicPartition(topic, 0)] == 0
 
+    async def test_concurrent_reads_each_get_their_record(
+        self, make_log: LogFactory, unique_prefix: str
+    ) -> None:
+        """Many read_at calls at once (fetches of many agencies) each return the record
+        they asked for, across partitions, and a transactional append's records too."""
+        log = await make_log()
+        (topic,) = await make_topics(log, unique_prefix, "in", partitions=2)
+        positions = await log.append(
+            [NewRecord(topic, f"v{i}".encode(), partition=i % 2) for i in range(30)]
+        )
+        positions += await log.append([NewRecord(topic, b"single", partition=1)])
+        got = await asyncio.gather(*(log.read_at(topic, p.partition, p.offset) for p in positions))
+        assert [r.value if r else None for r in got] == [
+            *(f"v{i}".encode() for i in range(30)),
+            b"single",
+        ]
+
     async def test_multi_record_append_is_atomic_across_topics(
         self, make_log: LogFactory, unique_prefix: str
     ) -> None:
