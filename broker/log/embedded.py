@@ -325,6 +325,7 @@ class EmbeddedLog(DurableLog):
         positions: Mapping[TopicPartition, int],
         *,
         only: Collection[TopicPartition] | None = None,
+        lagging: bool = False,  # the embedded log reads what is there either way
     ) -> Tailer:
         return EmbeddedTailer(
             self, list(topics), dict(positions), only=frozenset(only) if only is not None else None

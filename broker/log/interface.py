@@ -216,9 +216,11 @@ class DurableLog(abc.ABC):
         positions: Mapping[TopicPartition, int],
         *,
         only: Collection[TopicPartition] | None = None,
+        lagging: bool = False,
     ) -> Tailer:
         """Positions are next offsets to read; partitions not named start at 0.
-        `only` restricts the tailer to some partitions."""
+        `only` restricts the tailer to some partitions. `lagging`: a reader nobody
+        waits on (a report's view) may wait a moment for fuller reads."""
 
     @abc.abstractmethod
     async def partition_for(self, topic: str, key: bytes) -> int:

@@ -42,6 +42,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from broker.config import KafkaSettings
 from broker.core.errors import BackendUnavailable, ConfigError
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition, TopicSpec
+from broker.log.group_commit import GroupCommit
 from broker.log.interface import DurableLog, GroupConsumer, Tailer
 from broker.log.kafka_common import (
     BATCH_OVERHEAD,
@@ -98,6 +99,7 @@ class KafkaLog(DurableLog):
         self._producer: AIOKafkaProducer | None = None
         self._txn_producer: AIOKafkaProducer | None = None
         self._txn_lock = asyncio.Lock()
+        self._group = GroupCommit(self._commit_transaction)
         # Offsets (ListOffsets) from a consumer never assigned: those requests keep no
         # state in it, so any number go on at once; reads take a consumer of the pool.
         self._offsets: AIOKafkaConsumer | None = None
@@ -313,6 +315,11 @@ class KafkaLog(DurableLog):
             raise wrapped(exc, "append") from exc
 
     async def _append_atomically(self, records: Sequence[NewRecord]) -> list[Position]:
+        """All or none of `records`, in a transaction it may share with other callers'
+        (broker.log.group_commit: one transaction at a time capped the door's rate)."""
+        return await self._group.append(records)
+
+    async def _commit_transaction(self, records: Sequence[NewRecord]) -> list[Position]:
         async with self._txn_lock:
             if self._txn_producer is None:
                 producer = self.transactional_producer(
@@ -324,11 +331,11 @@ class KafkaLog(DurableLog):
             try:
                 async with producer.transaction():
                     metas = await send_all(producer, records)
-            except KafkaError:
+            except KafkaError as exc:
                 self._txn_producer = None
                 with contextlib.suppress(KafkaError):
                     await producer.stop()
-                raise
+                raise wrapped(exc, "append") from exc
             return [Position(m.topic, m.partition, m.offset) for m in metas]
 
     # -- reading
@@ -344,8 +351,9 @@ class KafkaLog(DurableLog):
         positions: Mapping[TopicPartition, int],
         *,
         only: Collection[TopicPartition] | None = None,
+        lagging: bool = False,
     ) -> Tailer:
-        return KafkaTailer(self, list(topics), dict(positions), only)
+        return KafkaTailer(self, list(topics), dict(positions), only, lagging=lagging)
 
     async def partition_for(self, topic: str, key: bytes) -> int:
         parts = await self.partitions_of([topic])

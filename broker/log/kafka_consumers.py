@@ -233,8 +233,11 @@ class KafkaTailer(Tailer):
         topics: list[str],
         positions: dict[TopicPartition, int],
         only: Collection[TopicPartition] | None = None,
+        *,
+        lagging: bool = False,
     ) -> None:
         self.log_ = log_
+        self.lagging = lagging
         self.topics = topics
         self._positions = positions
         self._only = frozenset(only) if only is not None else None
@@ -242,14 +245,14 @@ class KafkaTailer(Tailer):
 
     async def start(self) -> None:
         s = self.log_.settings
-        self._consumer = AIOKafkaConsumer(
-            **self.log_.consumer_kwargs(),
-            group_id=None,
-            # Views and followers are not on the delivery path: fuller fetches, fewer
-            # of them (each costs the broker as much as a full one).
-            fetch_max_wait_ms=s.tail_fetch_wait_ms,
-            fetch_min_bytes=s.tail_fetch_min_bytes,
+        # A lagging reader (a report's view, nobody waits on it) takes fuller fetches,
+        # fewer of them: each costs the broker and this process as much as a full one.
+        fuller = (
+            {"fetch_max_wait_ms": s.tail_fetch_wait_ms, "fetch_min_bytes": s.tail_fetch_min_bytes}
+            if self.lagging
+            else {}
         )
+        self._consumer = AIOKafkaConsumer(**self.log_.consumer_kwargs(), group_id=None, **fuller)
         try:
             await self._consumer.start()
             tps = [

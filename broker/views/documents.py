@@ -300,6 +300,7 @@ class DocumentsView(TailedView[DocumentsStore]):
     """
 
     name = "documents view"
+    lagging = True  # searches and reports: a few tens of ms late is fine
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ class StatisticsView(TailedView[StatisticsStore]):
     called from the view's thread, so it must return an immutable snapshot."""
 
     name = "statistics view"
+    lagging = True  # searches and reports: a few tens of ms late is fine
     batch = 2000
 
     def __init__(

@@ -57,6 +57,7 @@ class TailedView(abc.ABC, Generic[S]):
     name = "events view"  # for log lines, errors and the thread's name
     batch = 500  # records per poll
     catch_up_at_start = True  # ready only once caught up (else: serving while it does)
+    lagging = False  # fuller, fewer fetches (up to backend.kafka.tail_fetch_wait_ms late)
 
     def __init__(
         self,
@@ -175,7 +176,7 @@ class TailedView(abc.ABC, Generic[S]):
             return
         positions = await self._thread.run(self._store_or_fail().positions)
         self._applied.reset(positions)
-        self._tailer = self.log_.tailer(self._tail_topics(), positions)
+        self._tailer = self.log_.tailer(self._tail_topics(), positions, lagging=self.lagging)
         try:
             await self._tailer.start()
         except BaseException:
