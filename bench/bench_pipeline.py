@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -72,14 +73,23 @@ def senders() -> list[str]:
     ]
 
 
-def make_envelopes(n: int, ca, prefix: str) -> list[bytes]:
-    """n envelopes of about 10 KB, from many senders, each signed by its sender."""
+def sender_keys(ca) -> dict:
+    """A key and certificate (issued by `ca`) for each of the senders."""
+    return {code: issue(ca, f"sender {code}", uid=code) for code in senders()}
+
+
+def make_envelopes(
+    n: int, ca, prefix: str, recipients: Sequence[str] | None = None, keys: dict | None = None
+) -> list[bytes]:
+    """n envelopes of about 10 KB, from many senders, each signed by its sender; to
+    `recipients` in turn when given (else to the next sender); `keys`: the senders'
+    (`sender_keys`), made anew when not given."""
     codes = senders()
-    keys = {code: issue(ca, f"sender {code}", uid=code) for code in codes}
+    keys = keys or sender_keys(ca)
     out = []
     for i in range(n):
         sender = codes[i % len(codes)]
-        recipient = codes[(i + 1) % len(codes)]
+        recipient = recipients[i % len(recipients)] if recipients else codes[(i + 1) % len(codes)]
         data = document(
             sender=sender,
             recipients=(recipient,),

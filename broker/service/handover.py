@@ -35,7 +35,19 @@ def receipt_for(d: Delivery, kind: ReceiptKind) -> Receipt:
 
 async def read_envelope(runtime: Runtime, d: Delivery, *, by_recipient: bool) -> bytes:
     """The envelope's bytes as delivered; `by_recipient` False for an administrator
-    looking (nothing is recorded as delivered then)."""
+    looking (nothing is recorded as delivered then). Recent mail comes from the
+    mailbox view's memory, older mail from the log."""
+    body = runtime.view.recent_body(d)
+    if body is None:
+        body = await _read_from_log(runtime, d)
+    if by_recipient and d.fetched_at_ms is None:
+        await runtime.log.append(
+            [receipt_for(d, ReceiptKind.FETCHED).to_record(runtime.topics.receipts)]
+        )
+    return body
+
+
+async def _read_from_log(runtime: Runtime, d: Delivery) -> bytes:
     record = await runtime.log.read_at(d.topic, d.partition, d.offset)
     if record is None or record.value is None:
         starts = await runtime.log.start_offsets([d.topic])
@@ -46,10 +58,6 @@ async def read_envelope(runtime: Runtime, d: Delivery, *, by_recipient: bool) ->
             )
         raise BackendUnavailable(
             f"the record of {d.message_id} ({d.topic}[{d.partition}]@{d.offset}) is not readable"
-        )
-    if by_recipient and d.fetched_at_ms is None:
-        await runtime.log.append(
-            [receipt_for(d, ReceiptKind.FETCHED).to_record(runtime.topics.receipts)]
         )
     return record.value
 

@@ -4,7 +4,8 @@ Each docbroker instance keeps its own view in a local SQLite file, built by
 tailing every partition of both topics from the positions stored with it (so a
 restart continues, and deleting the file rebuilds it from the log). The view
 holds metadata and record positions; the envelope bytes stay in the log and are
-read with `read_at` when a recipient fetches them. The file, its positions and
+read with `read_at` when a recipient fetches them, unless the view still holds them
+in memory (recent and unacknowledged: `broker.views.mailbox_bodies`). The file, its positions and
 its thread are a read model's (`broker.views.readmodel`), as for the document view;
 the SQL is the store's (`broker.views.mailbox_store`).
 """
@@ -20,12 +21,13 @@ from typing import Protocol
 import structlog
 
 from broker.clock import now_ms
-from broker.core.logrecords import Record
+from broker.core.logrecords import Position, Record
 from broker.core.topics import Topics
 from broker.directory.book import Directory
 from broker.log.interface import DurableLog
 from broker.views.backlog import AgencyBacklog, backlog_gauges
-from broker.views.mailbox_store import Delivery, MailboxStore, Offsets
+from broker.views.mailbox_bodies import DEFAULT_MAX_BYTES, RecentBodies
+from broker.views.mailbox_store import Applied, Delivery, MailboxStore, Offsets
 from broker.views.tailed import TailedView
 
 __all__ = ["AgencyBacklog", "Delivery", "MailboxStore", "MailboxView", "MailboxViewMetrics"]
@@ -63,15 +65,18 @@ class MailboxView(TailedView[MailboxStore]):
         *,
         gauge_interval: float = 5.0,
         directory: Callable[[], Directory] = Directory,
+        recent_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """`directory`: the directory as of now; its agencies are the labels of the
         per-agency backlog gauges. `gauge_interval`: seconds between two reports of
-        the gauges."""
+        the gauges. `recent_bytes`: how many bytes of recent unacknowledged envelopes
+        to keep for fetches (`broker.views.mailbox_bodies`)."""
         super().__init__(log_, topics, path, periodic_every=gauge_interval)
         self.metrics = metrics
         self.directory = directory
         self._waiters: dict[str, asyncio.Event] = {}
         self._released = False  # shutting down: long polls answer at once
+        self._bodies = RecentBodies(recent_bytes)
 
     def _tail_topics(self) -> list[str]:
         return [self.topics.mailbox, self.topics.receipts]
@@ -79,16 +84,18 @@ class MailboxView(TailedView[MailboxStore]):
     def _open_store(self) -> MailboxStore:
         return MailboxStore(self.path, self.topics.mailbox, self.topics.receipts)
 
-    def _apply(self, store: MailboxStore, records: Sequence[Record]) -> tuple[set[str], int]:
+    def _apply(self, store: MailboxStore, records: Sequence[Record]) -> Applied:
         return store.apply(records)
 
-    async def _applied_records(
-        self, records: Sequence[Record], result: tuple[set[str], int]
-    ) -> None:
-        changed, acks = result
-        for _ in range(acks):
+    async def _applied_records(self, records: Sequence[Record], result: Applied) -> None:
+        for r in records:
+            if r.topic == self.topics.mailbox and r.value is not None:
+                self._bodies.keep(Position(r.topic, r.partition, r.offset), r.value)
+        for at in result.acknowledged:
+            self._bodies.drop(at)
+        for _ in range(result.acks):
             self.metrics.acknowledged()
-        for recipient in changed:
+        for recipient in result.changed:
             self._wake(recipient)
 
     async def stop(self) -> None:
@@ -156,6 +163,11 @@ class MailboxView(TailedView[MailboxStore]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await event.wait()
+
+    def recent_body(self, d: Delivery) -> bytes | None:
+        """The entry's envelope if the view still holds it (recent, unacknowledged):
+        no read of the log needed."""
+        return self._bodies.get(Position(d.topic, d.partition, d.offset))
 
     async def get(self, recipient: str, message_id: str) -> Delivery | None:
         return await self._thread.run(self._store_or_fail().get, recipient, message_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from broker.core.logrecords import Record, TopicPartition
+from broker.core.logrecords import Position, Record, TopicPartition
 from broker.core.receipts import Receipt, ReceiptKind
 from broker.core.records import H, received_at_ms
 from broker.views.backlog import AgencyBacklog
@@ -63,6 +63,16 @@ _COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying records changed: the recipients whose mailbox changed, the
+    acknowledgements applied, and the mailbox records they acknowledged."""
+
+    changed: set[str]
+    acks: int
+    acknowledged: list[Position]
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One envelope in one recipient's mailbox."""
 
@@ -101,26 +111,31 @@ class MailboxStore:
     def positions(self) -> dict[TopicPartition, int]:
         return stored_positions(self._conn)
 
-    def apply(self, records: Sequence[Record]) -> tuple[set[str], int]:
-        """Apply records in one transaction: the recipients whose mailbox changed, and
-        the number of acknowledgements applied."""
+    def apply(self, records: Sequence[Record]) -> Applied:
+        """Apply records in one transaction."""
         changed: set[str] = set()
         acks = 0
+        acknowledged: list[Position] = []
         with transaction(self._conn):
             for r in records:
                 if r.topic == self.mailbox_topic:
-                    changed |= self._apply_delivery(r)
+                    changed |= self._apply_delivery(r, acknowledged)
                 elif (
                     r.topic == self.receipts_topic
                     and (receipt := _receipt(r)) is not None
                     and receipt.kind in MAILBOX_RECEIPTS
                 ):
-                    changed |= self._apply_receipt(receipt)
-                    acks += receipt.kind is ReceiptKind.ACKNOWLEDGED
+                    marked = self._apply_receipt(receipt)
+                    changed.add(receipt.recipient)
+                    if receipt.kind is ReceiptKind.ACKNOWLEDGED:
+                        acks += 1
+                        acknowledged += marked
                 store_position(self._conn, r)
-        return changed, acks
+        return Applied(changed, acks, acknowledged)
 
-    def _apply_delivery(self, r: Record) -> set[str]:
+    def _apply_delivery(self, r: Record, acknowledged: list[Position]) -> set[str]:
+        """Insert the entry (once), with the receipts that came before it (adding to
+        `acknowledged` when one acknowledged it)."""
         recipient = r.header_str(H.RECIPIENT)
         message_id = r.header_str(H.MESSAGE_ID)
         if not recipient or not message_id:
@@ -154,25 +169,31 @@ class MailboxStore:
             (recipient, message_id),
         ).fetchall()
         for kind, at in early:
-            self._mark(recipient, message_id, ReceiptKind(kind), at)
+            marked = self._mark(recipient, message_id, ReceiptKind(kind), at)
+            if kind == ReceiptKind.ACKNOWLEDGED:
+                acknowledged += marked
         return {recipient} if cur.rowcount else set()
 
-    def _mark(self, recipient: str, message_id: str, kind: ReceiptKind, at: int) -> int:
+    def _mark(self, recipient: str, message_id: str, kind: ReceiptKind, at: int) -> list[Position]:
+        """Mark the entry fetched or acknowledged (the first time counts); the position
+        of its mailbox record (none when the entry is not there)."""
         column = "acked_at_ms" if kind is ReceiptKind.ACKNOWLEDGED else "fetched_at_ms"
-        return self._conn.execute(
+        rows = self._conn.execute(
             f"UPDATE deliveries SET {column} = COALESCE({column}, ?) "  # noqa: S608
-            "WHERE recipient = ? AND message_id = ?",
+            "WHERE recipient = ? AND message_id = ? RETURNING topic, partition, offset",
             (at, recipient, message_id),
-        ).rowcount
+        ).fetchall()
+        return [Position(*row) for row in rows]
 
-    def _apply_receipt(self, receipt: Receipt) -> set[str]:
-        if not self._mark(receipt.recipient, receipt.message_id, receipt.kind, receipt.at_ms):
+    def _apply_receipt(self, receipt: Receipt) -> list[Position]:
+        marked = self._mark(receipt.recipient, receipt.message_id, receipt.kind, receipt.at_ms)
+        if not marked:
             # The delivery is in a partition not read yet (a rebuild reads topics in any order).
             self._conn.execute(
                 "INSERT OR IGNORE INTO early_receipts VALUES (?, ?, ?, ?)",
                 (receipt.recipient, receipt.message_id, str(receipt.kind), receipt.at_ms),
             )
-        return {receipt.recipient}
+        return marked
 
     def list(
         self,

@@ -86,6 +86,35 @@ class TestSubmitAndDeliver:
         everything = await (await api.get("/v1/mailboxes/000.00.08.H35/envelopes?state=all")).json()
         assert everything["envelopes"][0]["acknowledged_at"] == first["acknowledged_at"]
 
+    async def test_fresh_mail_is_fetched_without_reading_the_log(
+        self, api: AgencyClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """What just arrived is fetched from the mailbox view's memory (a read by
+        position is a round trip, and on Kafka an instance's reads wait in one line);
+        once acknowledged, the view lets it go and a fetch reads the log: the same bytes."""
+        log = api.runtime.log
+        reads: list[tuple[str, int, int]] = []
+        read_at = log.read_at
+
+        async def counted(topic: str, partition: int, offset: int) -> Record | None:
+            reads.append((topic, partition, offset))
+            return await read_at(topic, partition, offset)
+
+        monkeypatch.setattr(log, "read_at", counted)
+        agency = "000.00.10.H35"
+        await api.post("/v1/envelopes", data=document(recipients=(agency,)), headers=XML)
+        (entry,) = await wait_for_mailbox(api, agency)
+        url = f"/v1/mailboxes/{agency}/envelopes/{entry['message_id']}"
+        fresh = await api.get(url)
+        assert fresh.status == 200
+        body = await fresh.read()
+        assert reads == []
+        assert (await api.post(f"{url}/ack")).status == 200
+        again = await api.get(url)
+        assert again.status == 200
+        assert await again.read() == body
+        assert len(reads) == 1
+
     async def test_long_poll_returns_when_an_envelope_arrives(self, api: AgencyClient) -> None:
         poll = asyncio.create_task(
             api.get("/v1/mailboxes/000.00.09.H35/envelopes", params={"wait": "20"})

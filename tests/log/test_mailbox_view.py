@@ -26,7 +26,16 @@ from broker.views.mailbox import MailboxStore, MailboxView
 from tests.conftest import LogFactory
 from tests.edxml_samples import document, status
 from tests.full_store import sqlite_full_error
-from tests.processing_kit import NOW, TOPICS, consumed, ctx, directory, headers, processor
+from tests.processing_kit import (
+    NOW,
+    TOPICS,
+    as_record,
+    consumed,
+    ctx,
+    directory,
+    headers,
+    processor,
+)
 
 PROVINCE, VP = "000.00.00.H35", "000.00.01.H35"
 UNKNOWN = "999.99.99.X99"
@@ -386,3 +395,37 @@ def test_the_kind_index_is_added_to_an_existing_file(tmp_path: Path) -> None:
         assert "deliveries_kind" in " ".join(str(row) for row in plan)
     finally:
         store.close()
+
+
+@pytest.mark.usefixtures("no_blocking_loop")
+class TestRecentBodies:
+    async def test_the_view_holds_fresh_mail_until_it_is_acknowledged(
+        self, log: DurableLog, topics: Topics, path: Path, views: list[MailboxView]
+    ) -> None:
+        """The bytes the view holds for a fetch are the log's; an acknowledgement in
+        the log (made at any instance) lets them go."""
+        records = to_the_province(topics)
+        (doc,) = for_the_province(records, "document")
+        view = await started(views, log, topics, path)
+        assert await view.wait_applied(await log.append(records), 10)
+        entry = await view.get(MAILBOX, headers(doc)[H.MESSAGE_ID])
+        assert entry is not None
+        record = await log.read_at(entry.topic, entry.partition, entry.offset)
+        assert record is not None and record.value
+        assert view.recent_body(entry) == record.value
+        assert await view.wait_applied(await log.append([ack(topics, doc)]), 10)
+        assert view.recent_body(entry) is None
+
+    def test_an_acknowledgement_read_before_its_entry_comes_with_it(self, path: Path) -> None:
+        """A rebuild may read a receipt before the entry it is about: the entry is
+        then acknowledged as it is inserted, and said so (nothing to hold for it)."""
+        store = MailboxStore(path, TOPICS.mailbox, TOPICS.receipts)
+        try:
+            (doc,) = for_the_province(to_the_province(TOPICS), "document")
+            early = store.apply([as_record(ack(TOPICS, doc), 0)])
+            assert (early.acks, early.acknowledged) == (1, [])
+            entry = as_record(doc, 5)
+            late = store.apply([entry])
+            assert late.acknowledged == [Position(entry.topic, entry.partition, 5)]
+        finally:
+            store.close()

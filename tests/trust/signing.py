@@ -17,6 +17,10 @@ class _LegacySigner(XMLSigner):
     def check_deprecated_methods(self) -> None:
         return None
 
+    # A large attachment is one text node over lxml's default limit of 10 MB; the
+    # senders' tools read such packages (and so does the broker's parser).
+    _default_parser = etree.XMLParser(resolve_entities=False, huge_tree=True)
+
 
 def sign_as_sender(
     data: bytes,
