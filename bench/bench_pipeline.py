@@ -140,7 +140,9 @@ def write_keys(data_dir: Path, ca, broker) -> None:
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker.certificate))
 
 
-def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> list[tuple]:
+def start_daemons(
+    n: int, workdir: Path, env: dict[str, str], ca, broker, *, ready_within: float = 90
+) -> list[tuple]:
     out = []
     for i in range(n):
         data_dir = workdir / f"node{i}"
@@ -164,7 +166,7 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
         )
         out.append((proc, f"http://127.0.0.1:{port}", log))
     for proc, url, _ in out:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + ready_within
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
