@@ -67,6 +67,7 @@ from bench.bench_pipeline import (  # noqa: E402
 )
 from broker.clock import now_ms, utc_now  # noqa: E402
 from broker.config import KafkaSettings, Settings  # noqa: E402
+from broker.core.errors import BackendUnavailable  # noqa: E402
 from broker.core.records import new_message_id  # noqa: E402
 from broker.core.topics import Topics  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
@@ -88,7 +89,7 @@ FROM_AXIS = 1 / 3  # of inbound
 GOAL_TOTAL_S = 20 * 60
 GOAL_READY_S = 10.0
 SIGNING_SENDERS = 8  # the signed share comes from these senders (a key each)
-IN_FLIGHT = 400  # appends a producer keeps in flight
+IN_FLIGHT = 200  # appends a producer keeps in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,7 @@ async def produce(args: argparse.Namespace) -> None:
             record = inbound_record(sub, env, topics)  # type: ignore[arg-type]
             if not first:
                 first = time.time()
-            in_flight.add(asyncio.ensure_future(log.append([record])))
+            in_flight.add(asyncio.ensure_future(append(log, record)))
             sent += 1
             nbytes += len(data)
             if len(in_flight) >= IN_FLIGHT or p.padding > 500_000:
@@ -211,6 +212,20 @@ async def produce(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+
+
+async def append(log: KafkaLog, record) -> None:
+    """One append, tried again when the producer could not take it in time (its
+    buffer full on a loaded machine: nothing was sent). A record sent twice would
+    show as a duplicate in the outcomes, and the run would fail its check."""
+    for attempt in range(10):
+        try:
+            await log.append([record])
+            return
+        except BackendUnavailable:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1 + attempt)
 
 
 def save_ca(ca, path: Path) -> None:

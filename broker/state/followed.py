@@ -1,43 +1,54 @@
-"""Following a compacted topic into memory: the directory, chain heads, the dedup index.
+"""Following a compacted topic: the directory, chain heads (into memory), the dedup
+index (into its SQLite file).
 
-Each docbroker instance reads such a topic from the start at startup and keeps
-following it. `caught_up()` waits until everything committed so far is
-applied: the pipeline calls it when it takes over a partition, so that it
-starts from the state its predecessor committed.
+Each docbroker instance reads such a topic at startup, from the start or from the
+positions its store kept (`positions`), and keeps following it. `caught_up()` waits
+until everything committed so far is applied: the pipeline calls it when it takes
+over a partition, so that it starts from the state its predecessor committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
 from broker.core.errors import BackendUnavailable
-from broker.core.logrecords import Record
+from broker.core.logrecords import Record, TopicPartition
 from broker.log.interface import DurableLog, Tailer
 
 log = structlog.get_logger(__name__)
 
 
 class FollowedTopic:
-    """Applies every record of a topic, in order, with `apply`, from the start on."""
+    """Applies every record of a topic, in order, with `apply`, from the start on (or
+    from the next offsets `positions()` gives at start, called in a thread: what a
+    store applied before)."""
 
     def __init__(
-        self, log_: DurableLog, topic: str, apply: Callable[[Sequence[Record]], None], name: str
+        self,
+        log_: DurableLog,
+        topic: str,
+        apply: Callable[[Sequence[Record]], None],
+        name: str,
+        *,
+        positions: Callable[[], Mapping[TopicPartition, int]] | None = None,
     ) -> None:
         self.log_ = log_
         self.topic = topic
         self.apply = apply
         self.name = name
+        self.positions = positions
         self.loaded = False
         self._tailer: Tailer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._tailer = self.log_.tailer([self.topic], {})
+        start = await asyncio.to_thread(self.positions) if self.positions is not None else {}
+        self._tailer = self.log_.tailer([self.topic], start)
         await self._tailer.start()
         await self.caught_up()
         self.loaded = True
