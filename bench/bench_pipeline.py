@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -101,10 +102,41 @@ def floor(envelopes: list[bytes], ca, broker) -> float:
     return (time.perf_counter() - start) / len(sample)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU of a process and (by default) its live descendants."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        for task in Path(f"/proc/{pid}/task").iterdir() if children else ():
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def pids_with(text: str) -> list[int]:
+    """The processes whose command line contains `text` (the Kafka broker's folder)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    out.append(int(proc.name))
+            except OSError:
+                continue
+    return out
+
+
 class Kafka:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
         self.bootstrap = os.environ.get("DOCBROKER_BENCH_KAFKA_BOOTSTRAP", "")
+        self.started_here = not self.bootstrap
 
     def __enter__(self) -> Kafka:
         if not self.bootstrap:
@@ -188,15 +220,27 @@ def stop_daemons(daemons: list[tuple]) -> None:
         log.close()
 
 
-def routed(url: str) -> float:
+def outcomes(url: str) -> dict[str, float]:
+    """The daemon's pipeline records so far, by outcome (routed, refused, ...)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return sum(
-        float(v)
-        for v in re.findall(
-            r'^docbroker_pipeline_records_total\{outcome="\w+"\} (\S+)$', text, re.M
-        )
-    )
+    found = re.findall(r'^docbroker_pipeline_records_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+    return {name: float(v) for name, v in found}
+
+
+def routed(url: str) -> float:
+    """Envelopes routed (accepted and delivered or forwarded): refusals do not count."""
+    return outcomes(url).get("routed", 0.0)
+
+
+def not_routed(daemons: list[tuple]) -> dict[str, float]:
+    """What the daemons processed otherwise than routed (refused, duplicate, failed)."""
+    out: dict[str, float] = {}
+    for _, url, _ in daemons:
+        for name, v in outcomes(url).items():
+            if name != "routed" and v:
+                out[name] = out.get(name, 0.0) + v
+    return out
 
 
 async def preload(bootstrap: str, prefix: str, envelopes: list[bytes]) -> None:
@@ -254,12 +298,23 @@ def daemon_env(prefix: str, kafka: Kafka, partitions: int) -> dict[str, str]:
         "DOCBROKER_DIRECTORY_SEED_FILE": str(DIRECTORY),
         "DOCBROKER_TRUST_DEFAULT_POLICY": "required",
         "DOCBROKER_LOGGING_LEVEL": "warning",
+        **EXTRA_SETTINGS,
     }
+
+
+EXTRA_SETTINGS: dict[str, str] = {}  # --set NAME=VALUE: a daemon setting to try
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    rate: float  # routed envelopes/s between 10 % and 90 % of the total
+    overall: float  # routed envelopes/s from the first to the last
+    cpu_ms: dict[str, float]  # CPU per routed envelope over the steady part, by process
 
 
 def throughput(
     n_daemons: int, envelopes: list[bytes], kafka: Kafka, ca, broker, partitions: int
-) -> tuple[float, float]:
+) -> Throughput:
     prefix = f"bench.{uuid.uuid4().hex[:8]}."
     asyncio.run(preload(kafka.bootstrap, prefix, envelopes))
     # As many worker processes in all as there are CPUs, however many daemons.
@@ -270,24 +325,40 @@ def throughput(
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemons-"))
     daemons = start_daemons(n_daemons, workdir, env, ca, broker)
+    kafka_pids = pids_with(str(kafka.dir)) if kafka.started_here else []
+
+    def cpu() -> dict[str, float]:
+        """CPU seconds so far: the daemons' own processes, their workers, Kafka."""
+        own = sum(cpu_seconds(p.pid, children=False) for p, _, _ in daemons)
+        return {
+            "daemon": own,
+            "workers": sum(cpu_seconds(p.pid) for p, _, _ in daemons) - own,
+            "kafka": sum(cpu_seconds(pid) for pid in kafka_pids),
+        }
+
     total = len(envelopes)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, dict[str, float]]] = []
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline:
             done = sum(routed(url) for _, url, _ in daemons)
-            samples.append((time.monotonic(), done))
+            samples.append((time.monotonic(), done, cpu()))
             if done >= total:
                 break
             time.sleep(0.25)
+        missed = not_routed(daemons)
     finally:
         stop_daemons(daemons)
         shutil.rmtree(workdir, ignore_errors=True)
+    if samples[-1][1] != total or missed:
+        raise SystemExit(f"{samples[-1][1]:.0f} of {total} routed; otherwise: {missed}")
     lo = next(s for s in samples if s[1] >= 0.1 * total)
     hi = next(s for s in samples if s[1] >= 0.9 * total)
-    rate = (hi[1] - lo[1]) / max(hi[0] - lo[0], 1e-9)
+    steady = max(hi[1] - lo[1], 1)
+    rate = steady / max(hi[0] - lo[0], 1e-9)
     overall = total / max(samples[-1][0] - next(s for s in samples if s[1] > 0)[0], 1e-9)
-    return rate, overall
+    cpu_ms = {k: (hi[2][k] - lo[2][k]) * 1000 / steady for k in hi[2]}
+    return Throughput(rate, overall, cpu_ms)
 
 
 def latency(
@@ -356,7 +427,16 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--rate", type=float, default=100.0, help="submissions/s for the latency run")
     ap.add_argument("--quick", action="store_true", help="fewer envelopes (noisier)")
+    ap.add_argument("--no-latency", action="store_true", help="throughput only")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a daemon setting in environment form (DOCBROKER_PIPELINE_BATCH_SIZE=256)",
+    )
     args = ap.parse_args()
+    EXTRA_SETTINGS.update(item.split("=", 1) for item in args.set)
     n = 600 if args.quick else args.envelopes
     ca = make_ca("bench CA")
     broker = issue(ca, "docbroker bench", uid="000.99.99.H35")
@@ -373,14 +453,15 @@ def main() -> None:
     )
     with Kafka() as kafka:
         for k in args.daemons:
-            rate, overall = throughput(
-                k, make_envelopes(n, ca, f"T{k}"), kafka, ca, broker, args.partitions
-            )
+            t = throughput(k, make_envelopes(n, ca, f"T{k}"), kafka, ca, broker, args.partitions)
+            cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in t.cpu_ms.items())
             print(
-                f"{k} daemon(s): {rate:.0f} envelopes/s steady ({overall:.0f} overall), "
-                f"{rate * per * 100:.0f}% of the crypto floor",
+                f"{k} daemon(s): {t.rate:.0f} routed envelopes/s steady ({t.overall:.0f} overall), "
+                f"{t.rate * per:.2f}x the crypto floor; CPU ms per envelope: {cpu}",
                 flush=True,
             )
+        if args.no_latency:
+            return
         count = 200 + int(args.rate * (10 if args.quick else 30))
         p50, p99, seen = latency(
             make_envelopes(count, ca, "LAT"), kafka, ca, broker, args.rate, args.partitions

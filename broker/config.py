@@ -135,6 +135,18 @@ class KafkaSettings:
     session_timeout_ms: int = setting(10000, "consumer group session timeout", min=1000)
     transaction_timeout_ms: int = setting(60000, "transaction timeout", min=1000)
     request_timeout_ms: int = setting(40000, "client request timeout", min=1000)
+    tail_fetch_wait_ms: int = setting(
+        50,
+        "how long the fetch of a view or follower may wait for tail_fetch_min_bytes "
+        "(fewer, fuller fetches under load; at most this much added lag)",
+        min=0,
+        max=1000,
+    )
+    tail_fetch_min_bytes: int = setting(
+        64 * 1024,
+        "the data a view's or follower's fetch waits for (up to tail_fetch_wait_ms)",
+        min=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -251,7 +263,12 @@ class PipelineSettings:
     dedup_window_days: int = setting(
         30, "a new document with a DocumentId its sender used this recently is a duplicate", min=1
     )
-    batch_size: int = setting(64, "inbound records handled per transaction", min=1, max=10000)
+    batch_size: int = setting(500, "most inbound records handled per transaction", min=1, max=10000)
+    batch_bytes: ByteSize = setting(
+        ByteSize(16 * MiB),
+        "most bytes of inbound records handled per transaction (at least one record)",
+        min=1,
+    )
     workers: int = setting(0, "threads for blocking work; 0 = number of CPUs", min=0)
     processes: int = setting(
         -1,

@@ -148,6 +148,7 @@ class Runtime:
             dedup=dedup,
             group=f"{settings.backend.topic_prefix}{settings.pipeline.group}",
             batch_size=settings.pipeline.batch_size,
+            batch_bytes=settings.pipeline.batch_bytes,
             processes=process_count(settings),
             settings=settings,
         )

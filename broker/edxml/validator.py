@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TypeVar
@@ -62,6 +62,9 @@ class Verdict:
     envelope: Envelope | None
     problems: tuple[Problem, ...]
     warnings: tuple[Irregularity, ...] = ()
+    # The parsed package, for the later steps in the same process (signature check,
+    # stamp and sign) not to parse it again; never pickled with the verdict.
+    root: etree._Element | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +76,7 @@ class Verdict:
         if not self.warnings:
             return self
         refusals = [*self.problems, *(w.as_problem() for w in self.warnings)]
-        return Verdict(self.envelope, _ordered(refusals))
+        return Verdict(self.envelope, _ordered(refusals), root=self.root)
 
     def envelope_or_raise(self) -> Envelope:
         if self.problems or self.envelope is None:
@@ -125,16 +128,34 @@ class EnvelopeValidator:
                     ),
                 ),
             )
-        problems, warnings = self._schema_problems(tree)
+        problems, warnings, stripped = self._schema_problems(tree)
+        envelope, read_problems, rule_warnings = self._read(root, today)
+        return Verdict(
+            envelope,
+            _ordered(problems + read_problems),
+            _ordered(warnings + rule_warnings),
+            root=None if stripped else root,  # what was tolerated is gone from it
+        )
+
+    def read_signed(self, root: etree._Element) -> Envelope:
+        """The envelope as the signature's own canonical copy of the package says (what
+        the verifier returned, already parsed: comments dropped, as signed); the schema
+        was checked on the package. InputRefused with the problems of that reading."""
+        envelope, problems, _ = self._read(root, None)
+        if problems:
+            raise InputRefused(_ordered(problems))
+        return envelope
+
+    def _read(
+        self, root: etree._Element, today: date | None
+    ) -> tuple[Envelope, list[Problem], list[Irregularity]]:
+        """The envelope read from a parsed package, and what the rules say of it."""
         parts = Parts.of(root)
-        envelope, read_problems = read_envelope(parts)
-        problems += read_problems
+        envelope, problems = read_envelope(parts)
         rule_problems, rule_warnings = check_rules(
             envelope, parts, self.limits, today or today_in_vietnam(self.clock())
         )
-        return Verdict(
-            envelope, _ordered(problems + rule_problems), _ordered(warnings + rule_warnings)
-        )
+        return envelope, list(problems) + list(rule_problems), list(rule_warnings)
 
     def check(self, data: bytes) -> Envelope:
         """The envelope, or InputRefused with every problem."""
@@ -142,14 +163,15 @@ class EnvelopeValidator:
 
     def _schema_problems(
         self, tree: etree._ElementTree
-    ) -> tuple[list[Problem], list[Irregularity]]:
-        """Problems of the schema, and the unexpected elements tolerated. Only a package
+    ) -> tuple[list[Problem], list[Irregularity], bool]:
+        """Problems of the schema, the unexpected elements tolerated, and whether they
+        were taken out of the tree. Only a package
         the schema refuses as it came is searched for them: they are then taken out of
         this (private) tree and the schema checks what remains, so that a regular
         package costs one validation."""
         schema = self._schema()
         if schema.validate(tree):
-            return [], []
+            return [], [], False
         found = unexpected_elements(tree.getroot(), schema_index())
         out: list[Problem] = []
         warnings: list[Irregularity] = []
@@ -161,7 +183,7 @@ class EnvelopeValidator:
         if found:
             strip(found)
             if schema.validate(tree):
-                return out, warnings
+                return out, warnings, True
         prefixes = _prefixes(tree.getroot())
         for entry in schema.error_log:
             el = _element_at(tree, entry.path, prefixes, entry.line)
@@ -179,7 +201,7 @@ class EnvelopeValidator:
                     ),
                 )
             )
-        return out, warnings
+        return out, warnings, bool(found)
 
 
 def _prefixes(root: etree._Element) -> dict[str, str]:

@@ -241,7 +241,15 @@ class KafkaTailer(Tailer):
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(**self.log_.consumer_kwargs(), group_id=None)
+        s = self.log_.settings
+        self._consumer = AIOKafkaConsumer(
+            **self.log_.consumer_kwargs(),
+            group_id=None,
+            # Views and followers are not on the delivery path: fuller fetches, fewer
+            # of them (each costs the broker as much as a full one).
+            fetch_max_wait_ms=s.tail_fetch_wait_ms,
+            fetch_min_bytes=s.tail_fetch_min_bytes,
+        )
         try:
             await self._consumer.start()
             tps = [

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from lxml import etree
+
 from broker.core.events import Event, EventType
 from broker.core.logrecords import NewRecord, Record
 from broker.core.problems import Irregularity
@@ -69,6 +71,9 @@ class Passed:
     sender: Agency
     check: SenderCheck | None  # None until the signature was checked
     warnings: tuple[Irregularity, ...]
+    # The package as the validator parsed it (None if it changed it), to check the
+    # signature on and then stamp and sign without parsing again; stamping changes it.
+    root: etree._Element | None = None
 
 
 @dataclass(frozen=True)

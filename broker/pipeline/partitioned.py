@@ -68,10 +68,22 @@ class PartitionWorkers(abc.ABC):
 
     name: str = "consumer"
 
-    def __init__(self, batch_size: int, poll_timeout: float, queue_limit: int) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        poll_timeout: float,
+        queue_limit: int,
+        *,
+        batch_bytes: int | None = None,
+    ) -> None:
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self.poll_timeout = poll_timeout
         self.queue_limit = queue_limit
+        # Bytes queued stop the polling too: a backlog of 5 MB packages must not fill
+        # the memory with queue_limit of them.
+        self.queue_limit_bytes = 4 * batch_bytes if batch_bytes else None
+        self._queued_bytes = 0
         self._stopping = asyncio.Event()
         self._queues: dict[TopicPartition, _Queue] = {}
         self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
@@ -97,7 +109,7 @@ class PartitionWorkers(abc.ABC):
         while not self._stopping.is_set():
             try:
                 timeout = self.poll_timeout
-                if self._queued >= self.queue_limit:
+                if self._full():
                     # Full: fetch nothing more, but keep polling, so that the group does
                     # not take this member for dead (Kafka's max.poll.interval) while its
                     # work waits, e.g. behind an unavailable national axis.
@@ -141,6 +153,7 @@ class PartitionWorkers(abc.ABC):
                 queue = self._queues[tp] = _Queue(generation)
             queue.records.extend(recs)
             self._queued += len(recs)
+            self._queued_bytes += sum(map(_size, recs))
             worker = self._workers.get(tp)
             if worker is None or worker.done():
                 self._workers[tp] = asyncio.create_task(
@@ -153,6 +166,7 @@ class PartitionWorkers(abc.ABC):
         queue = self._queues.get(tp)
         if queue is not None and generation in (None, queue.generation):
             self._queued -= len(queue.records)
+            self._queued_bytes -= sum(map(_size, queue.records))
             del self._queues[tp]
 
     async def _drain(self, consumer: GroupConsumer, tp: TopicPartition) -> None:
@@ -165,9 +179,9 @@ class PartitionWorkers(abc.ABC):
             if not claim.current:  # read again from the committed offset since polled
                 self._drop(tp, claim.generation)
                 continue
-            batch = queue.records[: self.batch_size]
-            del queue.records[: self.batch_size]
+            batch = self._next_batch(queue.records)
             self._queued -= len(batch)
+            self._queued_bytes -= sum(map(_size, batch))
             try:
                 if not await self._handle_batch(claim, batch):
                     self._drop(tp, claim.generation)
@@ -194,6 +208,27 @@ class PartitionWorkers(abc.ABC):
                 )
                 await asyncio.sleep(1.0)
 
+    def _full(self) -> bool:
+        """Enough is queued: fetch nothing more until the workers took some."""
+        over_bytes = self.queue_limit_bytes is not None and (
+            self._queued_bytes >= self.queue_limit_bytes
+        )
+        return self._queued >= self.queue_limit or over_bytes
+
+    def _next_batch(self, records: list[Record]) -> list[Record]:
+        """The first records of a queue, at most batch_size of them and batch_bytes
+        (always one: a record larger than batch_bytes goes alone)."""
+        n, size = 0, 0
+        limit = len(records) if self.batch_size is None else min(self.batch_size, len(records))
+        while n < limit:
+            size += _size(records[n])
+            if n and self.batch_bytes is not None and size > self.batch_bytes:
+                break
+            n += 1
+        batch = records[:n]
+        del records[:n]
+        return batch
+
     async def _pause(self, seconds: float) -> None:
         """Wait, unless stopping (the batch is read again by whoever owns it next)."""
         with contextlib.suppress(TimeoutError):
@@ -207,3 +242,8 @@ class PartitionWorkers(abc.ABC):
         self._drop(claim.tp, claim.generation)
         if claim.current:
             await claim.consumer.rewind(claim.tp)
+
+
+def _size(record: Record) -> int:
+    """What a queued record holds in memory, near enough (its value dominates)."""
+    return len(record.value or b"") + len(record.key or b"")

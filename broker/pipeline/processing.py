@@ -133,13 +133,14 @@ class InboundProcessor(ReceiptSteps):
         judged = self.for_sender(validated, sender)
         if not judged.ok:
             return self.refuse(record, judged.problems, ctx, env, sender)
-        return self._signed_and_new(record, Passed(env, sender, None, validated.warnings), ctx)
+        passed = Passed(env, sender, None, validated.warnings, validated.root)
+        return self._signed_and_new(record, passed, ctx)
 
     def _signed_and_new(self, record: Record, passed: Passed, ctx: BatchContext) -> Outcome:
         """The sender's signature per its policy (acting on what it covers), then a new
         document not already received from that sender within the window, then routed."""
         env, sender = passed.env, passed.sender
-        check = self._signature(record.value or b"", env, sender, ctx)
+        check = self._signature(record.value or b"", passed, ctx)
         verdict = (check.outcome, check.policy)
         if check.problems:
             refused = self.refuse(
@@ -151,14 +152,18 @@ class InboundProcessor(ReceiptSteps):
                 details={"sender_signature": check.audit()},
             )
             return with_changes(refused, signature=verdict)
-        if check.signed_data is not None:
-            env = self.validator.check(check.signed_data)  # act on what the signature covers
+        if check.signed_data is not None:  # act on what the signature covers
+            signed = check.result.signed_xml if check.result is not None else None
+            if signed is not None:  # already parsed by the verifier
+                env = self.validator.read_signed(signed)
+            else:
+                env = self.validator.check(check.signed_data)
         dedup = dedup_keys(record, env, sender)
         for key in dedup:
             again = self._already_received(record, env, sender, key, ctx)
             if again is not None:
                 return with_changes(again, signature=verdict)
-        passed = Passed(env, sender, check, passed.warnings)
+        passed = Passed(env, sender, check, passed.warnings, passed.root)
         if record.header_str(H.SOURCE) == SOURCE_AXIS:
             return with_changes(self._route_down(record, passed, ctx), dedup=dedup)
         routed = self._route(record, passed, ctx)
@@ -203,9 +208,8 @@ class InboundProcessor(ReceiptSteps):
         )
         return self.refuse(record, [problem], ctx, env, sender)
 
-    def _signature(
-        self, data: bytes, env: Envelope, sender: Agency, ctx: BatchContext
-    ) -> SenderCheck:
+    def _signature(self, data: bytes, passed: Passed, ctx: BatchContext) -> SenderCheck:
+        env, sender = passed.env, passed.sender
         policy = SenderPolicy(
             mode=sender.signature_policy or self.default_policy.mode,  # type: ignore[arg-type]
             allow_sha1=sender.allow_sha1 or self.default_policy.allow_sha1,
@@ -217,7 +221,7 @@ class InboundProcessor(ReceiptSteps):
             self.bind_by_subject_uid,
             aliases={env.sender_id: sender.codes()},
         )
-        return check_sender(data, env, self.trust.verifier, book, at=ctx.at)
+        return check_sender(data, env, self.trust.verifier, book, at=ctx.at, root=passed.root)
 
     def _route(
         self,
@@ -235,7 +239,9 @@ class InboundProcessor(ReceiptSteps):
                 return self._no_recipient(record, passed, decisions, ctx)
         data = record.value or b""
         ids = ids_of(record)
-        forwarded = self.trust.signer.stamp_and_sign(data, self.trust.organ_id, ctx.stamp)
+        forwarded = self.trust.signer.stamp_and_sign(
+            data, self.trust.organ_id, ctx.stamp, root=passed.root
+        )
         hop = Hop(forwarded, hashlib.sha256(forwarded).hexdigest(), ids, event_fields(env, ids))
         events = [accepted_event(passed, ids, len(data), ctx.now_ms)]
         records: list[NewRecord] = []

@@ -66,11 +66,14 @@ class Pipeline(PartitionWorkers):
         dedup: DedupIndex,
         group: str,
         batch_size: int,
+        batch_bytes: int | None = None,
         poll_timeout: float = 0.5,
         processes: int = 0,
         settings: Settings | None = None,
     ) -> None:
-        super().__init__(batch_size, poll_timeout, queue_limit=batch_size * 16)
+        super().__init__(
+            batch_size, poll_timeout, queue_limit=batch_size * 4, batch_bytes=batch_bytes
+        )
         self.log_ = log_
         self.processor = processor
         self.metrics = metrics

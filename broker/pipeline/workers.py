@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from broker.config import Settings
@@ -39,6 +42,29 @@ from broker.pipeline.processing import InboundProcessor
 
 _processor: InboundProcessor | None = None
 Seen = dict[tuple[str, str], FirstSeen]  # what the dedup index knows of a batch's documents
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """A directory snapshot as shipped to the workers: pickled once per version in the
+    daemon (pickling its agencies for every batch cost as much as the batch's own
+    records), and opened once per version in each worker."""
+
+    key: int
+    blob: bytes
+
+
+_versions = itertools.count(1)
+_opened: tuple[int, Directory] | None = None  # in a worker: the last parcel opened
+
+
+def open_parcel(parcel: Parcel) -> Directory:
+    """The parcel's directory, unpickled only when this worker has not opened it yet."""
+    global _opened  # one per worker process
+    if _opened is None or _opened[0] != parcel.key:
+        # The daemon's own pickle, through the pool's pipe (like the batch itself).
+        _opened = (parcel.key, pickle.loads(parcel.blob))  # noqa: S301
+    return _opened[1]
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -71,10 +97,9 @@ def _exit_with(parent: int, interval: float = 1.0) -> None:
     os._exit(0)
 
 
-def _process(
-    records: Sequence[Record], directory: Directory, seen: Seen, now_ms: int
-) -> list[Outcome]:
+def _process(records: Sequence[Record], parcel: Parcel, seen: Seen, now_ms: int) -> list[Outcome]:
     assert _processor is not None, "worker not initialised"
+    directory = open_parcel(parcel)
     ctx = BatchContext(directory, lambda sender, doc: seen.get((sender, doc)), now_ms)
     return _processor.process_batch(records, ctx)
 
@@ -95,7 +120,7 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-Work = Callable[[Sequence[Record], Directory, Seen, int], list[Outcome]]
+Work = Callable[[Sequence[Record], Parcel, Seen, int], list[Outcome]]
 
 
 class ProcessingPool:
@@ -110,6 +135,7 @@ class ProcessingPool:
     ) -> None:
         self.processes = processes
         self.work = work or process_in_pool
+        self._parcel: tuple[Directory, Parcel] | None = None
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
@@ -138,7 +164,15 @@ class ProcessingPool:
     ) -> list[Outcome]:
         """One batch in a worker process; BrokenProcessPool when a worker died."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.work, records, directory, seen, now_ms)
+        parcel = self._parcel_of(directory)
+        return await loop.run_in_executor(self._pool, self.work, records, parcel, seen, now_ms)
+
+    def _parcel_of(self, directory: Directory) -> Parcel:
+        """The directory's parcel, made when the snapshot changed (a new object)."""
+        if self._parcel is None or self._parcel[0] is not directory:
+            blob = pickle.dumps(directory, protocol=pickle.HIGHEST_PROTOCOL)
+            self._parcel = (directory, Parcel(next(_versions), blob))
+        return self._parcel[1]
 
     async def ping(self) -> None:
         """A round trip through a worker; BrokenProcessPool when a worker died."""
@@ -150,9 +184,9 @@ class ProcessingPool:
 
 def process_in_pool(
     records: Sequence[Record],
-    directory: Directory,
+    parcel: Parcel,
     seen: Seen,
     now_ms: int,
 ) -> list[Outcome]:
     """The function the pool runs (importable by name in the workers)."""
-    return _process(records, directory, seen, now_ms)
+    return _process(records, parcel, seen, now_ms)

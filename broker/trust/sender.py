@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lxml import etree
+
 from broker.core.problems import Problem
 from broker.edxml.model import Envelope
 from broker.trust.policy import PolicyBook
@@ -48,12 +50,15 @@ def check_sender(
     verifier: SignatureVerifier,
     book: PolicyBook,
     at: datetime,
+    *,
+    root: etree._Element | None = None,
 ) -> SenderCheck:
+    """`root`: `data` already parsed (unchanged), so that it is not parsed again."""
     sender = envelope.sender_id
     policy = book.for_agency(sender)
     if policy.mode == "ignored":
         return SenderCheck("ignored", policy.mode)
-    result, stray = verifier.verify_sender(data, allow_sha1=policy.allow_sha1, at=at)
+    result, stray = verifier.verify_sender(data, allow_sha1=policy.allow_sha1, at=at, root=root)
     required = policy.mode == "required"
     problems: list[Problem] = []
     if stray and required:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -82,6 +82,12 @@ class SignatureResult:
     signer_fingerprint: str = ""
     signer_not_after: str = ""  # the certificate's notAfter (ISO 8601, UTC)
     signed_data: bytes | None = None  # what the signature covers, canonical (when valid)
+    # signed_data as parsed by the verifier (in the verifying process only)
+    signed_xml: etree._Element | None = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the parsed copy (an lxml tree does not cross processes)."""
+        return {k: v for k, v in self.__dict__.items() if k != "signed_xml"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,11 +178,18 @@ class SignatureVerifier:
         return [self._verify(root, sig, allow_sha1, at) for sig in find_signatures(root)]
 
     def verify_sender(
-        self, data: bytes, *, at: datetime, allow_sha1: bool = False
+        self,
+        data: bytes,
+        *,
+        at: datetime,
+        allow_sha1: bool = False,
+        root: etree._Element | None = None,
     ) -> tuple[SignatureResult | None, list[SignatureResult]]:
         """The sender's signature (None if absent) and any signature in a place where
-        no signature belongs (a wrapping attempt)."""
-        root = parse_untrusted(data).getroot()
+        no signature belongs (a wrapping attempt). `root`: `data` already parsed (by
+        the validator, unchanged), read only."""
+        if root is None:
+            root = parse_untrusted(data).getroot()
         sigs = find_signatures(root)
         senders = [s for s in sigs if role_of(s) is Role.SENDER]
         stray = [
@@ -308,7 +321,7 @@ def _value_checked(
         )
     except (ValueError, etree.LxmlError) as exc:
         return replace(base, reason=f"unreadable signature: {exc}", failure=SIGNATURE_INVALID)
-    return replace(base, valid=True, signed_data=result.signed_data)
+    return replace(base, valid=True, signed_data=result.signed_data, signed_xml=result.signed_xml)
 
 
 def _profile(sig: etree._Element) -> str:
@@ -346,10 +359,19 @@ class BrokerSigner:
         """`data` with an enveloped ds:Signature as the root's last child."""
         return self._sign(parse_untrusted(data).getroot())
 
-    def stamp_and_sign(self, data: bytes, organ_id: str, timestamp: datetime) -> bytes:
+    def stamp_and_sign(
+        self,
+        data: bytes,
+        organ_id: str,
+        timestamp: datetime,
+        *,
+        root: etree._Element | None = None,
+    ) -> bytes:
         """Append this hop's TraceHeader (at `timestamp`, the standard's form), then sign:
-        what a forwarded envelope gets."""
-        root = parse_untrusted(data).getroot()
+        what a forwarded envelope gets. `root`: `data` already parsed, which this
+        changes (the caller's last use of it)."""
+        if root is None:
+            root = parse_untrusted(data).getroot()
         add_trace_header(root, organ_id, timestamp)
         return self._sign(root)
 

@@ -8,12 +8,12 @@ import os
 from collections.abc import Sequence
 
 from broker.core.logrecords import Record
-from broker.directory.book import Directory
 from broker.pipeline.batch import Outcome
+from broker.pipeline.workers import Parcel
 
 
 def work(
-    records: Sequence[Record], directory: Directory, seen: dict[tuple[str, str], int], now_ms: int
+    records: Sequence[Record], parcel: Parcel, seen: dict[tuple[str, str], int], now_ms: int
 ) -> list[Outcome]:
     if any(r.header("poison") for r in records):
         os._exit(70)
