@@ -188,7 +188,7 @@ def start_daemons(
             DOCBROKER_INSTANCE=f"node{i}",
             DOCBROKER_LOGGING_FORMAT="json",
         )
-        log = open(data_dir / "daemon.log", "wb")  # noqa: SIM115
+        log = open(data_dir / "daemon.log", "ab")  # noqa: SIM115 - a restart's follows
         proc = subprocess.Popen(
             [sys.executable, "-m", "broker", "serve"],
             env=full,
@@ -207,6 +207,7 @@ def start_daemons(
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                stop_daemons(out)
                 raise RuntimeError(f"daemon at {url} did not start")
             time.sleep(0.2)
     return out
