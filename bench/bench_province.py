@@ -458,10 +458,29 @@ async def make_topics(bootstrap: str, prefix: str, partitions: int) -> None:
         instance="bench",
     )
     await log.start()
+    specs = topic_specs(settings, Topics.with_prefix(prefix))
     try:
-        await log.ensure_topics(topic_specs(settings, Topics.with_prefix(prefix)))
+        await log.ensure_topics(specs)
     finally:
         await log.close()
+    await small_inbound_segments(bootstrap, next(s for s in specs if s.name.endswith("inbound")))
+
+
+async def small_inbound_segments(bootstrap: str, spec) -> None:
+    """Inbound in 64 MB segments: Kafka frees a pruned record's disk only with its whole
+    segment (1 GB by default), so the processed year would stay on disk."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from broker.log.kafka_topics import topic_configs
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        configs = {**topic_configs(spec, min_insync_replicas=1), "segment.bytes": str(64 << 20)}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, configs)])
+    finally:
+        await admin.close()
 
 
 def pipeline_run(args, n, kafka, prefix, env, workdir, ca, broker, per) -> dict[str, object]:
