@@ -89,7 +89,7 @@ FROM_AXIS = 1 / 3  # of inbound
 GOAL_TOTAL_S = 20 * 60
 GOAL_READY_S = 10.0
 SIGNING_SENDERS = 8  # the signed share comes from these senders (a key each)
-IN_FLIGHT = 200  # appends a producer keeps in flight
+IN_FLIGHT = 64  # appends a producer keeps in flight (more only wait in its buffer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +218,14 @@ async def append(log: KafkaLog, record) -> None:
     """One append, tried again when the producer could not take it in time (its
     buffer full on a loaded machine: nothing was sent). A record sent twice would
     show as a duplicate in the outcomes, and the run would fail its check."""
-    for attempt in range(10):
+    for attempt in range(60):
         try:
             await log.append([record])
             return
         except BackendUnavailable:
-            if attempt == 9:
+            if attempt == 59:
                 raise
-            await asyncio.sleep(1 + attempt)
+            await asyncio.sleep(min(10, 1 + attempt))
 
 
 def save_ca(ca, path: Path) -> None:

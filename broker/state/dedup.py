@@ -88,7 +88,9 @@ class DedupIndex:
             raise RuntimeError("the dedup index is not started")
         return self.store
 
-    def _apply(self, records: Sequence[Record]) -> None:
+    async def _apply(self, records: Sequence[Record]) -> None:
+        """Written in a thread (a SQLite transaction may take a while on a busy disk);
+        what this instance remembered is let go of on the loop, where it is set."""
         firsts: list[tuple[Key, FirstSeen]] = []
         nonces: list[tuple[Key, int]] = []
         for record in records:
@@ -107,7 +109,7 @@ class DedupIndex:
                 committed=not value.get("claim", False),
             )
             firsts.append(((key[0], key[1]), first))
-        self._store().apply(firsts, nonces, records)
+        await asyncio.to_thread(self._store().apply, firsts, nonces, records)
         for k, first in firsts:  # the store knows it now (unless ours is the better one)
             mine = self.recent.get(k)
             if mine is not None and (first.committed or not mine.committed):
@@ -115,7 +117,7 @@ class DedupIndex:
         for k, _ in nonces:
             self.recent_nonces.pop(k, None)
         if self.clock() - self._pruned_at >= PRUNE_EVERY_MS:
-            self.prune()
+            await asyncio.to_thread(self.prune)
 
     def prune(self) -> None:
         """Forget document keys and nonces first seen before the window."""

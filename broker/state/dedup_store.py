@@ -7,8 +7,8 @@ since it stopped (the positions are stored in the transaction that applies the
 records, as the views' stores do). A missing or unreadable file is read again from
 the topic. Keys older than the dedup window are pruned, except those that decide
 forever: an Idempotency-Key, an axis docId, a replayed dead letter (their senders
-start with "@"). Used from the event loop and the pipeline's threads: one
-connection behind a lock.
+start with "@"). Written from the follower's thread, read from the event loop and
+the pipeline's threads: a connection for each, each behind a lock.
 """
 
 from __future__ import annotations
@@ -62,10 +62,14 @@ class DedupStore:
         if path is None:  # no data folder: kept in memory, read from the topic each start
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             conn.executescript(SCHEMA + POSITIONS_SCHEMA)
-        else:
-            conn = open_store(path, SCHEMA_VERSION, SCHEMA, TABLES)
-        self._conn = conn
-        self._lock = threading.Lock()
+            self._conn = self._reader = conn
+            self._lock = self._read_lock = threading.Lock()
+            return
+        # A writer (the follower's thread) and a reader (lookups): in WAL mode a lookup
+        # does not wait for a write transaction.
+        self._conn = open_store(path, SCHEMA_VERSION, SCHEMA, TABLES)
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock, self._read_lock = threading.Lock(), threading.Lock()
 
     def positions(self) -> dict[TopicPartition, int]:
         with self._lock:
@@ -97,7 +101,7 @@ class DedupStore:
                 store_position(self._conn, r)
 
     def get(self, key: Key) -> FirstSeen | None:
-        with self._lock:
+        with self._read_lock:
             row = self._conn.execute(
                 "SELECT at_ms, message_id, sha256, committed FROM first_seen "
                 "WHERE sender = ? AND document_id = ?",
@@ -109,7 +113,7 @@ class DedupStore:
         """The stored entries of those keys that have one (one query per 400 keys)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[Key, FirstSeen] = {}
-        with self._lock:
+        with self._read_lock:
             for i in range(0, len(wanted), 400):
                 chunk = wanted[i : i + 400]
                 marks = ",".join("(?, ?)" for _ in chunk)
@@ -117,14 +121,14 @@ class DedupStore:
                     "SELECT sender, document_id, at_ms, message_id, sha256, committed "
                     "FROM first_seen WHERE (sender, document_id) IN (VALUES " + marks + ")"
                 )
-                rows = self._conn.execute(query, [part for key in chunk for part in key])
+                rows = self._reader.execute(query, [part for key in chunk for part in key])
                 for s, d, at, msg, sha, committed in rows:
                     found[(s, d)] = FirstSeen(at, msg, sha, bool(committed))
         return found
 
     def nonce_at(self, key: Key) -> int | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT at_ms FROM nonces WHERE system_id = ? AND nonce = ?", key
             ).fetchone()
         return None if row is None else int(row[0])
@@ -141,9 +145,11 @@ class DedupStore:
         return keys, nonces
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM first_seen").fetchone()[0])
+        with self._read_lock:
+            return int(self._reader.execute("SELECT count(*) FROM first_seen").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:  # the same connection, when in memory: closed twice is fine
+            self._reader.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -31,7 +32,7 @@ class FollowedTopic:
         self,
         log_: DurableLog,
         topic: str,
-        apply: Callable[[Sequence[Record]], None],
+        apply: Callable[[Sequence[Record]], Awaitable[None] | None],
         name: str,
         *,
         positions: Callable[[], Mapping[TopicPartition, int]] | None = None,
@@ -63,17 +64,29 @@ class FollowedTopic:
             await self._tailer.close()
 
     async def caught_up(self, timeout: float = 60.0) -> None:
-        """Return once every record committed before the call has been applied."""
+        """Return once every record committed before the call has been applied; fail
+        when `timeout` seconds pass without a record (a long history read at start is
+        progress, not a failure)."""
         assert self._tailer is not None
         ends = await self.log_.end_offsets([self.topic])
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         async with self._lock:
             while not await self._tailer.caught_up(ends):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise BackendUnavailable(f"{self.name} did not catch up within {timeout:.0f} s")
+                if loop.time() > deadline:
+                    raise BackendUnavailable(
+                        f"{self.name} did not catch up: nothing read for {timeout:.0f} s"
+                    )
                 records = await self._tailer.poll(0.2, 1000)
                 if records:
-                    self.apply(records)
+                    await self._applied(records)
+                    deadline = loop.time() + timeout
+
+    async def _applied(self, records: Sequence[Record]) -> None:
+        """`apply` may be a coroutine function (the dedup index writes in a thread)."""
+        result = self.apply(records)
+        if inspect.isawaitable(result):
+            await result
 
     async def _follow(self) -> None:
         assert self._tailer is not None
@@ -82,7 +95,7 @@ class FollowedTopic:
                 async with self._lock:
                     records = await self._tailer.poll(0.5, 1000)
                     if records:
-                        self.apply(records)
+                        await self._applied(records)
                 await asyncio.sleep(0)
             except BackendUnavailable as exc:
                 log.warning("view: log unavailable", view=self.name, error=str(exc))

@@ -7,7 +7,7 @@ log; nothing stands in for the log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import pytest
@@ -58,9 +58,9 @@ class Counted:
         self.records = 0
         apply = index.follower.apply
 
-        def counting(records: Sequence[Record]) -> None:
+        def counting(records: Sequence[Record]) -> Awaitable[None] | None:
             self.records += len(records)
-            apply(records)
+            return apply(records)
 
         index.follower.apply = counting
 
