@@ -7,8 +7,10 @@ log; nothing stands in for the log.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,5 +228,29 @@ async def test_an_unreadable_file_is_read_again_from_the_topic(
     index = await started(log, topic, path, Clock(T0))
     try:
         assert index.committed(*key) == first(T0, "m1")
+    finally:
+        await stopped(index)
+
+
+async def test_the_store_is_written_off_the_event_loop(
+    log: DurableLog, topic: str, path: Path
+) -> None:
+    """A write transaction may take a while on a busy disk: not on the loop."""
+    index = await started(log, topic, path, Clock(T0))
+    store = index.store
+    assert store is not None
+    threads = []
+    apply = store.apply
+
+    def spying(*args: Any) -> None:
+        threads.append(threading.current_thread())
+        apply(*args)
+
+    store.apply = spying  # type: ignore[method-assign]
+    try:
+        await log.append([index.record((SENDER, "17/UBND"), first(T0, "m1"))])
+        await index.follower.caught_up()
+        assert threads and threading.main_thread() not in threads
+        assert index.committed(SENDER, "17/UBND") == first(T0, "m1")
     finally:
         await stopped(index)
