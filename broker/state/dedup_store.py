@@ -102,7 +102,7 @@ class DedupStore:
 
     def get(self, key: Key) -> FirstSeen | None:
         with self._read_lock:
-            row = self._conn.execute(
+            row = self._reader.execute(
                 "SELECT at_ms, message_id, sha256, committed FROM first_seen "
                 "WHERE sender = ? AND document_id = ?",
                 key,
