@@ -52,6 +52,11 @@ ON CONFLICT(sender, document_id) DO UPDATE SET
 WHERE first_seen.committed = 0 AND excluded.committed = 1
 """
 
+GET = (
+    "SELECT at_ms, message_id, sha256, committed FROM first_seen "
+    "WHERE sender = ? AND document_id = ?"
+)
+
 Key = tuple[str, str]
 
 
@@ -102,28 +107,18 @@ class DedupStore:
 
     def get(self, key: Key) -> FirstSeen | None:
         with self._read_lock:
-            row = self._reader.execute(
-                "SELECT at_ms, message_id, sha256, committed FROM first_seen "
-                "WHERE sender = ? AND document_id = ?",
-                key,
-            ).fetchone()
+            row = self._reader.execute(GET, key).fetchone()
         return None if row is None else FirstSeen(row[0], row[1], row[2], bool(row[3]))
 
     def get_many(self, keys: Iterable[Key]) -> dict[Key, FirstSeen]:
-        """The stored entries of those keys that have one (one query per 400 keys)."""
-        wanted = list(dict.fromkeys(keys))
+        """The stored entries of those keys that have one, under one lock: a point query
+        each (a row-value IN list made SQLite scan the table)."""
         found: dict[Key, FirstSeen] = {}
         with self._read_lock:
-            for i in range(0, len(wanted), 400):
-                chunk = wanted[i : i + 400]
-                marks = ",".join("(?, ?)" for _ in chunk)
-                query = (
-                    "SELECT sender, document_id, at_ms, message_id, sha256, committed "
-                    "FROM first_seen WHERE (sender, document_id) IN (VALUES " + marks + ")"
-                )
-                rows = self._reader.execute(query, [part for key in chunk for part in key])
-                for s, d, at, msg, sha, committed in rows:
-                    found[(s, d)] = FirstSeen(at, msg, sha, bool(committed))
+            for key in dict.fromkeys(keys):
+                row = self._reader.execute(GET, key).fetchone()
+                if row is not None:
+                    found[key] = FirstSeen(row[0], row[1], row[2], bool(row[3]))
         return found
 
     def nonce_at(self, key: Key) -> int | None:
