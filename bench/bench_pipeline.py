@@ -202,7 +202,9 @@ def write_keys(data_dir: Path, ca, broker) -> None:
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker.certificate))
 
 
-def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> list[tuple]:
+def start_daemons(
+    n: int, workdir: Path, env: dict[str, str], ca, broker, *, ready_within: float = 90
+) -> list[tuple]:
     out = []
     for i in range(n):
         data_dir = workdir / f"node{i}"
@@ -216,7 +218,7 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
             DOCBROKER_INSTANCE=f"node{i}",
             DOCBROKER_LOGGING_FORMAT="json",
         )
-        log = open(data_dir / "daemon.log", "wb")  # noqa: SIM115
+        log = open(data_dir / "daemon.log", "ab")  # noqa: SIM115 - a restart's follows
         proc = subprocess.Popen(
             [sys.executable, "-m", "broker", "serve"],
             env=full,
@@ -226,7 +228,7 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
         )
         out.append((proc, f"http://127.0.0.1:{port}", log))
     for proc, url, _ in out:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + ready_within
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
@@ -235,6 +237,7 @@ def start_daemons(n: int, workdir: Path, env: dict[str, str], ca, broker) -> lis
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                stop_daemons(out)
                 raise RuntimeError(f"daemon at {url} did not start")
             time.sleep(0.2)
     return out

@@ -136,7 +136,9 @@ class Runtime:
         directory = DirectoryState(durable, topics.directory)
         view = mailbox_view(durable, topics, settings, metrics, directory)
         heads = ChainHeads(durable, topics.chains)
-        dedup = DedupIndex(durable, topics.dedup, processor.dedup_window_ms)
+        dedup = DedupIndex(
+            durable, topics.dedup, processor.dedup_window_ms, settings.data_path / "dedup.sqlite"
+        )
         pipeline = Pipeline(
             durable,
             processor,
@@ -206,11 +208,12 @@ class Runtime:
             "state loaded",
             agencies=len(self.directory.current),
             chains=len(self.heads.heads),
-            dedup=len(self.dedup.first),
+            dedup=await asyncio.to_thread(self.dedup.count),
         )
         yield
         for follower in reversed(followers):
             await follower.stop()
+        self.dedup.close()
         self._note("state closed")
 
     async def _seed_directory(self) -> None:
