@@ -327,9 +327,8 @@ class EmbeddedLog(DurableLog):
         only: Collection[TopicPartition] | None = None,
         lagging: bool = False,  # the embedded log reads what is there either way
     ) -> Tailer:
-        return EmbeddedTailer(
-            self, list(topics), dict(positions), only=frozenset(only) if only is not None else None
-        )
+        only_ = frozenset(only) if only is not None else None
+        return EmbeddedTailer(self, list(topics), dict(positions), only=only_)
 
     async def partition_for(self, topic: str, key: bytes) -> int:
         return partition_for_key(key, (await self._meta(topic)).partitions)
