@@ -48,13 +48,7 @@ from broker.log.embedded_store import (
     now_ms,
     partition_for_key,
 )
-from broker.log.interface import (
-    BeforeCommitHook,
-    DurableLog,
-    GroupConsumer,
-    Tailer,
-    TopicSize,
-)
+from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer, TopicSize
 from broker.log.sqlite_space import is_full, storage_full
 
 log = structlog.get_logger(__name__)
@@ -163,10 +157,11 @@ class EmbeddedLog(DurableLog):
         self._topics = {r[0]: TopicMeta(r[1], bool(r[2]), r[3]) for r in rows}
 
     async def _meta(self, topic: str) -> TopicMeta:
-        meta = self._topics.get(topic)
-        if meta is None:
+        if self._readers is None:  # closed: a tailer starting now must not start
+            raise BackendUnavailable("the embedded log is not started")
+        if topic not in self._topics:
             await self._load_topics()  # another process may have created it
-            meta = self._topics.get(topic)
+        meta = self._topics.get(topic)
         if meta is None:
             raise BackendUnavailable(f"topic {topic!r} does not exist")
         return meta

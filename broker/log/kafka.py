@@ -167,9 +167,11 @@ class KafkaLog(DurableLog):
                 lambda: AIOKafkaConsumer(**self.consumer_kwargs(), group_id=None),
                 self.settings.readers,
             )
-        except KafkaError as exc:
-            await self.close()
-            raise wrapped(exc, f"Kafka at {self.settings.bootstrap_servers}") from exc
+        except BaseException as exc:
+            await asyncio.shield(self.close())  # failed or cancelled: nothing left open
+            if isinstance(exc, KafkaError):
+                raise wrapped(exc, f"Kafka at {self.settings.bootstrap_servers}") from exc
+            raise
 
     async def close(self) -> None:
         if self._readers is not None:

@@ -55,8 +55,14 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
         self._consumer.subscribe(self.topics, listener=self)
         try:
             await self._consumer.start()
-        except KafkaError as exc:
-            raise wrapped(exc, f"join group {self.group}") from exc
+        except BaseException as exc:
+            # Failed or cancelled halfway: stop the consumer now (one left to the
+            # garbage collector keeps its connections until then).
+            consumer, self._consumer = self._consumer, None
+            await asyncio.shield(_stop_consumer(consumer))
+            if isinstance(exc, KafkaError):
+                raise wrapped(exc, f"join group {self.group}") from exc
+            raise
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -264,8 +270,14 @@ class KafkaTailer(Tailer):
             for tp in tps:
                 # Offset 0 may be gone to retention: auto_offset_reset=earliest covers it.
                 self._consumer.seek(kafka_tp(tp), self._positions.get(tp, 0))
-        except KafkaError as exc:
-            raise wrapped(exc, "tail") from exc
+        except BaseException as exc:
+            # Failed or cancelled halfway (the log closed under it, a daemon stopping):
+            # stop the consumer now rather than leave it to the garbage collector.
+            consumer, self._consumer = self._consumer, None
+            await asyncio.shield(_stop_consumer(consumer))
+            if isinstance(exc, KafkaError):
+                raise wrapped(exc, "tail") from exc
+            raise
 
     async def close(self) -> None:
         if self._consumer is not None:

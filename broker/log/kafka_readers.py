@@ -68,6 +68,10 @@ class ReaderPool:
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
             raise
+        if self._closed:  # the log closed while this one started: close() missed it
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            raise BackendUnavailable("the Kafka log is closed")
         self._made.add(consumer)
         return consumer
 

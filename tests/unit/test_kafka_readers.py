@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from broker.core.errors import BackendUnavailable
 from broker.log.kafka_readers import ReaderPool
 
 
@@ -31,11 +32,11 @@ class Consumer:
         pass
 
 
-def pool(size: int = 2) -> tuple[ReaderPool, list[Consumer]]:
+def pool(size: int = 2, kind: type[Consumer] = Consumer) -> tuple[ReaderPool, list[Consumer]]:
     made: list[Consumer] = []
 
     def make() -> Consumer:
-        made.append(Consumer())
+        made.append(kind())
         return made[-1]
 
     return ReaderPool(make, size), made  # type: ignore[arg-type]
@@ -79,3 +80,23 @@ async def test_no_more_than_size_reads_at_once() -> None:
     assert peak == 2 and len(made) == 2
     await readers.close()
     assert all(c.stopped for c in made) and readers.started == 0
+
+
+async def test_a_consumer_still_starting_when_the_pool_closes_is_stopped() -> None:
+    """close() stops the consumers it knows of; one whose start was still under way
+    (a fetch as the daemon stops) is stopped by its own start, and the read fails."""
+    gate = asyncio.Event()
+
+    class Slow(Consumer):
+        async def start(self) -> None:
+            await gate.wait()
+            self.started = True
+
+    readers, made = pool(kind=Slow)
+    task = asyncio.create_task(readers.read(lambda c: asyncio.sleep(0, c)))
+    await asyncio.sleep(0.01)
+    await readers.close()
+    gate.set()
+    with pytest.raises(BackendUnavailable):
+        await task
+    assert made[0].started and made[0].stopped
