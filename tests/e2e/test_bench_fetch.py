@@ -4,32 +4,16 @@ submitted was fetched exactly once, intact, and acknowledged; its speed is not c
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+from tests.e2e.bench_run import run_quick
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.timeout(900)
 def test_the_quick_fetch_benchmark_fetches_each_envelope_once() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_fetch.py"), "--quick"],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=800,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary, stdout = run_quick("bench_fetch.py", timeout=800)
     assert summary["counts_ok"] is True
     assert summary["agencies"] == 50
     assert summary["submitted"] == summary["expected"] == 200 + 1000
@@ -37,4 +21,4 @@ def test_the_quick_fetch_benchmark_fetches_each_envelope_once() -> None:
     assert summary["missing"] == summary["duplicates"] == summary["unexpected"] == 0
     assert summary["damaged"] == summary["left_pending"] == summary["refused"] == 0
     assert summary["measured"] == 1000
-    assert "fetch p99 / floor p99" in done.stdout
+    assert "fetch p99 / floor p99" in stdout

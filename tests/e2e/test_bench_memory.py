@@ -4,32 +4,16 @@ envelope is fetched intact and every soak envelope exactly once; the figures the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+from tests.e2e.bench_run import run_quick
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.timeout(900)
 def test_the_quick_memory_benchmark_counts_what_it_sent() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_memory.py"), "--quick"],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=800,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary, _ = run_quick("bench_memory.py", timeout=800)
     assert summary["counts_ok"] is True
     large, soak = summary["large"], summary["soak"]
     assert large["intact"] is True

@@ -5,31 +5,15 @@ benchmark's to print, not this test's to judge."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.e2e.bench_run import run_quick
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_the_quick_benchmark_routes_and_sees_every_envelope() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_pipeline.py"), "--quick"],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary, _ = run_quick("bench_pipeline.py", timeout=900)
     assert [r["daemons"] for r in summary["runs"]] == [1, 2]
     assert all(r["routed"] == summary["envelopes"] for r in summary["runs"])
     assert all(r["ratio"] > 0 and r["cpu_ms"]["workers"] > 0 for r in summary["runs"])

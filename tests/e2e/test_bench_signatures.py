@@ -3,31 +3,15 @@ signature comes out valid, bound and acted on, beside a floor measured in the ru
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.e2e.bench_run import run_quick
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_the_quick_benchmark_verifies_each_sender_signature() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCBROKER_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_signatures.py"), "--quick"],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary, _ = run_quick("bench_signatures.py", timeout=300)
     assert summary["quick"] is True
     assert set(summary["cases"]) == {"10 KB", "370 KB"}
     for case in summary["cases"].values():
