@@ -49,41 +49,24 @@ from broker.log.kafka_common import (
     TOPIC_ALREADY_EXISTS,
     install_fenced_future_filter,
     kafka_tp,
-    record_of,
     send_all,
     tp_of,
     wrapped,
 )
 from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
-from broker.log.kafka_readers import ReaderPool
-from broker.log.kafka_topics import retention_problems, size_problems, topic_configs
+from broker.log.kafka_readers import ReaderPool, fetch_one
+from broker.log.kafka_topics import (
+    replication_warnings,
+    retention_problems,
+    size_problems,
+    topic_configs,
+)
 
 log = structlog.get_logger(__name__)
 
 PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
 COORDINATOR_WAIT = 15.0  # seconds
 SETTLE_WAIT = 2.0  # seconds a read waits for a just-appended record's transaction to settle
-READ_WAIT = 10.0  # seconds a read waits for its record to be fetched
-
-
-def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
-    """What is wrong with creating topics so on a cluster of `brokers` brokers."""
-    if brokers < 2:
-        return []  # a single broker: nothing to replicate to
-    if replication_factor == 1:
-        return [
-            f"creating topics with replication factor 1 on a cluster of {brokers} brokers: "
-            "each partition lives on one broker only, so losing that broker loses its "
-            "records and stops docbroker; set backend.kafka.replication_factor = 3 and "
-            "backend.kafka.min_insync_replicas = 2"
-        ]
-    if min_insync >= replication_factor:
-        return [
-            f"creating topics with min.insync.replicas {min_insync} and replication factor "
-            f"{replication_factor}: appends stop whenever one replica's broker is down; set "
-            f"backend.kafka.min_insync_replicas = {replication_factor - 1}"
-        ]
-    return []
 
 
 class KafkaLog(DurableLog):
@@ -104,6 +87,7 @@ class KafkaLog(DurableLog):
         # state in it, so any number go on at once; reads take a consumer of the pool.
         self._offsets: AIOKafkaConsumer | None = None
         self._readers: ReaderPool | None = None
+        self._written: dict[KafkaTP, int] = {}  # end of what this log appended itself
         self._answered: int | None = None  # the broker that answered the last ping
 
     # -- client settings
@@ -311,10 +295,17 @@ class KafkaLog(DurableLog):
                     r.topic, r.value, key=r.key, headers=list(r.headers), partition=r.partition
                 )
                 md = await fut
-                return [Position(md.topic, md.partition, md.offset)]
-            return await self._append_atomically(records)
+                return self._wrote([Position(md.topic, md.partition, md.offset)])
+            return self._wrote(await self._append_atomically(records))
         except KafkaError as exc:
             raise wrapped(exc, "append") from exc
+
+    def _wrote(self, positions: list[Position]) -> list[Position]:
+        """Remember the end of what this log appended itself (see end_offsets)."""
+        for p in positions:
+            k = KafkaTP(p.topic, p.partition)
+            self._written[k] = max(self._written.get(k, 0), p.offset + 1)
+        return positions
 
     async def _append_atomically(self, records: Sequence[NewRecord]) -> list[Position]:
         """All or none of `records`, in a transaction it may share with other callers'
@@ -377,15 +368,24 @@ class KafkaLog(DurableLog):
                 if loop.time() > settle:
                     return None
                 await asyncio.sleep(0.05)
-            return await self._readers.read(lambda consumer: _fetch_one(consumer, ktp, offset))
+            return await self._readers.read(lambda consumer: fetch_one(consumer, ktp, offset))
         except KafkaError as exc:
             raise wrapped(exc, "read") from exc
 
     async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """The last stable offsets, past everything this log appended itself: a
+        transaction's markers land just after its commit returns, and a caller that
+        just appended (then asks where the end is, to read up to it) must find its own
+        records before the end."""
         _, _, consumer = self._started()
-        tps = await self.partitions_of(topics)
+        tps = [kafka_tp(tp) for tp in await self.partitions_of(topics)]
+        loop = asyncio.get_running_loop()
+        settle = loop.time() + SETTLE_WAIT
         try:
-            ends = await consumer.end_offsets([kafka_tp(tp) for tp in tps])
+            ends = await consumer.end_offsets(tps)
+            while loop.time() < settle and any(ends[k] < self._written.get(k, 0) for k in tps):
+                await asyncio.sleep(0.01)
+                ends = await consumer.end_offsets(tps)
         except KafkaError as exc:
             raise wrapped(exc, "end offsets") from exc
         return {tp_of(k): v for k, v in ends.items()}
@@ -484,19 +484,3 @@ class KafkaLog(DurableLog):
 
     def _ping_order(self, node: int) -> tuple[bool, int]:
         return node != self._answered, node
-
-
-async def _fetch_one(consumer: AIOKafkaConsumer, ktp: KafkaTP, offset: int) -> Record | None:
-    """The record at `offset` of `ktp`, below the last stable offset, with a consumer
-    of its own (read_committed)."""
-    consumer.assign([ktp])
-    consumer.seek(ktp, offset)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + READ_WAIT
-    while loop.time() < deadline:
-        batch = await consumer.getmany(ktp, timeout_ms=1000, max_records=1)
-        for msg in batch.get(ktp, ()):
-            return record_of(msg) if msg.offset == offset else None
-        if await consumer.position(ktp) > offset:
-            return None  # that offset held an aborted or control record
-    return None

@@ -18,11 +18,16 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
 from aiokafka.errors import KafkaError
 
 from broker.core.errors import BackendUnavailable
+from broker.core.logrecords import Record
+from broker.log.kafka_common import record_of
 
 T = TypeVar("T")
+
+READ_WAIT = 10.0  # seconds a read waits for its record to be fetched
 
 
 class ReaderPool:
@@ -95,3 +100,19 @@ class ReaderPool:
         for consumer in made:
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
+
+
+async def fetch_one(consumer: AIOKafkaConsumer, ktp: KafkaTP, offset: int) -> Record | None:
+    """The record at `offset` of `ktp`, below the last stable offset, with a consumer
+    of its own (read_committed)."""
+    consumer.assign([ktp])
+    consumer.seek(ktp, offset)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READ_WAIT
+    while loop.time() < deadline:
+        batch = await consumer.getmany(ktp, timeout_ms=1000, max_records=1)
+        for msg in batch.get(ktp, ()):
+            return record_of(msg) if msg.offset == offset else None
+        if await consumer.position(ktp) > offset:
+            return None  # that offset held an aborted or control record
+    return None

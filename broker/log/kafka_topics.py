@@ -63,3 +63,23 @@ def size_problems(name: str, spec: TopicSpec, configs: Mapping[str, str]) -> lis
         f"limit needs {need}: raise it ({_alter(name, f'max.message.bytes={need}')}) "
         "or lower limits.max_envelope_bytes"
     ]
+
+
+def replication_warnings(brokers: int, replication_factor: int, min_insync: int) -> list[str]:
+    """What is wrong with creating topics so on a cluster of `brokers` brokers."""
+    if brokers < 2:
+        return []  # a single broker: nothing to replicate to
+    if replication_factor == 1:
+        return [
+            f"creating topics with replication factor 1 on a cluster of {brokers} brokers: "
+            "each partition lives on one broker only, so losing that broker loses its "
+            "records and stops docbroker; set backend.kafka.replication_factor = 3 and "
+            "backend.kafka.min_insync_replicas = 2"
+        ]
+    if min_insync >= replication_factor:
+        return [
+            f"creating topics with min.insync.replicas {min_insync} and replication factor "
+            f"{replication_factor}: appends stop whenever one replica's broker is down; set "
+            f"backend.kafka.min_insync_replicas = {replication_factor - 1}"
+        ]
+    return []

@@ -164,6 +164,20 @@ class TestAppendAndRead:
         assert ends[TopicPartition(topic, 1)] > positions[-1].offset
         assert ends[TopicPartition(topic, 0)] == 0
 
+    async def test_the_end_is_past_what_was_just_appended(
+        self, make_log: LogFactory, unique_prefix: str
+    ) -> None:
+        """Read your own writes: end_offsets right after an append (atomic or single)
+        is past its records. Kafka's last stable offset passes a transaction a moment
+        after its commit returns; a follower's catch-up that asked for the end at once
+        found 0 and read nothing."""
+        log = await make_log()
+        (topic,) = await make_topics(log, unique_prefix, "in", partitions=1)
+        tp = TopicPartition(topic, 0)
+        for n in (500, 1, 2):
+            positions = await log.append([NewRecord(topic, b"r") for _ in range(n)])
+            assert (await log.end_offsets([topic]))[tp] > positions[-1].offset
+
     async def test_concurrent_reads_each_get_their_record(
         self, make_log: LogFactory, unique_prefix: str
     ) -> None:

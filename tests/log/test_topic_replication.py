@@ -10,7 +10,8 @@ from structlog.testing import capture_logs
 
 from broker.config import KafkaSettings
 from broker.core.logrecords import TopicSpec
-from broker.log.kafka import KafkaLog, replication_warnings
+from broker.log.kafka import KafkaLog
+from broker.log.kafka_topics import replication_warnings
 from tests.kafka_broker import KafkaBroker, describe_partitions, min_insync_replicas
 
 MiB = 1024 * 1024
