@@ -47,6 +47,7 @@ from broker.log.interface import DurableLog, GroupConsumer, Tailer
 from broker.log.kafka_common import (
     BATCH_OVERHEAD,
     TOPIC_ALREADY_EXISTS,
+    fetch_committed,
     install_fenced_future_filter,
     kafka_tp,
     send_all,
@@ -64,8 +65,7 @@ from broker.log.kafka_topics import (
 
 log = structlog.get_logger(__name__)
 
-PING_TIMEOUT, PING_PER_BROKER = 5.0, 2.0  # seconds
-COORDINATOR_WAIT = 15.0  # seconds
+PING_TIMEOUT, PING_PER_BROKER, COORDINATOR_WAIT = 5.0, 2.0, 15.0  # seconds
 SETTLE_WAIT = 2.0  # seconds a read waits for a just-appended record's transaction to settle
 
 
@@ -88,6 +88,7 @@ class KafkaLog(DurableLog):
         self._offsets: AIOKafkaConsumer | None = None
         self._readers: ReaderPool | None = None
         self._written: dict[KafkaTP, int] = {}  # end of what this log appended itself
+        self._commits: dict[tuple[str, TopicPartition], int] = {}  # what its members committed
         self._answered: int | None = None  # the broker that answered the last ping
 
     # -- client settings
@@ -419,25 +420,22 @@ class KafkaLog(DurableLog):
     async def committed_offsets(
         self, group: str, topics: Sequence[str]
     ) -> dict[TopicPartition, int]:
-        admin, _, _ = self._started()
+        """What `group` committed; past what this log's members committed themselves (a
+        transactional offset commit shows a moment after commit_transaction returns)."""
         tps = await self.partitions_of(topics)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + COORDINATOR_WAIT
-        while True:  # a cluster's first group waits for its offsets topic
-            try:
-                done = await admin.list_consumer_group_offsets(
-                    group, partitions=[kafka_tp(tp) for tp in tps]
-                )
-                break
-            except KafkaError as exc:
-                if not exc.retriable or loop.time() > deadline:
-                    raise wrapped(exc, "committed offsets") from exc
-                await asyncio.sleep(0.2)
-        out = {}
-        for tp in tps:
-            meta = done.get(kafka_tp(tp))
-            out[tp] = meta.offset if meta is not None and meta.offset >= 0 else 0
-        return out
+        settle = loop.time() + SETTLE_WAIT
+        while True:
+            out = await fetch_committed(self._started()[0], group, tps, COORDINATOR_WAIT)
+            if loop.time() > settle or all(
+                out[tp] >= self._commits.get((group, tp), 0) for tp in tps
+            ):
+                return out
+            await asyncio.sleep(0.05)
+
+    def committed_here(self, group: str, tp: TopicPartition, offset: int) -> None:
+        """A member of this log committed `offset` for `tp` (see committed_offsets)."""
+        self._commits[(group, tp)] = offset  # a rewind commits less: the latest counts
 
     async def delete_before(
         self, offsets: Mapping[TopicPartition, int]

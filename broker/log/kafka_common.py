@@ -112,3 +112,24 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[NewRecord]) -> 
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+async def fetch_committed(
+    admin: Any, group: str, tps: Sequence[TopicPartition], wait: float
+) -> dict[TopicPartition, int]:
+    """The offsets `group` committed for `tps` (0 where none), waiting up to `wait`
+    seconds for a cluster's first group (its offsets topic is created on demand)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            done = await admin.list_consumer_group_offsets(
+                group, partitions=[kafka_tp(tp) for tp in tps]
+            )
+            break
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() > deadline:
+                raise wrapped(exc, "committed offsets") from exc
+            await asyncio.sleep(0.2)
+    metas = {tp: done.get(kafka_tp(tp)) for tp in tps}
+    return {tp: m.offset if m is not None and m.offset >= 0 else 0 for tp, m in metas.items()}

@@ -199,6 +199,7 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
                 await self._reset(tp)
                 raise wrapped(exc, f"commit {tp}") from exc
             self._committed[tp] = next_offset
+            self.log_.committed_here(self.group, tp, next_offset)
             return [Position(m.topic, m.partition, m.offset) for m in metas]
 
     async def _abandon_transaction(self, tp: TopicPartition) -> None:
