@@ -2,9 +2,10 @@
 
 The daemon's data folder (its log, its read models, its keys) is a small tmpfs. A
 third of the way through the submissions a filler file takes every byte left on it,
-while the pipeline has a backlog (its worker processes were held meanwhile). While
-the log cannot grow, the door answers 503 with a Retry-After (nothing is taken in
-that is not durable), /readyz answers 503 naming the full disk, and the pipeline's
+while the pipeline has a backlog (its worker processes are held until the door meets
+the full disk). While the log cannot grow, the door answers 503 with a Retry-After
+(nothing is taken in that is not durable), /readyz answers 503 naming the full disk,
+and the pipeline's
 commits fail whole and are tried again, its batches read again; the daemon warns
 once per store that the disk is full, not once a request. The filler removed, the
 daemon recovers by itself (no restart): every document is taken in, and the complete
@@ -162,7 +163,11 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers_without_restart(
     while len(submitters.accepted) < TOTAL // 3:
         time.sleep(0.05)
     # A backlog for the pipeline to meet the full disk with: its worker processes are
-    # held while some more documents are taken in, and let go once the disk is full.
+    # held while some more documents are taken in, and let go only once the door has
+    # met the full disk. Let go at once, the pipeline could write its whole backlog
+    # into the room SQLite's write-ahead log still had (its file is reused, not
+    # shrunk), the door's appends taking the last of it: the pipeline would then
+    # never meet the full disk (CI saw that once).
     workers = pipeline_workers(pid)
     assert workers, "the daemon runs its pipeline in worker processes"
     signal_each(workers, signal.SIGSTOP)
@@ -171,13 +176,13 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers_without_restart(
         while len(submitters.accepted) < held + BACKLOG:
             time.sleep(0.05)
         filler = fill(disk)
+        accepted_at_fill = len(submitters.accepted)
+        deadline = time.monotonic() + 60
+        while submitters.failures[503] == 0:
+            assert time.monotonic() < deadline, "the door never answered 503 on a full disk"
+            time.sleep(0.05)
     finally:
         signal_each(workers, signal.SIGCONT)
-    accepted_at_fill = len(submitters.accepted)
-    deadline = time.monotonic() + 60
-    while submitters.failures[503] == 0:
-        assert time.monotonic() < deadline, "the door never answered 503 on a full disk"
-        time.sleep(0.05)
     checks = until_ready(daemon.url, 503, timeout=15, log_check="disk full")
     time.sleep(FULL_FOR)
     during = until_ready(daemon.url, 503, timeout=1, log_check="disk full")
