@@ -5,12 +5,11 @@ third of the way through the submissions a filler file takes every byte left on 
 while the pipeline has a backlog (its worker processes are held until the door meets
 the full disk). While the log cannot grow, the door answers 503 with a Retry-After
 (nothing is taken in that is not durable), /readyz answers 503 naming the full disk,
-and the pipeline's
-commits fail whole and are tried again, its batches read again; the daemon warns
-once per store that the disk is full, not once a request. The filler removed, the
-daemon recovers by itself (no restart): every document is taken in, and the complete
-output is exactly the expected one: one delivery per recipient, no refusal, no false
-status, the audit chain intact.
+and the pipeline's commits fail whole and are tried again, its batches read again;
+the daemon warns once per store that the disk is full, not once a request. The filler
+removed, the daemon recovers by itself (no restart): every document is taken in, and
+the complete output is exactly the expected one: one delivery per recipient, no
+refusal, no false status, the audit chain intact.
 """
 
 from __future__ import annotations
