@@ -8,7 +8,7 @@ from pathlib import Path
 
 from broker.keys.devkeys import LOCAL_HOSTS
 from broker.keys.devpki import Authority, cert_pem, issue, key_pem, make_ca
-from broker.keys.files import SDK_MASTER_KEY, init_sdk_master_key
+from broker.keys.files import SDK_MASTER_KEY, init_sdk_master_key, write_private
 from broker.trust.certs import KeyMaterial
 
 BROKER_ID = "000.99.99.H35"
@@ -57,9 +57,9 @@ def install_keys(data_dir: Path) -> Path:
     keys = data_dir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "ca.cert.pem").write_bytes(cert_pem(ca().certificate))
-    (keys / "broker.key.pem").write_bytes(key_pem(broker().key))
+    write_private(keys / "broker.key.pem", key_pem(broker().key))
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker().certificate))
-    (keys / "tls.key.pem").write_bytes(key_pem(tls_server().key))
+    write_private(keys / "tls.key.pem", key_pem(tls_server().key))
     (keys / "tls.cert.pem").write_bytes(cert_pem(tls_server().certificate))
     init_sdk_master_key(keys / SDK_MASTER_KEY)
     return keys

@@ -78,18 +78,28 @@ class Access:
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> Access:
         s = runtime.settings
-        return cls(
+        access = cls(
             runtime,
             CachedFile(
-                s.key_file(s.auth.admin_tokens_file, ADMIN_TOKENS), parse_admin_hashes, frozenset()
+                s.key_file(s.auth.admin_tokens_file, ADMIN_TOKENS),
+                parse_admin_hashes,
+                frozenset(),
+                private="the admin tokens file",
             ),
             CachedFile(
-                s.key_file(s.auth.sdk_master_key_file, SDK_MASTER_KEY), parse_sdk_master_key, None
+                s.key_file(s.auth.sdk_master_key_file, SDK_MASTER_KEY),
+                parse_sdk_master_key,
+                None,
+                private="the SDK master key",
             ),
             NonceCache(window_ms=int(s.auth.replay_window * 1000)),
             RateLimiter(s.http.rate_limit, s.http.rate_burst),
             ChainVerdicts(runtime.trust.store, utc_now),
         )
+        # Read once now: a secret file others may read stops the start (ConfigError).
+        access.admin_hashes.get()
+        access.sdk_master_key.get()
+        return access
 
     async def caller(self, request: web.Request) -> Principal:
         """The principal of a /v1 request, or AccessRefused (401/403)."""

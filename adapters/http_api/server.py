@@ -27,6 +27,7 @@ from aiohttp import web
 
 from broker.config import Settings
 from broker.core.errors import ConfigError
+from broker.keys.secrets import private_file
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,8 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext:
     key = settings.key_file(settings.http.tls_private_key, "tls.key.pem")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if key.exists():
+        private_file(key, "the HTTPS private key")
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
@@ -19,6 +17,7 @@ from adapters.national_axis.receiver import AxisReceiver
 from adapters.national_axis.sender import UpstreamSender
 from broker.config import Settings
 from broker.core.errors import ConfigError, DocbrokerError
+from broker.keys.secrets import read_secret
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -28,19 +27,18 @@ SECRET_FILE = "axis.secret"  # noqa: S105 - a file name
 
 
 def axis_secret(settings: Settings) -> str:
-    """The shared secret: from DOCBROKER_AXIS_SECRET, else national_axis.secret_file."""
-    if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV].strip()
+    """The shared secret: from DOCBROKER_AXIS_SECRET, else national_axis.secret_file
+    (which others may not read: `read_secret`)."""
     path = settings.key_file(settings.national_axis.secret_file, SECRET_FILE)
-    try:
-        secret = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"national_axis: no shared secret: set {SECRET_ENV} or put it in {path} ({exc})"
-        ) from None
-    if not secret:
-        raise ConfigError(f"national_axis: the secret file {path} is empty")
-    return secret
+    secret = read_secret("the national axis's shared secret", env=SECRET_ENV)
+    if secret is None:
+        if not path.exists():
+            raise ConfigError(
+                f"national_axis: no shared secret: set {SECRET_ENV} or put it in {path}"
+            )
+        secret = read_secret("the national axis's shared secret", file=path)
+    assert secret is not None
+    return secret.decode()
 
 
 class AxisLink:

@@ -24,6 +24,7 @@ from broker.directory.auth import derive_secret, new_system, new_token
 from broker.directory.book import Directory
 from broker.directory.model import Agency
 from broker.keys.files import ADMIN_TOKENS, SDK_MASTER_KEY, new_admin_token, parse_sdk_master_key
+from broker.keys.secrets import read_private
 
 
 def _when(ms: int) -> str | None:
@@ -184,10 +185,9 @@ def token_rotate(
 def _master_key(ctx: click.Context) -> bytes:
     settings = settings_of(ctx)
     path = settings.key_file(settings.auth.sdk_master_key_file, SDK_MASTER_KEY)
-    try:
-        return parse_sdk_master_key(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no SDK master key at {path}; run docbroker keys init") from None
+    if not path.exists():
+        raise ConfigError(f"no SDK master key at {path}; run docbroker keys init")
+    return parse_sdk_master_key(read_private(path, "the SDK master key").decode())
 
 
 @agencies.group("system")

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from broker.core.errors import ConfigError
 from broker.directory.auth import TOKEN_PREFIX, sha256_hex
+from broker.keys.secrets import private_file
 
 T = TypeVar("T")
 
@@ -84,11 +85,14 @@ def parse_sdk_master_key(text: str) -> bytes:
 
 @dataclass
 class CachedFile(Generic[T]):
-    """A file parsed once per modification; a missing file gives `missing`."""
+    """A file parsed once per modification; a missing file gives `missing`. A file
+    that holds a secret (`private` names what it holds) is refused while others may
+    read it."""
 
     path: Path
     parse: Callable[[str], T]
     missing: T
+    private: str = ""
     _stamp: tuple[int, int] | None = None
     _value: T | None = None
 
@@ -99,6 +103,8 @@ class CachedFile(Generic[T]):
             return self.missing
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
+            if self.private:
+                private_file(self.path, self.private)
             try:
                 self._value = self.parse(self.path.read_text(encoding="utf-8"))
             except OSError as exc:

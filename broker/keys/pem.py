@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography import x509
 
 from broker.core.errors import ConfigError
+from broker.keys.secrets import read_private
 from broker.trust.certs import (
     KeyMaterial,
     key_material,
@@ -39,7 +40,7 @@ def load_key_material(
     key_path: Path, cert_path: Path | None, passphrase: bytes | None
 ) -> KeyMaterial:
     """A key and its certificate: PKCS#12 (.p12/.pfx: one file holds both) or PEM."""
-    data = read(key_path, "private key")
+    data = read_private(key_path, "the private key")
     if key_path.suffix.lower() in (".p12", ".pfx"):
         return parse_pkcs12(data, passphrase, str(key_path))
     key = parse_pem_key(data, passphrase, str(key_path))

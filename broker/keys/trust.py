@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from broker.clock import utc_now
 from broker.config import Settings
 from broker.core.errors import ConfigError
 from broker.keys.pem import load_key_material, trust_store_from_files
+from broker.keys.secrets import read_secret
 from broker.trust.context import TrustContext
 from broker.trust.policy import PolicyBook, SenderPolicy
 
@@ -17,13 +17,11 @@ DEV_HINT = "for development keys run: docbroker keys init"
 
 def _passphrase(settings: Settings) -> bytes | None:
     keys = settings.keys
-    if keys.passphrase_file:
-        try:
-            return Path(keys.passphrase_file).read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read keys.passphrase_file: {exc.strerror}") from None
-    value = os.environ.get(keys.passphrase_env) if keys.passphrase_env else None
-    return value.encode() if value else None
+    return read_secret(
+        "the key passphrase (keys.passphrase_file)",
+        file=keys.passphrase_file,
+        env=keys.passphrase_env,
+    )
 
 
 def load_trust(settings: Settings) -> TrustContext:

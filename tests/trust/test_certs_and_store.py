@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import (
 from broker.clock import utc_now
 from broker.core.errors import ConfigError
 from broker.keys.devpki import cert_pem, issue, key_pem, make_ca, revoke
+from broker.keys.files import write_private
 from broker.keys.pem import load_key_material
 from broker.trust.certs import fingerprint, subject_uid
 from broker.trust.store import TrustStore
@@ -24,7 +25,7 @@ from tests import pki
 class TestLoading:
     def test_pem_key_and_certificate(self, tmp_path: Path) -> None:
         m = pki.agency("A.1")
-        (tmp_path / "k.pem").write_bytes(key_pem(m.key))
+        write_private(tmp_path / "k.pem", key_pem(m.key))
         (tmp_path / "c.pem").write_bytes(cert_pem(m.certificate, pki.ca().certificate))
         loaded = load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
         assert fingerprint(loaded.certificate) == fingerprint(m.certificate)
@@ -33,7 +34,7 @@ class TestLoading:
 
     def test_encrypted_key_needs_its_passphrase(self, tmp_path: Path) -> None:
         m = pki.agency("A.1")
-        (tmp_path / "k.pem").write_bytes(key_pem(m.key, b"s3cret"))
+        write_private(tmp_path / "k.pem", key_pem(m.key, b"s3cret"))
         (tmp_path / "c.pem").write_bytes(cert_pem(m.certificate))
         with pytest.raises(ConfigError, match="encrypted: give its passphrase"):
             load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
@@ -46,26 +47,36 @@ class TestLoading:
         p12 = pkcs12.serialize_key_and_certificates(
             b"a", m.key, m.certificate, [pki.ca().certificate], BestAvailableEncryption(b"pw")
         )
-        (tmp_path / "a.p12").write_bytes(p12)
+        write_private(tmp_path / "a.p12", p12)
         loaded = load_key_material(tmp_path / "a.p12", None, b"pw")
         assert loaded.algorithm == "ecdsa-sha256"
         assert subject_uid(loaded.certificate) == "A.2"
         plain = pkcs12.serialize_key_and_certificates(
             b"a", m.key, m.certificate, None, NoEncryption()
         )
-        (tmp_path / "b.p12").write_bytes(plain)
+        write_private(tmp_path / "b.p12", plain)
         assert load_key_material(tmp_path / "b.p12", None, None).chain == ()
 
     def test_certificate_of_another_key_is_refused(self, tmp_path: Path) -> None:
-        (tmp_path / "k.pem").write_bytes(key_pem(pki.agency("A.1").key))
+        write_private(tmp_path / "k.pem", key_pem(pki.agency("A.1").key))
         (tmp_path / "c.pem").write_bytes(cert_pem(pki.agency("B.1").certificate))
         with pytest.raises(ConfigError, match="does not belong to this private key"):
             load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
 
+    def test_a_key_every_user_may_read_is_refused(self, tmp_path: Path) -> None:
+        m = pki.agency("A.1")
+        (tmp_path / "k.pem").write_bytes(key_pem(m.key))
+        (tmp_path / "k.pem").chmod(0o644)
+        (tmp_path / "c.pem").write_bytes(cert_pem(m.certificate))
+        with pytest.raises(
+            ConfigError, match=r"may be read or written by every user \(mode 0644\)"
+        ):
+            load_key_material(tmp_path / "k.pem", tmp_path / "c.pem", None)
+
     def test_missing_and_garbage_files(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match="cannot read private key"):
+        with pytest.raises(ConfigError, match="cannot read the private key"):
             load_key_material(tmp_path / "nope.pem", None, None)
-        (tmp_path / "g.pem").write_bytes(b"garbage")
+        write_private(tmp_path / "g.pem", b"garbage")
         with pytest.raises(ConfigError, match="cannot load the private key"):
             load_key_material(tmp_path / "g.pem", tmp_path / "g.pem", None)
 
