@@ -99,7 +99,7 @@ class CachedFile(Generic[T]):
     def get(self) -> T:
         try:
             st = self.path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not there (nor its folder)
             return self.missing
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
