@@ -227,6 +227,56 @@ async def test_a_tls_listener_marks_the_cookie_secure(tmp_path: Path, unique_pre
         await server.close()
 
 
+@pytest.mark.parametrize(
+    ("max_age", "expected"), [("", "max-age=31536000"), ("600", "max-age=600"), ("0", None)]
+)
+async def test_over_tls_the_console_sends_strict_transport_security(
+    tmp_path: Path, unique_prefix: str, max_age: str, expected: str | None
+) -> None:
+    """On pages, redirects, the style sheet and errors; `http.hsts_max_age` sets it
+    (0: none); never on the API's own answers."""
+    install_keys(tmp_path / "data")
+    env = {
+        **backend_env("embedded", tmp_path / "data", unique_prefix, None),
+        "DOCBROKER_HTTP_TLS": "true",
+        **({"DOCBROKER_HTTP_HSTS_MAX_AGE": max_age} if max_age else {}),
+    }
+    settings = load_settings(None, env)
+    server = TestServer(build_app(Runtime.build(settings)))
+    await server.start_server(ssl=server_tls_context(settings))
+    tls = ssl.create_default_context(cafile=str(tmp_path / "data" / "keys" / "ca.cert.pem"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for method, path, status in (
+                ("GET", "/console", 303),
+                ("GET", "/console/", 303),
+                ("GET", "/console/login", 200),
+                ("GET", "/console/static/console.css", 200),
+                ("POST", "/console/logout", 403),  # an error page: no CSRF token
+            ):
+                async with session.request(
+                    method, server.make_url(path), ssl=tls, allow_redirects=False
+                ) as resp:
+                    assert resp.status == status, path
+                    assert resp.headers.get("Strict-Transport-Security") == expected, path
+            async with session.get(server.make_url("/healthz"), ssl=tls) as resp:
+                assert "Strict-Transport-Security" not in resp.headers
+    finally:
+        await server.close()
+
+
+async def test_on_plain_http_the_console_never_sends_strict_transport_security(
+    console: Console,
+) -> None:
+    for path in ("/console", "/console/login", "/console/static/console.css"):
+        resp = await console.client.get(path, allow_redirects=False)
+        assert resp.status in (200, 303)
+        assert "Strict-Transport-Security" not in resp.headers, path
+    assert (await console.login()).status == 303
+    resp = await console.client.get("/console/")
+    assert resp.status == 200 and "Strict-Transport-Security" not in resp.headers
+
+
 async def test_the_style_sheet_and_errors_carry_the_headers_too(console: Console) -> None:
     css = await console.client.get("/console/static/console.css")
     assert css.status == 200 and css.content_type == "text/css"
