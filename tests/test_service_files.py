@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from adapters.http_api.listeners import listeners
 from broker.cli import cli
 from broker.config import Settings, load_settings
 
@@ -242,6 +243,8 @@ class TestContainerfile:
         env = {k: v for k, v in self.environment().items() if k.startswith("DOCBROKER_")}
         settings = load_settings(None, env)
         assert settings.http.host == "0.0.0.0"
+        assert settings.http.tls, "on every address: HTTPS (plain HTTP would be refused)"
+        assert [each.name for each in listeners(settings)] == ["api"]
         assert settings.logging.format == "json"
 
     def test_the_entry_is_docbroker_serve(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from adapters.http_api.listeners import Listener, is_loopback, listeners
@@ -67,5 +69,22 @@ def test_the_plain_sdk_listener_is_off_unless_a_host_is_named() -> None:
 
 
 def test_the_plain_sdk_listener_does_not_lift_the_rule_for_the_api() -> None:
-    with pytest.raises(ConfigError, match="http.allow_plain = true"):
+    with pytest.raises(ConfigError, match=r"http\.allow_plain = true"):
         plan(host="0.0.0.0", sdk_plain_host="0.0.0.0")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_production_example_serves_https_on_every_address() -> None:
+    example = load_settings(ROOT / "config" / "docbroker.example.toml", {})
+    (api,) = listeners(example)
+    assert (api.host, api.tls, api.plain_on_purpose) == ("0.0.0.0", True, False)
+    assert example.http.tls_certificate and example.http.tls_private_key
+    assert not example.http.allow_plain
+
+
+def test_the_development_configuration_serves_plain_http_on_loopback() -> None:
+    """bin/run's: plain HTTP, accepted because it is loopback only."""
+    (api,) = listeners(load_settings(ROOT / "config" / "docbroker.dev.toml", {}))
+    assert (api.host, api.tls, api.plain_on_purpose) == ("127.0.0.1", False, False)
