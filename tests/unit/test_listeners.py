@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from adapters.http_api.listeners import Listener, is_loopback, listeners
+from broker.cli import cli
 from broker.config import load_settings
 from broker.core.errors import ConfigError
 
@@ -88,3 +90,18 @@ def test_the_development_configuration_serves_plain_http_on_loopback() -> None:
     """bin/run's: plain HTTP, accepted because it is loopback only."""
     (api,) = listeners(load_settings(ROOT / "config" / "docbroker.dev.toml", {}))
     assert (api.host, api.tls, api.plain_on_purpose) == ("127.0.0.1", False, False)
+
+
+def test_config_check_reports_what_serve_would_refuse() -> None:
+    run = CliRunner().invoke(
+        cli, ["config", "check"], env={"DOCBROKER_HTTP_HOST": "0.0.0.0"}, catch_exceptions=False
+    )
+    assert run.exit_code == 2
+    assert "refusing to serve plain HTTP on 0.0.0.0:8080" in run.output
+    allowed = CliRunner().invoke(
+        cli,
+        ["config", "check"],
+        env={"DOCBROKER_HTTP_HOST": "0.0.0.0", "DOCBROKER_HTTP_ALLOW_PLAIN": "true"},
+        catch_exceptions=False,
+    )
+    assert allowed.exit_code == 0, allowed.output
