@@ -94,7 +94,10 @@ async def _serve(
         notify("STOPPING=1", "STATUS=shutting down: finishing in-flight work")
         log.info("shutting down: finishing in-flight work")
     finally:
-        for runner in reversed(runners):
+        for runner in runners:  # no listener takes a new connection from here on
+            for site in list(runner.sites):
+                await site.stop()
+        for runner in reversed(runners):  # the SDK listener's requests end first
             await runner.cleanup()
     log.info("docbroker stopped", order=runtime.events)
 
