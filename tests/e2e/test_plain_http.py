@@ -76,3 +76,21 @@ def test_loopback_plain_and_tls_beyond_loopback_start_without_a_warning(
         assert not [w for w in warnings(tls) if "plain" in json.dumps(w)]
     finally:
         assert tls.stop() == 0
+
+
+def test_a_tls_certificate_that_cannot_be_read_stops_the_start_before_anything(
+    tmp_path: Path, daemon_env: dict[str, str]
+) -> None:
+    missing = tmp_path / "no-such.cert.pem"
+    env = {
+        **daemon_env,
+        "DOCBROKER_HTTP_HOST": "0.0.0.0",
+        "DOCBROKER_HTTP_TLS": "true",
+        "DOCBROKER_HTTP_TLS_CERTIFICATE": str(missing),
+    }
+    done = serve_once(env, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"docbroker: config-invalid: cannot load the TLS certificate {missing}")
+    data = Path(daemon_env["DOCBROKER_DATA_DIR"])
+    assert sorted(p.name for p in data.iterdir()) == ["keys"], "nothing started"
