@@ -80,7 +80,33 @@ class HttpSettings:
         min=0.1,
     )
     tls: bool = setting(
-        False, "serve HTTPS; agencies may then also authenticate with client certificates"
+        False,
+        "serve HTTPS (TLS 1.2+, ECDHE with AES-GCM or ChaCha20-Poly1305); agencies may then "
+        "also authenticate with client certificates",
+    )
+    allow_plain: bool = setting(
+        False,
+        "serve plain HTTP (tls = false) on an address other than loopback; without it "
+        "docbroker refuses to start there: tokens and documents would cross the network "
+        "in clear",
+    )
+    client_certificates: Literal["optional", "required"] = setting(
+        "optional",
+        "with tls: optional = a client may present a certificate (mTLS) or use a token; "
+        "required = the TLS handshake demands a certificate chained to trust.ca_files",
+    )
+    hsts_max_age: int = setting(
+        31536000,
+        "with tls: the console's Strict-Transport-Security max-age, seconds; 0 = none",
+        min=0,
+    )
+    sdk_plain_host: str = setting(
+        "",
+        "a second, plain-HTTP listener serving only the SDK surface (/vdxp), to the SDK "
+        "systems allowed --plain-http; empty = none, 0.0.0.0 = every IPv4 address",
+    )
+    sdk_plain_port: int = setting(
+        8081, "TCP port of the plain SDK listener; 0 picks a free one", min=0, max=65535
     )
     tls_certificate: str = setting(
         "", "PEM file: the server certificate and its chain; empty = <data_dir>/keys/tls.cert.pem"

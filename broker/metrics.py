@@ -213,6 +213,13 @@ class Metrics:
             "SDK systems an administrator allowed to call over plain HTTP",
             registry=r,
         )
+        self._plain_listener = Gauge(
+            "docbroker_http_plain_listener",
+            "1 for a listener serving plain HTTP because the configuration said so: api "
+            "(http.allow_plain, beyond loopback), sdk (http.sdk_plain_host); else 0",
+            ["listener"],
+            registry=r,
+        )
         self._signatures = Counter(
             "docbroker_sender_signatures_total",
             "Sender signatures checked, by outcome",
@@ -376,6 +383,9 @@ class Metrics:
 
     def sdk_plain_http_systems(self, count: int) -> None:
         self._sdk_plain.set(count)
+
+    def http_plain_listener(self, listener: str, plain: bool) -> None:
+        self._plain_listener.labels(listener).set(int(plain))
 
     # -- growth
     def topic_size(self, topic: str, records: int, size: int | None) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from adapters.http_api.listeners import listeners
 from broker.cli import cli
 from broker.config import Settings, load_settings
 
@@ -242,6 +243,8 @@ class TestContainerfile:
         env = {k: v for k, v in self.environment().items() if k.startswith("DOCBROKER_")}
         settings = load_settings(None, env)
         assert settings.http.host == "0.0.0.0"
+        assert settings.http.tls, "on every address: HTTPS (plain HTTP would be refused)"
+        assert [each.name for each in listeners(settings)] == ["api"]
         assert settings.logging.format == "json"
 
     def test_the_entry_is_docbroker_serve(self) -> None:
@@ -263,18 +266,27 @@ class TestContainerfile:
         self, tmp_path: Path, unique_prefix: str
     ) -> None:
         """The HEALTHCHECK command (with this Python) asks /healthz on the port the
-        image configures: status 0 while a daemon serves there, 1 when none does."""
+        image configures, over HTTPS as the image serves: status 0 while a daemon serves
+        there, 1 when none does."""
         from tests.conftest import backend_env
         from tests.e2e.daemon import Daemon
         from tests.pki import install_keys
 
         program, *args = self.healthcheck()
         assert program == "python"
-        install_keys(tmp_path / "data")
-        env = backend_env("embedded", tmp_path / "data", unique_prefix, None)
-        daemon = Daemon(tmp_path / "d", env).start()
+        keys = install_keys(tmp_path / "data")
+        tls = self.environment()["DOCBROKER_HTTP_TLS"]  # the image serves HTTPS
+        env = {
+            **backend_env("embedded", tmp_path / "data", unique_prefix, None),
+            "DOCBROKER_HTTP_TLS": tls,
+        }
+        daemon = Daemon(tmp_path / "d", env, ca_file=keys / "ca.cert.pem").start()
         try:
-            env = {"DOCBROKER_HTTP_PORT": str(daemon.port), "PATH": "/usr/bin:/bin"}
+            env = {
+                "DOCBROKER_HTTP_PORT": str(daemon.port),
+                "DOCBROKER_HTTP_TLS": tls,
+                "PATH": "/usr/bin:/bin",
+            }
             run = [sys.executable, *args]
             assert subprocess.run(run, env=env, capture_output=True, timeout=30).returncode == 0
         finally:

@@ -1,5 +1,5 @@
-"""Serving the app: the listening address, TLS (with optional client certificates)
-and a connection cap.
+"""Serving the app: the listening address, TLS (with optional or required client
+certificates) and a connection cap.
 
 The address is bound first, before anything else starts (`bind_listener`): a port in
 use or not allowed is one line and exit status 2, with no log opened and no worker
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from adapters.http_api.listeners import address
 from broker.config import Settings
 from broker.core.errors import ConfigError
 from broker.keys.secrets import private_file
@@ -37,15 +38,24 @@ BUSY = (
 )
 
 
+# TLS 1.2: forward secrecy (ECDHE) and AEAD ciphers only: no CBC, no RSA key exchange,
+# no SHA-1 MAC. TLS 1.3 keeps OpenSSL's suites (all of them AEAD with forward secrecy).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!PSK:!DSS"
+CLIENT_CERTIFICATES = {"optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
 def server_tls_context(settings: Settings) -> ssl.SSLContext:
-    """The HTTPS context: the server's certificate, and client certificates asked for
-    (optional: a token also authenticates) and checked against the trusted CAs."""
+    """The HTTPS context: the server's certificate, TLS 1.2+ with modern ciphers only,
+    and client certificates checked against the trusted CAs: asked for (optional: a
+    token also authenticates) or demanded by the handshake (`required`)."""
     cert = settings.key_file(settings.http.tls_certificate, "tls.cert.pem")
     key = settings.key_file(settings.http.tls_private_key, "tls.key.pem")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if key.exists():
         private_file(key, "the HTTPS private key")
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
@@ -60,7 +70,7 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext:
             raise ConfigError(
                 f"cannot load the CA file {ca} for client certificates: {exc}"
             ) from None
-    context.verify_mode = ssl.CERT_OPTIONAL
+    context.verify_mode = CLIENT_CERTIFICATES[settings.http.client_certificates]
     return context
 
 
@@ -73,35 +83,31 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
-def bind_listener(host: str, port: int) -> list[socket.socket]:
+def bind_listener(host: str, port: int, setting: str = "http.host") -> list[socket.socket]:
     """Sockets bound to every address `host` names (as asyncio's create_server binds
     them), not yet listening; ConfigError when one cannot be bound."""
-    where = _address(host or "*", port)
+    where = address(host, port)
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {where}: {exc.strerror} (http.host)") from None
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror} ({setting})") from None
     sockets: list[socket.socket] = []
     try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             # a restart binds the port while the last run's connections are in TIME_WAIT
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            sock.bind(sockaddr)
     except OSError as exc:
         for sock in sockets:
             sock.close()
         raise cannot_listen(where, exc) from None
     return sockets
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def cannot_listen(where: str, exc: OSError) -> ConfigError:
@@ -136,7 +142,7 @@ class CappedSite(web.BaseSite):
     @property
     def address(self) -> str:
         host, port = self._sockets[0].getsockname()[:2]
-        return _address(host, port)
+        return address(host, port)
 
     @property
     def name(self) -> str:

@@ -71,8 +71,12 @@ def config() -> None:
 @json_option
 @click.pass_context
 def config_check(ctx: click.Context, as_json: bool) -> None:
-    """Load the configuration and report the first wrong key or value."""
+    """Load the configuration and report the first wrong key or value (and a listener
+    `serve` would refuse: plain HTTP beyond loopback without http.allow_plain)."""
+    from adapters.http_api.listeners import listeners
+
     settings = settings_of(ctx)
+    listeners(settings)
     emit(
         {"ok": True, "backend": settings.backend.type},
         as_json,

@@ -5,8 +5,10 @@ and no page has a script or shows a secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -204,27 +206,82 @@ async def test_a_changed_event_shows_where_the_chain_breaks(console: Console) ->
     ), "the last event of its chain: its hash is checked against the chain's head"
 
 
-async def test_a_tls_listener_marks_the_cookie_secure(tmp_path: Path, unique_prefix: str) -> None:
+@contextlib.asynccontextmanager
+async def tls_console(
+    tmp_path: Path, unique_prefix: str, **env: str
+) -> AsyncIterator[tuple[TestServer, ssl.SSLContext]]:
+    """The app over HTTPS (with these extra settings) and a client context trusting it."""
     install_keys(tmp_path / "data")
-    env = {
-        **backend_env("embedded", tmp_path / "data", unique_prefix, None),
-        "DOCBROKER_HTTP_TLS": "true",
-    }
-    settings = load_settings(None, env)
+    settings = load_settings(
+        None,
+        {
+            **backend_env("embedded", tmp_path / "data", unique_prefix, None),
+            "DOCBROKER_HTTP_TLS": "true",
+            **env,
+        },
+    )
     server = TestServer(build_app(Runtime.build(settings)))
     await server.start_server(ssl=server_tls_context(settings))
-    tls = ssl.create_default_context(cafile=str(tmp_path / "data" / "keys" / "ca.cert.pem"))
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(server.make_url("/console/login"), ssl=tls) as resp,
-        ):
-            assert resp.status == 200
-            cookie = resp.cookies["docbroker_console"]
-            assert cookie["secure"] and cookie["httponly"]
-            assert cookie["samesite"] == "Strict"
+        yield (
+            server,
+            ssl.create_default_context(cafile=str(tmp_path / "data" / "keys" / "ca.cert.pem")),
+        )
     finally:
         await server.close()
+
+
+async def test_a_tls_listener_marks_the_cookie_secure(tmp_path: Path, unique_prefix: str) -> None:
+    async with (
+        tls_console(tmp_path, unique_prefix) as (server, tls),
+        aiohttp.ClientSession() as session,
+        session.get(server.make_url("/console/login"), ssl=tls) as resp,
+    ):
+        assert resp.status == 200
+        cookie = resp.cookies["docbroker_console"]
+        assert cookie["secure"] and cookie["httponly"]
+        assert cookie["samesite"] == "Strict"
+
+
+@pytest.mark.parametrize(
+    ("max_age", "expected"), [("", "max-age=31536000"), ("600", "max-age=600"), ("0", None)]
+)
+async def test_over_tls_the_console_sends_strict_transport_security(
+    tmp_path: Path, unique_prefix: str, max_age: str, expected: str | None
+) -> None:
+    """On pages, redirects, the style sheet and errors; `http.hsts_max_age` sets it
+    (0: none); never on the API's own answers."""
+    env = {"DOCBROKER_HTTP_HSTS_MAX_AGE": max_age} if max_age else {}
+    async with (
+        tls_console(tmp_path, unique_prefix, **env) as (server, tls),
+        aiohttp.ClientSession() as session,
+    ):
+        for method, path, status in (
+            ("GET", "/console", 303),
+            ("GET", "/console/", 303),
+            ("GET", "/console/login", 200),
+            ("GET", "/console/static/console.css", 200),
+            ("POST", "/console/logout", 403),  # an error page: no CSRF token
+        ):
+            async with session.request(
+                method, server.make_url(path), ssl=tls, allow_redirects=False
+            ) as resp:
+                assert resp.status == status, path
+                assert resp.headers.get("Strict-Transport-Security") == expected, path
+        async with session.get(server.make_url("/healthz"), ssl=tls) as resp:
+            assert "Strict-Transport-Security" not in resp.headers
+
+
+async def test_on_plain_http_the_console_never_sends_strict_transport_security(
+    console: Console,
+) -> None:
+    for path in ("/console", "/console/login", "/console/static/console.css"):
+        resp = await console.client.get(path, allow_redirects=False)
+        assert resp.status in (200, 303)
+        assert "Strict-Transport-Security" not in resp.headers, path
+    assert (await console.login()).status == 303
+    resp = await console.client.get("/console/")
+    assert resp.status == 200 and "Strict-Transport-Security" not in resp.headers
 
 
 async def test_the_style_sheet_and_errors_carry_the_headers_too(console: Console) -> None:

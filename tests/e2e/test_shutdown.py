@@ -197,7 +197,12 @@ class TestCannotListen:
         self, tmp_path: Path, daemon_env: dict[str, str]
     ) -> None:
         """http.host names an address this machine does not have (TEST-NET-1)."""
-        env = {**daemon_env, "DOCBROKER_HTTP_HOST": "192.0.2.1", "DOCBROKER_HTTP_PORT": "8080"}
+        env = {
+            **daemon_env,
+            "DOCBROKER_HTTP_HOST": "192.0.2.1",
+            "DOCBROKER_HTTP_PORT": "8080",
+            "DOCBROKER_HTTP_ALLOW_PLAIN": "true",
+        }
         done = serve_once(env, tmp_path)
         assert done.returncode == 2
         assert done.stderr.splitlines() == [

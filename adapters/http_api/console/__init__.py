@@ -21,7 +21,7 @@ from adapters.http_api.console import (
     reports,
 )
 from adapters.http_api.console.dead_letter_cache import DeadLetterCache
-from adapters.http_api.console.guard import SECURITY_HEADERS, console_guard, see_other
+from adapters.http_api.console.guard import console_guard, secure_headers, see_other
 from adapters.http_api.console.keys import DEAD_LETTERS, SESSIONS
 from adapters.http_api.console.render import setup_templates
 from adapters.http_api.console.sessions import Sessions
@@ -68,7 +68,7 @@ def mount(app: web.Application) -> None:
 
     async def to_console(request: web.Request) -> web.StreamResponse:
         response = see_other(f"{PREFIX}/")
-        response.headers.update(SECURITY_HEADERS)
+        secure_headers(request, response)
         return response
 
     app.router.add_get(PREFIX, to_console)

@@ -3,7 +3,8 @@ security headers, and errors as pages.
 
 - Every response (pages, redirects, errors, the style sheet, downloads) carries a
   strict Content-Security-Policy (no script at all, styles and images from the
-  console only, no framing), nosniff, no referrer and no caching.
+  console only, no framing), nosniff, no referrer and no caching; over HTTPS,
+  Strict-Transport-Security too.
 - A page needs a logged-in session; without one a GET is sent to the login page and
   anything else is refused.
 - Every POST must carry the session's CSRF token in its form (`csrf`), compared in
@@ -57,8 +58,18 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
     except Exception:
         log.exception("console: unexpected error", path=request.path)
         response = error_page(request, 500, "unexpected error; see the broker log")
-    response.headers.update(SECURITY_HEADERS)
+    secure_headers(request, response)
     return response
+
+
+def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The strict headers, and on HTTPS Strict-Transport-Security (`http.hsts_max_age`):
+    browsers then refuse plain HTTP to this host; never sent on plain HTTP, where it
+    means nothing and would only mislead."""
+    response.headers.update(SECURITY_HEADERS)
+    max_age = request.config_dict[RUNTIME].settings.http.hsts_max_age
+    if request.secure and max_age:
+        response.headers["Strict-Transport-Security"] = f"max-age={max_age}"
 
 
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
