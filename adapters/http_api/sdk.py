@@ -23,6 +23,7 @@ from aiohttp import web
 from adapters.http_api import sdk_agencies, sdk_documents
 from adapters.http_api.access import ACCESS
 from adapters.http_api.keys import RUNTIME
+from adapters.http_api.limits import admitted
 from adapters.http_api.sdk_answers import Operation, SdkAnswer, answer_response
 from broker import vdxp
 from broker.core.errors import (
@@ -54,7 +55,8 @@ async def operation(request: web.Request) -> web.StreamResponse:
         access = request.app[ACCESS]
         call = await access.sdk_caller(request)
         access.limit(call.principal)
-        answer = await handler(request, runtime, call)
+        async with admitted(request, call.principal):  # its refusals in the SDK's form
+            answer = await handler(request, runtime, call)
     except DocbrokerError as exc:
         runtime.metrics.sdk_request(known, secure=request.secure, outcome=exc.code)
         return _refusal(request, name, exc)
