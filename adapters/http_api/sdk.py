@@ -31,6 +31,7 @@ from broker.core.errors import (
     DocbrokerError,
     NotFound,
     RateLimited,
+    ServerBusy,
     StorageFull,
 )
 
@@ -68,7 +69,7 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
     runtime = request.app[RUNTIME]
     code = exc.problems[0].code
     text = "; ".join(map(str, exc.problems))
-    if isinstance(exc, StorageFull):  # the log warns once per episode, not per request
+    if isinstance(exc, StorageFull | ServerBusy):  # warned once an episode, not each
         log.debug("sdk operation failed", operation=name, code=code, error=text)
     elif exc.http_status >= 500:
         log.warning("sdk operation failed", operation=name, code=code, error=text)
@@ -86,6 +87,8 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
         response = web.Response(status=exc.http_status, body=body, content_type=vdxp.JSON)
     if isinstance(exc, RateLimited | BackendUnavailable) and exc.retry_after:
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+    if isinstance(exc, ServerBusy):
+        response.force_close()  # its body was not read: not worth waiting for
     return response
 
 
