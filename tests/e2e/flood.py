@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.edxml_samples import document
 
-PAUSE = 0.2  # seconds a flooding thread waits after a refusal (its Retry-After says 1)
+PAUSE = 0.5  # seconds a flooding thread waits after a refusal (half its Retry-After)
 LONG_POLL = 2  # seconds each long poll asks to wait
 SLOW = 1.0  # seconds each submission's body comes after its headers
 
