@@ -127,6 +127,25 @@ class HttpSettings:
         50.0, "requests per second each agency may make on average; 0 = no limit", min=0
     )
     rate_burst: int = setting(200, "requests an agency may make at once above the rate", min=1)
+    agency_max_requests: int = setting(
+        32,
+        "requests one agency (token, client certificate or SDK system) may have under way "
+        "at once, long polls included; more are answered 429 with Retry-After",
+        min=1,
+    )
+    agency_max_long_polls: int = setting(
+        8,
+        "mailbox long polls (wait > 0) one agency may have waiting at once; more are "
+        "answered 429 with Retry-After",
+        min=1,
+    )
+    max_bytes_in_flight: ByteSize = setting(
+        ByteSize(256 * MiB),
+        "request body bytes all requests together may hold at once (at least "
+        "limits.max_envelope_bytes); a request that would pass it is answered 503 with "
+        "Retry-After",
+        min=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -511,6 +530,12 @@ def _cross_checks(settings: Settings) -> list[str]:
                 errors.append(f"national_axis.{name}: required when national_axis.enabled")
         if axis.base_url and not axis.base_url.startswith(("http://", "https://")):
             errors.append("national_axis.base_url: must start with http:// or https://")
+    if settings.http.max_bytes_in_flight < settings.limits.max_envelope_bytes:
+        errors.append(
+            f"http.max_bytes_in_flight: {settings.http.max_bytes_in_flight} is less than "
+            f"limits.max_envelope_bytes {settings.limits.max_envelope_bytes}: the largest "
+            "envelope could never be taken"
+        )
     kafka = settings.backend.kafka
     if settings.backend.type == "kafka" and kafka.min_insync_replicas > kafka.replication_factor:
         errors.append(

@@ -77,6 +77,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._limited = Counter(
+            "docbroker_http_limited_total",
+            "HTTP requests refused by a fair limit: agency-requests, agency-long-polls (429), "
+            "bytes-in-flight (503), rate (429)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("agency-requests", "agency-long-polls", "bytes-in-flight", "rate"):
+            self._limited.labels(reason)  # 0 from the start: rate() and alerts see them
         self._accepted = Counter(
             "docbroker_envelopes_accepted_total",
             "Envelopes durably appended to inbound",
@@ -309,6 +318,9 @@ class Metrics:
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         self._http.labels(route, method, str(status)).inc()
         self._http_seconds.labels(route).observe(seconds)
+
+    def http_limited(self, reason: str) -> None:
+        self._limited.labels(reason).inc()
 
     # -- accept
     def envelope_accepted(self, size: int, append_seconds: float) -> None:

@@ -218,6 +218,7 @@ class Access:
     def limit(self, principal: Principal) -> None:
         wait = self.limiter.take(principal.name)
         if wait > 0:
+            self.runtime.metrics.http_limited("rate")
             raise RateLimited(
                 f"{principal.name} exceeds {self.limiter.rate:g} requests per second", wait
             )

@@ -20,8 +20,15 @@ from adapters.http_api import console, documents, envelopes, mailbox, ops, sdk
 from adapters.http_api.access import ACCESS, BEARER_CHALLENGE, Access, guard, watch_plain_http
 from adapters.http_api.idempotency import IdempotencyCache
 from adapters.http_api.keys import IDEMPOTENCY, RUNTIME
+from adapters.http_api.limits import ADMISSION, admission_for, fair_share
 from adapters.http_api.problems import problem_response, simple_problem
-from broker.core.errors import BackendUnavailable, DocbrokerError, RateLimited, StorageFull
+from broker.core.errors import (
+    BackendUnavailable,
+    DocbrokerError,
+    RateLimited,
+    ServerBusy,
+    StorageFull,
+)
 from broker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -29,7 +36,7 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Refusals that leave the request body unread: the connection cannot be reused.
-UNREAD_BODY = frozenset({"request-timeout", "too-large"})
+UNREAD_BODY = frozenset({"request-timeout", "too-large", ServerBusy.code})
 
 _HTTP_CODES = {
     401: "unauthenticated",
@@ -68,7 +75,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 headers={k: v for k, v in exc.headers.items() if k == "Allow"},
             )
         except DocbrokerError as exc:
-            if isinstance(exc, StorageFull):  # the log warns once per episode, not per request
+            if isinstance(exc, StorageFull | ServerBusy):  # warned once an episode, not each
                 log.debug("request failed", code=exc.code, error=str(exc))
             elif exc.http_status >= 500:
                 log.warning("request failed", code=exc.code, error=str(exc))
@@ -109,13 +116,14 @@ def error_headers(exc: DocbrokerError) -> dict[str, str]:
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=[observe, guard],
+        middlewares=[observe, guard, fair_share],
         # The body limit is the envelope limit (and the CRLF the SDK adds to sendEdoc's
         # body): aiohttp refuses larger bodies itself.
         client_max_size=int(settings.limits.max_envelope_bytes) + 2,
     )
     app[RUNTIME] = runtime
     app[ACCESS] = Access.from_runtime(runtime)
+    app[ADMISSION] = admission_for(settings)
     app[IDEMPOTENCY] = IdempotencyCache(settings.auth.idempotency_hours * 3600)
     for step in runtime.lifecycle():
         app.cleanup_ctx.append(_as_cleanup_ctx(step))

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from adapters.http_api.access import principal_of, require_agency
 from adapters.http_api.keys import RUNTIME
+from adapters.http_api.limits import long_polling
 from broker.core.errors import BadRequest, NotFound
 from broker.core.records import iso_ms
 from broker.service.handover import acknowledge as acknowledge_delivery
@@ -82,9 +83,10 @@ async def list_envelopes(request: web.Request) -> web.StreamResponse:
     state = request.query.get("state", "pending")
     if state not in ("pending", "all"):
         raise BadRequest(f"state must be pending or all, got {state!r}")
-    found = await runtime.view.list(
-        agency, after=after, limit=limit, include_acked=state == "all", wait=wait
-    )
+    with long_polling(request, wait):
+        found = await runtime.view.list(
+            agency, after=after, limit=limit, include_acked=state == "all", wait=wait
+        )
     return web.json_response(
         {
             "agency": agency,

@@ -23,6 +23,7 @@ from aiohttp import web
 from adapters.http_api import sdk_agencies, sdk_documents
 from adapters.http_api.access import ACCESS
 from adapters.http_api.keys import RUNTIME
+from adapters.http_api.limits import admitted
 from adapters.http_api.sdk_answers import Operation, SdkAnswer, answer_response
 from broker import vdxp
 from broker.core.errors import (
@@ -30,6 +31,7 @@ from broker.core.errors import (
     DocbrokerError,
     NotFound,
     RateLimited,
+    ServerBusy,
     StorageFull,
 )
 
@@ -54,7 +56,8 @@ async def operation(request: web.Request) -> web.StreamResponse:
         access = request.app[ACCESS]
         call = await access.sdk_caller(request)
         access.limit(call.principal)
-        answer = await handler(request, runtime, call)
+        async with admitted(request, call.principal):  # its refusals in the SDK's form
+            answer = await handler(request, runtime, call)
     except DocbrokerError as exc:
         runtime.metrics.sdk_request(known, secure=request.secure, outcome=exc.code)
         return _refusal(request, name, exc)
@@ -66,7 +69,7 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
     runtime = request.app[RUNTIME]
     code = exc.problems[0].code
     text = "; ".join(map(str, exc.problems))
-    if isinstance(exc, StorageFull):  # the log warns once per episode, not per request
+    if isinstance(exc, StorageFull | ServerBusy):  # warned once an episode, not each
         log.debug("sdk operation failed", operation=name, code=code, error=text)
     elif exc.http_status >= 500:
         log.warning("sdk operation failed", operation=name, code=code, error=text)
@@ -84,6 +87,8 @@ def _refusal(request: web.Request, name: str, exc: DocbrokerError) -> web.Stream
         response = web.Response(status=exc.http_status, body=body, content_type=vdxp.JSON)
     if isinstance(exc, RateLimited | BackendUnavailable) and exc.retry_after:
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+    if isinstance(exc, ServerBusy):
+        response.force_close()  # its body was not read: not worth waiting for
     return response
 
 

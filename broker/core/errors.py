@@ -83,6 +83,20 @@ class RateLimited(DocbrokerError):
         self.retry_after = retry_after
 
 
+class TooManyAtOnce(RateLimited):
+    """The caller has as many requests (or long polls) under way as it may
+    (http.agency_max_requests, http.agency_max_long_polls); it may retry once one is
+    answered. `code` names the cap."""
+
+    def __init__(self, code: str, message: str, retry_after: float) -> None:
+        super().__init__(message, retry_after)
+        self._code = code
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return self._code
+
+
 class ConfigError(DocbrokerError):
     """The configuration file or environment holds a wrong key or value."""
 
@@ -145,6 +159,13 @@ class StorageFull(BackendUnavailable):
     """The durable log (or a read model) has no room to write: its disk is full, or its
     file may not grow. Nothing of the failed write is kept; retry once space is freed
     (the same problem code as any unavailable backend: clients retry alike)."""
+
+
+class ServerBusy(BackendUnavailable):
+    """The server holds as many request bytes as it may (http.max_bytes_in_flight): a
+    resource of the whole server, not the caller's fault; retry after `retry_after`."""
+
+    code = "too-many-bytes-in-flight"
 
 
 class RecordTooLarge(DocbrokerError):

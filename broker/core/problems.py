@@ -127,6 +127,18 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
     ),
     ProblemType("not-fetched", "The document must be fetched before it is confirmed", 409),
     ProblemType("rate-limited", "Too many requests; retry after the given delay", 429),
+    ProblemType(
+        "too-many-concurrent-requests",
+        "The agency has as many requests under way as http.agency_max_requests allows; "
+        "retry after the given delay",
+        429,
+    ),
+    ProblemType(
+        "too-many-long-polls",
+        "The agency has as many long polls waiting as http.agency_max_long_polls allows; "
+        "retry after the given delay",
+        429,
+    ),
     ProblemType("idempotency-key-reused", "The Idempotency-Key was used for another request", 422),
     ProblemType("request-timeout", "The request was not received in time", 408),
     ProblemType("unsupported-media-type", "The request body has a content type not accepted", 415),
@@ -139,6 +151,11 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = _catalogue(
         410,
     ),
     ProblemType("backend-unavailable", "The durable log cannot be reached; retry later", 503),
+    ProblemType(
+        "too-many-bytes-in-flight",
+        "The server holds as many request bytes as http.max_bytes_in_flight allows; retry later",
+        503,
+    ),
     ProblemType("fenced", "Another member of the consumer group took the partition over", 503),
     ProblemType("config-invalid", "The configuration holds a wrong key or value", 500),
     ProblemType(

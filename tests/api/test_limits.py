@@ -10,16 +10,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from adapters.http_api import build_app
-from adapters.http_api.server import CappedSite, bind_listener, runner_options
-from broker.config import load_settings
-from broker.runtime import Runtime
-from tests.conftest import backend_env
+from tests.api.served import Served, serve
 from tests.credentials import runtime_tokens
 from tests.edxml_samples import document
-from tests.pki import install_keys
 
 SENDER = "000.00.00.H35"
 XML = {"Content-Type": "application/xml"}
@@ -30,31 +24,17 @@ def backend() -> str:
     return "embedded"
 
 
-class Served:
-    def __init__(self, runtime: Runtime, site: CappedSite, port: int) -> None:
-        self.runtime, self.site, self.port = runtime, site, port
-        self.url = f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 async def served(tmp_path: Path, unique_prefix: str) -> AsyncIterator[Served]:
-    install_keys(tmp_path / "data")
     env = {
-        **backend_env("embedded", tmp_path / "data", unique_prefix, None),
         "DOCBROKER_HTTP_RATE_LIMIT": "5",
         "DOCBROKER_HTTP_RATE_BURST": "5",
         "DOCBROKER_HTTP_IDLE_TIMEOUT": "1",
         "DOCBROKER_HTTP_REQUEST_TIMEOUT": "1",
         "DOCBROKER_HTTP_MAX_CONNECTIONS": "3",
     }
-    settings = load_settings(None, env)
-    runtime = Runtime.build(settings)
-    runner = web.AppRunner(build_app(runtime), **runner_options(settings))  # type: ignore[arg-type]
-    await runner.setup()
-    site = CappedSite(runner, bind_listener("127.0.0.1", 0), max_connections=3)
-    await site.start()
-    yield Served(runtime, site, site.port)
-    await runner.cleanup()
+    async with serve(tmp_path, unique_prefix, env) as served:
+        yield served
 
 
 async def test_an_agency_over_its_rate_gets_429_with_retry_after(served: Served) -> None:
@@ -76,6 +56,7 @@ async def test_an_agency_over_its_rate_gets_429_with_retry_after(served: Served)
             f'docbroker_access_refused_total{{code="rate-limited",surface="native"}} {refused}.0'
             in metrics
         )
+        assert f'docbroker_http_limited_total{{reason="rate"}} {refused}.0' in metrics
         # another agency has its own budget
         (other,) = (await runtime_tokens(served.runtime, ["000.00.01.H35"])).values()
         async with session.get(

@@ -106,6 +106,10 @@ class TestLoadSettings:
                 "min_insync_replicas = 3\n",
                 r"min_insync_replicas: 3 is more than backend\.kafka\.replication_factor 2",
             ),
+            (
+                '[http]\nmax_bytes_in_flight = "16 MiB"\n',
+                r"http\.max_bytes_in_flight: 16777216 is less than limits\.max_envelope_bytes",
+            ),
         ],
     )
     def test_wrong_values_are_refused(self, tmp_path: Path, text: str, message: str) -> None:
