@@ -4,8 +4,8 @@ Agency systems built on VNPT's unchanged SDK that cannot be given docbroker's CA
 allowed plain HTTP by an administrator, one system at a time and from given networks
 (`docbroker agencies system set CODE ID --plain-http --network CIDR`). The listener
 of `http.sdk_plain_host` is where they call: it answers the SDK's operations exactly
-as the main listener does (the same runtime, credentials, nonce cache and rate
-limits), and every other path 404 (problem+json), so the native API, the console,
+as the main listener does (the same runtime, credentials, nonce cache, rate
+limits and fair limits), and every other path 404 (problem+json), so the native API, the console,
 /metrics and the rest are never served in clear. A request from a system not allowed
 plain HTTP is refused as the SDK reads a refusal: 403, `insecure-transport`, with
 the reason in ErrorDesc.
@@ -19,6 +19,7 @@ from adapters.http_api import sdk
 from adapters.http_api.access import ACCESS
 from adapters.http_api.app import observe
 from adapters.http_api.keys import RUNTIME
+from adapters.http_api.limits import ADMISSION
 from broker.core.errors import NotFound
 
 
@@ -40,6 +41,7 @@ def plain_sdk_app(main: web.Application) -> web.Application:
     )
     app[RUNTIME] = main[RUNTIME]
     app[ACCESS] = main[ACCESS]
+    app[ADMISSION] = main[ADMISSION]  # one agency's caps count on both listeners
     app.router.add_get("/vdxp/{operation}", sdk.operation)
     app.router.add_post("/vdxp/{operation}", sdk.operation)
     app.router.add_route("*", "/{path:.*}", not_here)
