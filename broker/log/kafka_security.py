@@ -102,8 +102,21 @@ def principal_of(s: KafkaSettings) -> str:
     if s.security_protocol == "SASL_SSL":
         return f"User:{s.sasl_username}"
     if s.security_protocol == "SSL" and s.ssl_certfile:
-        return f"User:<the subject of {s.ssl_certfile}, as ssl.principal.mapping.rules map it>"
+        # Kafka's default principal; a broker's ssl.principal.mapping.rules may shorten it
+        return f"User:{subject_of(s.ssl_certfile)}"
     return "User:ANONYMOUS"
+
+
+def subject_of(certfile: str) -> str:
+    """The subject of the client certificate (the first of the file), as Kafka's
+    default principal builder writes it (RFC 2253: most specific first)."""
+    from cryptography import x509
+
+    try:
+        with open(certfile, "rb") as f:
+            return x509.load_pem_x509_certificate(f.read()).subject.rfc4514_string()
+    except (OSError, ValueError):
+        return f"<the subject of {certfile}>"
 
 
 async def check_login(s: KafkaSettings, kw: dict[str, Any]) -> None:
