@@ -17,6 +17,7 @@ from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
@@ -24,6 +25,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 
 from broker.config import KafkaSettings
 from broker.core.errors import BackendUnavailable, ConfigError
@@ -147,11 +149,34 @@ async def check_login(s: KafkaSettings, kw: dict[str, Any]) -> None:
                 "ssl_keyfile (a listener that requires a client certificate)"
             ) from None
         except (TimeoutError, OSError, KafkaError) as exc:
+            _closed_without_credentials(s, address, exc)
             failures.append(f"{address}: {exc.__class__.__name__}: {exc}")
             continue
-        conn.close()
+        try:
+            await conn.send(MetadataRequest([]))  # a listener wanting a login closes here
+        except (TimeoutError, KafkaError) as exc:
+            _closed_without_credentials(s, address, exc)
+            failures.append(f"{address}: {exc.__class__.__name__}: {exc}")
+            continue
+        finally:
+            conn.close()
         return
     raise BackendUnavailable("Kafka: no bootstrap server answered (" + "; ".join(failures) + ")")
+
+
+def _closed_without_credentials(s: KafkaSettings, address: str, exc: BaseException) -> None:
+    """A TLS client with no certificate whose connection the broker closed: its
+    listener wants a client certificate (mTLS) or a SASL login."""
+    if (
+        s.security_protocol == "SSL"
+        and not s.ssl_certfile
+        and isinstance(exc, KafkaConnectionError)
+    ):
+        raise BackendUnavailable(
+            f"Kafka at {address} closed the connection of a TLS client without credentials "
+            f"({exc}): its listener wants a client certificate (ssl_certfile, ssl_keyfile) "
+            "or a SASL login (security_protocol SASL_SSL, sasl_username, the password)"
+        ) from None
 
 
 def acl_hint(principal: str, kind: str, operation: str, names: Iterable[str]) -> str:
