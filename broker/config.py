@@ -38,6 +38,8 @@ ENV_NOT_SETTINGS = (
     "DOCBROKER_CLIENT_KEY",
     "DOCBROKER_AXIS_SECRET",
     "DOCBROKER_KEY_PASSPHRASE",
+    "DOCBROKER_KAFKA_PASSWORD",  # backend.kafka.sasl_password_env's default
+    "DOCBROKER_KAFKA_KEY_PASSWORD",  # backend.kafka.ssl_key_password_env's default
     "DOCBROKER_VENV",  # bin/_venv.sh: which virtualenv the bin/ scripts use
 )
 ENV_NOT_SETTINGS_PREFIXES = ("DOCBROKER_KAFKA_", "DOCBROKER_TEST_", "DOCBROKER_BENCH_")
@@ -173,10 +175,28 @@ class KafkaSettings:
     min_insync_replicas: int = setting(
         1, "min.insync.replicas of topics docbroker creates (a cluster: 2)", min=1
     )
-    security_protocol: Literal["PLAINTEXT", "SSL"] = setting("PLAINTEXT", "broker protocol")
-    ssl_cafile: str = setting("", "CA bundle for SSL")
-    ssl_certfile: str = setting("", "client certificate for SSL")
-    ssl_keyfile: str = setting("", "client key for SSL")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = setting(
+        "PLAINTEXT",
+        "SASL_SSL: TLS and a SCRAM login (production); SSL: TLS, with ssl_certfile a client "
+        "certificate (mTLS); PLAINTEXT: neither (development only)",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = setting(
+        "SCRAM-SHA-512", "SASL mechanism of SASL_SSL"
+    )
+    sasl_username: str = setting("", "SASL user (the ACLs' principal User:NAME); SASL_SSL needs it")
+    sasl_password_file: str = setting(
+        "", "file holding the SASL password (mode 0600 or 0640); empty = sasl_password_env"
+    )
+    sasl_password_env: str = setting(
+        "DOCBROKER_KAFKA_PASSWORD", "environment variable holding the SASL password"
+    )
+    ssl_cafile: str = setting("", "CA bundle the brokers' certificates are checked against")
+    ssl_certfile: str = setting("", "client certificate (PEM, then its chain) for mTLS")
+    ssl_keyfile: str = setting("", "client key (PEM) for mTLS")
+    ssl_key_password_file: str = setting("", "file holding ssl_keyfile's password, if encrypted")
+    ssl_key_password_env: str = setting(
+        "DOCBROKER_KAFKA_KEY_PASSWORD", "environment variable holding ssl_keyfile's password"
+    )
     session_timeout_ms: int = setting(10000, "consumer group session timeout", min=1000)
     transaction_timeout_ms: int = setting(60000, "transaction timeout", min=1000)
     request_timeout_ms: int = setting(40000, "client request timeout", min=1000)
@@ -542,6 +562,26 @@ def _cross_checks(settings: Settings) -> list[str]:
             f"backend.kafka.min_insync_replicas: {kafka.min_insync_replicas} is more than "
             f"backend.kafka.replication_factor {kafka.replication_factor}: Kafka would refuse "
             "every append"
+        )
+    if settings.backend.type == "kafka":
+        errors += _kafka_security_checks(kafka)
+    return errors
+
+
+def _kafka_security_checks(kafka: KafkaSettings) -> list[str]:
+    """Credentials the security protocol needs (the secrets themselves are read at start)."""
+    errors = []
+    if kafka.security_protocol == "SASL_SSL" and not kafka.sasl_username:
+        errors.append(
+            "backend.kafka.sasl_username: required with security_protocol SASL_SSL "
+            "(and the password in sasl_password_file or $" + kafka.sasl_password_env + ")"
+        )
+    if bool(kafka.ssl_certfile) != bool(kafka.ssl_keyfile):
+        errors.append("backend.kafka.ssl_certfile and ssl_keyfile: give both or neither")
+    if kafka.security_protocol == "PLAINTEXT" and (kafka.ssl_certfile or kafka.sasl_username):
+        errors.append(
+            "backend.kafka.security_protocol: PLAINTEXT sends no credentials; the client "
+            "certificate or SASL user given needs SSL or SASL_SSL"
         )
     return errors
 

@@ -26,6 +26,7 @@ from broker.config import Settings
 from broker.core.errors import ConfigError, DocbrokerError
 from broker.core.topics import Topics
 from broker.directory.io import check_unique, parse_file
+from broker.keys.secrets import read_secret
 from broker.log import DurableLog, open_log
 from broker.log.topics import topic_specs
 from broker.metrics import Metrics
@@ -130,7 +131,7 @@ class Runtime:
     def build(cls, settings: Settings, *, metrics: Metrics | None = None) -> Runtime:
         topics = Topics.with_prefix(settings.backend.topic_prefix)
         metrics = metrics or Metrics()
-        durable = open_log(settings)
+        durable = open_log(settings, read_secret)
         processor = build_processor(settings)
         trust = processor.trust  # keys are loaded once, here
         directory = DirectoryState(durable, topics.directory)

@@ -25,6 +25,7 @@ from tests.kafka_broker import (
     stop_broker,
     stop_cluster,
 )
+from tests.kafka_secure import SecureKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -47,6 +48,17 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
     cluster = start_cluster(tmp_path_factory.mktemp("kafka-cluster"))
     yield cluster
     stop_cluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def kafka_secure(kafka_broker: KafkaBroker) -> SecureKafka:
+    """The suite's broker's SASL_SSL and mTLS listeners, User:docbroker given the
+    README's ACLs (once a session)."""
+    secure = SecureKafka.of(kafka_broker)
+    if secure is None:
+        pytest.skip("an external Kafka (DOCBROKER_TEST_KAFKA_BOOTSTRAP): no secure listeners")
+    secure.add_readme_acls()
+    return secure
 
 
 # Topics the tests create on the cluster: replicated as in production.
@@ -84,8 +96,15 @@ def kafka_bootstrap(backend: str, request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
+def kafka_security() -> dict[str, str]:
+    """KafkaSettings fields of the Kafka backend's security: none (PLAINTEXT), but in
+    the conformance suite (tests/conformance/conftest.py: SASL_SSL)."""
+    return {}
+
+
+@pytest.fixture
 async def make_log(
-    backend: str, tmp_path: Path, kafka_bootstrap: str | None
+    backend: str, tmp_path: Path, kafka_bootstrap: str | None, kafka_security: dict[str, str]
 ) -> AsyncIterator[LogFactory]:
     """Start logs of the parametrised backend; every one is closed at teardown."""
     opened: list[DurableLog] = []
@@ -103,6 +122,7 @@ async def make_log(
             max_record_bytes=max_record_bytes,
             session_timeout=session_timeout,
             path=path,
+            security=kafka_security,
         )
         await log.start()
         opened.append(log)
@@ -121,18 +141,28 @@ def new_log(
     max_record_bytes: int,
     session_timeout: float,
     path: Path | None = None,
+    security: dict[str, str] | None = None,
 ) -> DurableLog:
     if backend.startswith("kafka"):
         from broker.config import KafkaSettings
+        from broker.keys.secrets import read_secret
         from broker.log.kafka import KafkaLog
 
         assert kafka_bootstrap is not None
         settings = KafkaSettings(
-            bootstrap_servers=kafka_bootstrap,
-            session_timeout_ms=int(session_timeout * 1000),
-            **(CLUSTER_REPLICATION if backend == "kafka-cluster" else {}),
+            **{
+                "bootstrap_servers": kafka_bootstrap,
+                "session_timeout_ms": int(session_timeout * 1000),
+                **(CLUSTER_REPLICATION if backend == "kafka-cluster" else {}),
+                **(security or {}),
+            }
         )
-        return KafkaLog(settings, max_record_bytes=max_record_bytes, instance=uuid.uuid4().hex)
+        return KafkaLog(
+            settings,
+            max_record_bytes=max_record_bytes,
+            instance=uuid.uuid4().hex,
+            read_secret=read_secret,
+        )
     from broker.log.embedded import EmbeddedLog
 
     return EmbeddedLog(path or tmp_path / "log.sqlite", session_timeout=session_timeout)

@@ -29,11 +29,17 @@ KAFKA_LOCAL = ROOT / "bin" / "kafka-local"
 CLUSTER_NODES = 3
 
 
+# The suite's broker also has SASL_SSL and mTLS listeners with ACLs (tests/kafka_secure.py):
+# these SCRAM users are made when it is formatted.
+SECURE_USERS = ("docbroker", "limited")
+
+
 @dataclass(frozen=True)
 class KafkaBroker:
     bootstrap: str
     ready_seconds: float | None
     data_dir: Path | None
+    secure: dict[str, Any] | None = None  # bin/kafka-local's "secure": None if external
 
 
 def kafka_local(*args: str, timeout: float = 600) -> dict[str, Any]:
@@ -55,14 +61,15 @@ def start_broker(data_dir: Path) -> KafkaBroker:
     if external:
         return KafkaBroker(external, None, None)
     started = time.monotonic()
-    state = kafka_local("start", "--dir", str(data_dir))
+    users = [arg for user in SECURE_USERS for arg in ("--user", user)]
+    state = kafka_local("start", "--secure", *users, "--dir", str(data_dir))
     elapsed = time.monotonic() - started
     print(
         f"\nkafka: {state['version']} at {state['bootstrap']}, ready in "
         f"{state.get('ready_seconds')} s after launch ({elapsed:.1f} s with fetch and format)",
         file=sys.stderr,
     )
-    return KafkaBroker(state["bootstrap"], state.get("ready_seconds"), data_dir)
+    return KafkaBroker(state["bootstrap"], state.get("ready_seconds"), data_dir, state["secure"])
 
 
 def stop_broker(broker: KafkaBroker) -> None:

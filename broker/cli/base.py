@@ -121,6 +121,7 @@ def one_off_instance(settings: Settings) -> Settings:
 def run_with_log(ctx: click.Context, work: Any) -> Any:
     """Open the configured durable log (creating topics), run `work(log, topics)`, close."""
     from broker.core.topics import Topics
+    from broker.keys.secrets import read_secret
     from broker.log import open_log
     from broker.log.topics import topic_specs
 
@@ -128,7 +129,7 @@ def run_with_log(ctx: click.Context, work: Any) -> Any:
     topics = Topics.with_prefix(settings.backend.topic_prefix)
 
     async def main() -> Any:
-        durable = open_log(settings)
+        durable = open_log(settings, read_secret)
         await durable.start()
         try:
             await durable.ensure_topics(topic_specs(settings, topics))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from broker.config import Settings
 from broker.core.logrecords import Headers, NewRecord, Position, Record, TopicPartition, TopicSpec
 from broker.log.interface import BeforeCommitHook, DurableLog, GroupConsumer, Tailer
@@ -21,8 +23,9 @@ __all__ = [
 ]
 
 
-def open_log(settings: Settings) -> DurableLog:
-    """The backend the settings name, not yet started."""
+def open_log(settings: Settings, read_secret: Any = None) -> DurableLog:
+    """The backend the settings name, not yet started; `read_secret` is
+    broker.keys.secrets.read_secret (Kafka's SASL password, its client key's)."""
     if settings.backend.type == "kafka":
         from broker.log.kafka import KafkaLog  # aiokafka is only imported when used
 
@@ -30,6 +33,7 @@ def open_log(settings: Settings) -> DurableLog:
             settings.backend.kafka,
             max_record_bytes=settings.max_record_bytes,
             instance=settings.instance_name,
+            **({"read_secret": read_secret} if read_secret else {}),
         )
     from broker.log.embedded import EmbeddedLog
 

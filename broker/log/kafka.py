@@ -34,8 +34,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     KafkaError,
+    TopicAuthorizationFailedError,
 )
-from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.metadata import MetadataRequest
 
@@ -44,8 +44,8 @@ from broker.core.errors import BackendUnavailable, ConfigError
 from broker.core.logrecords import NewRecord, Position, Record, TopicPartition, TopicSpec
 from broker.log.group_commit import GroupCommit
 from broker.log.interface import DurableLog, GroupConsumer, Tailer
+from broker.log.kafka_clients import KafkaClients
 from broker.log.kafka_common import (
-    BATCH_OVERHEAD,
     TOPIC_ALREADY_EXISTS,
     fetch_committed,
     install_fenced_future_filter,
@@ -56,6 +56,13 @@ from broker.log.kafka_common import (
 )
 from broker.log.kafka_consumers import KafkaGroupConsumer, KafkaTailer
 from broker.log.kafka_readers import ReaderPool, fetch_one
+from broker.log.kafka_security import (
+    Refusals,
+    SecretReader,
+    check_login,
+    no_secret,
+    principal_of,
+)
 from broker.log.kafka_topics import (
     replication_warnings,
     retention_problems,
@@ -69,13 +76,21 @@ PING_TIMEOUT, PING_PER_BROKER, COORDINATOR_WAIT = 5.0, 2.0, 15.0  # seconds
 SETTLE_WAIT = 2.0  # seconds a read waits for a just-appended record's transaction to settle
 
 
-class KafkaLog(DurableLog):
+class KafkaLog(KafkaClients, DurableLog):
     """The durable log on an Apache Kafka cluster."""
 
     name = "kafka"
 
-    def __init__(self, settings: KafkaSettings, *, max_record_bytes: int, instance: str) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        max_record_bytes: int,
+        instance: str,
+        read_secret: SecretReader = no_secret,
+    ) -> None:
         self.settings = settings
+        self._read_secret = read_secret  # broker.keys.secrets.read_secret
         self.max_record_bytes = max_record_bytes
         self.instance = instance
         self._admin: AIOKafkaAdminClient | None = None
@@ -90,58 +105,16 @@ class KafkaLog(DurableLog):
         self._written: dict[KafkaTP, int] = {}  # end of what this log appended itself
         self._commits: dict[tuple[str, TopicPartition], int] = {}  # what its members committed
         self._answered: int | None = None  # the broker that answered the last ping
-
-    # -- client settings
-
-    def common(self) -> dict[str, Any]:
-        s = self.settings
-        kw: dict[str, Any] = {
-            "bootstrap_servers": s.bootstrap_servers.split(","),
-            "client_id": s.client_id,
-            "request_timeout_ms": s.request_timeout_ms,
-            "security_protocol": s.security_protocol,
-        }
-        if s.security_protocol == "SSL":
-            kw["ssl_context"] = create_ssl_context(
-                cafile=s.ssl_cafile or None,
-                certfile=s.ssl_certfile or None,
-                keyfile=s.ssl_keyfile or None,
-            )
-        return kw
-
-    def producer_kwargs(self) -> dict[str, Any]:
-        return {
-            **self.common(),
-            "acks": "all",
-            "enable_idempotence": True,
-            "max_request_size": self.max_record_bytes + BATCH_OVERHEAD,
-            "max_batch_size": self.settings.max_batch_bytes,
-            "linger_ms": 0,
-        }
-
-    def consumer_kwargs(self) -> dict[str, Any]:
-        fetch = self.max_record_bytes + BATCH_OVERHEAD
-        return {
-            **self.common(),
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "isolation_level": "read_committed",
-            "max_partition_fetch_bytes": fetch,
-            "fetch_max_bytes": max(52428800, 2 * fetch),
-        }
-
-    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            **self.producer_kwargs(),
-            transactional_id=transactional_id,
-            transaction_timeout_ms=self.settings.transaction_timeout_ms,
-        )
+        self._security: dict[str, Any] | None = None  # read once: it holds the secrets
+        self.principal = principal_of(settings)
+        self.refusals = Refusals()
 
     # -- lifecycle
 
     async def start(self) -> None:
         install_fenced_future_filter()
         try:
+            await check_login(self.settings, self.common())
             self._admin = AIOKafkaAdminClient(**self.common())
             await self._admin.start()
             self._producer = AIOKafkaProducer(**self.producer_kwargs())
@@ -155,7 +128,8 @@ class KafkaLog(DurableLog):
         except BaseException as exc:
             await asyncio.shield(self.close())  # failed or cancelled: nothing left open
             if isinstance(exc, KafkaError):
-                raise wrapped(exc, f"Kafka at {self.settings.bootstrap_servers}") from exc
+                where = f"Kafka at {self.settings.bootstrap_servers}"
+                raise self.fail(exc, where, "Write") from exc
             raise
 
     async def close(self) -> None:
@@ -197,6 +171,8 @@ class KafkaLog(DurableLog):
                 await self._warn_on_replication([t.name for t in new])
                 resp = await admin.create_topics(new)
                 for name, code, *rest in resp.topic_errors:
+                    if code == TopicAuthorizationFailedError.errno:
+                        raise self.fail(TopicAuthorizationFailedError(), "create", "Create", [name])
                     if code not in (0, TOPIC_ALREADY_EXISTS):
                         msg = rest[0] if rest else ""
                         raise BackendUnavailable(f"cannot create topic {name}: error {code} {msg}")
@@ -207,7 +183,7 @@ class KafkaLog(DurableLog):
             if new:
                 await self._wait_for_leaders([t.name for t in new])
         except KafkaError as exc:
-            raise wrapped(exc, "ensure topics") from exc
+            raise self.fail(exc, "ensure topics", "Describe", [sp.name for sp in specs]) from exc
 
     async def _warn_on_replication(self, names: Sequence[str]) -> None:
         """Say so when the topics about to be created would not survive losing one of the
@@ -234,7 +210,11 @@ class KafkaLog(DurableLog):
         by_name = {sp.name: sp for sp in specs}
         problems = []
         for resp in responses:
-            for _err, _msg, _rtype, name, entries in resp.resources:
+            for err, _msg, _rtype, name, entries in resp.resources:
+                if err == TopicAuthorizationFailedError.errno:
+                    raise self.fail(
+                        TopicAuthorizationFailedError(), "describe", "DescribeConfigs", [name]
+                    )
                 spec = by_name.get(name)
                 if spec is None:
                     continue
@@ -280,7 +260,7 @@ class KafkaLog(DurableLog):
                     TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))
                 )
         except KafkaError as exc:
-            raise wrapped(exc, "partitions") from exc
+            raise self.fail(exc, "partitions", "Describe", topics) from exc
         return out
 
     # -- appending
@@ -299,7 +279,7 @@ class KafkaLog(DurableLog):
                 return self._wrote([Position(md.topic, md.partition, md.offset)])
             return self._wrote(await self._append_atomically(records))
         except KafkaError as exc:
-            raise wrapped(exc, "append") from exc
+            raise self.fail(exc, "append", "Write", {r.topic for r in records}) from exc
 
     def _wrote(self, positions: list[Position]) -> list[Position]:
         """Remember the end of what this log appended itself (see end_offsets)."""
@@ -313,13 +293,22 @@ class KafkaLog(DurableLog):
         (broker.log.group_commit: one transaction at a time capped the door's rate)."""
         return await self._group.append(records)
 
+    def _append_txn_id(self) -> str:
+        return f"{self.settings.client_id}.append.{self.instance}"
+
     async def _commit_transaction(self, records: Sequence[NewRecord]) -> list[Position]:
         async with self._txn_lock:
             if self._txn_producer is None:
-                producer = self.transactional_producer(
-                    f"{self.settings.client_id}.append.{self.instance}"
-                )
-                await producer.start()
+                producer = self.transactional_producer(self._append_txn_id())
+                try:
+                    await producer.start()
+                except KafkaError as exc:
+                    with contextlib.suppress(KafkaError):
+                        await producer.stop()
+                    raise self.fail(
+                        exc, "append", "Write", {r.topic for r in records},
+                        txn_id=self._append_txn_id(),
+                    ) from exc  # fmt: skip
                 self._txn_producer = producer
             producer = self._txn_producer
             try:
@@ -329,7 +318,9 @@ class KafkaLog(DurableLog):
                 self._txn_producer = None
                 with contextlib.suppress(KafkaError):
                     await producer.stop()
-                raise wrapped(exc, "append") from exc
+                raise self.fail(
+                    exc, "append", "Write", {r.topic for r in records}, txn_id=self._append_txn_id()
+                ) from exc
             return [Position(m.topic, m.partition, m.offset) for m in metas]
 
     # -- reading
@@ -371,7 +362,7 @@ class KafkaLog(DurableLog):
                 await asyncio.sleep(0.05)
             return await self._readers.read(lambda consumer: fetch_one(consumer, ktp, offset))
         except KafkaError as exc:
-            raise wrapped(exc, "read") from exc
+            raise self.fail(exc, "read", "Read", [topic]) from exc
 
     async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
         """The last stable offsets, past everything this log appended itself: a
@@ -388,7 +379,7 @@ class KafkaLog(DurableLog):
                 await asyncio.sleep(0.01)
                 ends = await consumer.end_offsets(tps)
         except KafkaError as exc:
-            raise wrapped(exc, "end offsets") from exc
+            raise self.fail(exc, "end offsets", "Describe", topics) from exc
         return {tp_of(k): v for k, v in ends.items()}
 
     # -- retention
@@ -449,7 +440,7 @@ class KafkaLog(DurableLog):
                 timeout_ms=self.settings.request_timeout_ms,
             )
         except KafkaError as exc:
-            raise wrapped(exc, "delete records") from exc
+            raise self.fail(exc, "delete records", "Delete", [tp.topic for tp in offsets]) from exc
         return {tp_of(k): v for k, v in lows.items()}
 
     async def ping(self) -> None:
@@ -461,6 +452,9 @@ class KafkaLog(DurableLog):
         which would make /readyz flap while a dead one is still listed).
         """
         admin, _, _ = self._started()
+        refused = self.refusals.current()
+        if refused:
+            raise BackendUnavailable("; ".join(refused))
         client = admin._client  # the admin client's connections (aiokafka's AIOKafkaClient)
         nodes = sorted((b.nodeId for b in client.cluster.brokers()), key=self._ping_order)
         tried: list[str] = []

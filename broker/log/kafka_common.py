@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -85,14 +85,19 @@ def wrapped(exc: BaseException, what: str) -> Exception:
 
 
 async def get_many(
-    consumer: AIOKafkaConsumer | None, timeout: float, max_records: int, what: str
+    consumer: AIOKafkaConsumer | None,
+    timeout: float,
+    max_records: int,
+    what: str,
+    fail: Callable[[BaseException], Exception] | None = None,
 ) -> dict[KafkaTP, list[Any]]:
+    """A poll; `fail` makes docbroker's error of aiokafka's (default: wrapped)."""
     if consumer is None:
         raise BackendUnavailable(f"{what}: the consumer is not started")
     try:
         return await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
     except KafkaError as exc:
-        raise wrapped(exc, what) from exc
+        raise (fail(exc) if fail else wrapped(exc, what)) from exc
 
 
 async def send_all(producer: AIOKafkaProducer, records: Sequence[NewRecord]) -> list[Any]:

@@ -40,6 +40,7 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
         self._generations: dict[TopicPartition, int] = {}
         self._last_generation = 0
+        self._failure: Exception | None = None  # a partition's producer refused: poll says so
 
     def _txn_id(self, tp: TopicPartition) -> str:
         return f"{self.group}.{tp.topic}.{tp.partition}"
@@ -61,8 +62,12 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
             consumer, self._consumer = self._consumer, None
             await asyncio.shield(_stop_consumer(consumer))
             if isinstance(exc, KafkaError):
-                raise wrapped(exc, f"join group {self.group}") from exc
+                raise self._fail(exc, f"join group {self.group}", "Read") from exc
             raise
+
+    def _fail(self, exc: BaseException, what: str, operation: str, tp: Any = None) -> Exception:
+        txn_id = self._txn_id(tp) if tp is not None else ""
+        return self.log_.fail(exc, what, operation, self.topics, group=self.group, txn_id=txn_id)
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -84,7 +89,13 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
         """Fence the previous owner, then start from the group's committed offset."""
         assert self._consumer is not None
         producer = self.log_.transactional_producer(self._txn_id(tp))
-        await producer.start()  # init_transactions: completes or aborts the old owner's txn
+        try:
+            await producer.start()  # init_transactions: completes or aborts the old owner's txn
+        except KafkaError as exc:  # in aiokafka's rebalance task: the next poll raises it
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+            self._failure = self._fail(exc, f"open {tp}", "Write", tp)
+            raise
         try:
             await self._seek_committed(tp)
         except BaseException:
@@ -152,7 +163,12 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
     async def poll(
         self, timeout: float, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:
-        data = await get_many(self._consumer, timeout, max_records, "poll")
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        data = await get_many(
+            self._consumer, timeout, max_records, "poll", lambda e: self._fail(e, "poll", "Read")
+        )
         out: dict[TopicPartition, list[Record]] = {}
         for ktp, msgs in data.items():
             tp = tp_of(ktp)
@@ -197,7 +213,7 @@ class KafkaGroupConsumer(GroupConsumer, ConsumerRebalanceListener):
                 # The transaction's fate may be unknown (a timeout): a fresh producer's
                 # init_transactions settles it, then the committed offset tells the truth.
                 await self._reset(tp)
-                raise wrapped(exc, f"commit {tp}") from exc
+                raise self._fail(exc, f"commit {tp}", "Write", tp) from exc
             self._committed[tp] = next_offset
             self.log_.committed_here(self.group, tp, next_offset)
             return [Position(m.topic, m.partition, m.offset) for m in metas]
@@ -277,7 +293,7 @@ class KafkaTailer(Tailer):
             consumer, self._consumer = self._consumer, None
             await asyncio.shield(_stop_consumer(consumer))
             if isinstance(exc, KafkaError):
-                raise wrapped(exc, "tail") from exc
+                raise self.log_.fail(exc, "tail", "Read", self.topics) from exc
             raise
 
     async def close(self) -> None:
@@ -294,7 +310,13 @@ class KafkaTailer(Tailer):
             raise wrapped(exc, "tail position") from exc
 
     async def poll(self, timeout: float, max_records: int) -> Sequence[Record]:
-        data = await get_many(self._consumer, timeout, max_records, "tail poll")
+        data = await get_many(
+            self._consumer,
+            timeout,
+            max_records,
+            "tail poll",
+            lambda e: self.log_.fail(e, "tail poll", "Read", self.topics),
+        )
         out = []
         for msgs in data.values():
             for m in msgs:

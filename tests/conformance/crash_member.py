@@ -30,10 +30,19 @@ def hang_forever() -> None:
 def open_log(args: dict) -> DurableLog:
     if args["backend"].startswith("kafka"):  # one broker or the cluster
         from broker.config import KafkaSettings
+        from broker.keys.secrets import read_secret
         from broker.log.kafka import KafkaLog
 
-        settings = KafkaSettings(bootstrap_servers=args["bootstrap"], session_timeout_ms=2000)
-        return KafkaLog(settings, max_record_bytes=1024 * 1024, instance="crash-member")
+        settings = KafkaSettings(
+            **{
+                "bootstrap_servers": args["bootstrap"],
+                "session_timeout_ms": 2000,
+                **args.get("security", {}),
+            }
+        )
+        return KafkaLog(
+            settings, max_record_bytes=1024 * 1024, instance="crash-member", read_secret=read_secret
+        )
     from broker.log.embedded import EmbeddedLog
 
     return EmbeddedLog(args["path"], session_timeout=2.0)

@@ -332,6 +332,7 @@ class TestAtomicConsumeProduce:
         unique_prefix: str,
         tmp_path: Path,
         kafka_bootstrap: str | None,
+        kafka_security: dict[str, str],
     ) -> None:
         """A member killed (-9) after writing its outputs but before committing:
         no output is visible, and the next member reads the input again."""
@@ -348,6 +349,7 @@ class TestAtomicConsumeProduce:
         }
         if kafka_bootstrap is not None:
             args["bootstrap"] = kafka_bootstrap
+            args["security"] = kafka_security
         proc = subprocess.Popen(
             [sys.executable, str(CRASH_MEMBER), json.dumps(args)],
             stdout=subprocess.PIPE,

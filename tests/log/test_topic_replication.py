@@ -85,3 +85,17 @@ async def test_topics_on_the_cluster_are_replicated_as_configured(
     assert all(len(p.replicas) == 3 and len(p.isr) == 3 for p in partitions)
     assert {p.leader for p in partitions} == {1, 2, 3}, "leaders spread over the nodes"
     assert await min_insync_replicas(kafka_bootstrap, names) == dict.fromkeys(names, 2)
+
+
+@pytest.mark.kafka_cluster
+@pytest.mark.parametrize("backend", ["kafka-cluster"])
+async def test_replication_one_on_the_cluster_is_warned_about(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """The default (1, for the development broker) on a cluster of three: acks=all is
+    then one broker's word, and docbroker says so when it creates the topics."""
+    (warning,) = await created_with(kafka_bootstrap, unique_prefix)
+    assert warning["event"].startswith(
+        "creating topics with replication factor 1 on a cluster of 3 brokers"
+    )
+    assert warning["topics"] == [f"{unique_prefix}a", f"{unique_prefix}b"]

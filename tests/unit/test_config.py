@@ -88,6 +88,8 @@ class TestLoadSettings:
                 "DOCBROKER_VENV": "/srv/docbroker/.venv",
                 "DOCBROKER_CONFIG": "c.toml",
                 "DOCBROKER_KAFKA_VERSION": "3.9.2",
+                "DOCBROKER_KAFKA_PASSWORD": "secret",  # backend.kafka.sasl_password_env
+                "DOCBROKER_KAFKA_KEY_PASSWORD": "secret",
                 "DOCBROKER_TEST_KAFKA_BOOTSTRAP": "x:1",
             },
         )
@@ -110,6 +112,24 @@ class TestLoadSettings:
                 '[http]\nmax_bytes_in_flight = "16 MiB"\n',
                 r"http\.max_bytes_in_flight: 16777216 is less than limits\.max_envelope_bytes",
             ),
+            (
+                '[backend]\ntype = "kafka"\n[backend.kafka]\nsecurity_protocol = "SASL_SSL"\n',
+                r"backend\.kafka\.sasl_username: required with security_protocol SASL_SSL "
+                r"\(and the password in sasl_password_file or \$DOCBROKER_KAFKA_PASSWORD\)",
+            ),
+            (
+                '[backend]\ntype = "kafka"\n[backend.kafka]\nsecurity_protocol = "SSL"\n'
+                'ssl_certfile = "c.pem"\n',
+                r"backend\.kafka\.ssl_certfile and ssl_keyfile: give both or neither",
+            ),
+            (
+                '[backend]\ntype = "kafka"\n[backend.kafka]\nsasl_username = "docbroker"\n',
+                r"PLAINTEXT sends no credentials",
+            ),
+            (
+                '[backend.kafka]\nsasl_mechanism = "GSSAPI"\n',
+                r"sasl_mechanism: expected one of 'SCRAM-SHA-512', 'SCRAM-SHA-256', 'PLAIN'",
+            ),
         ],
     )
     def test_wrong_values_are_refused(self, tmp_path: Path, text: str, message: str) -> None:
@@ -121,6 +141,13 @@ class TestLoadSettings:
         with pytest.raises(ConfigError) as info:
             load_settings(path, {})
         assert "http.port" in str(info.value) and "http.host" in str(info.value)
+
+    def test_the_production_example_logs_in_to_kafka_with_scram(self) -> None:
+        """config/docbroker.example.toml: SASL_SSL, SCRAM-SHA-512, the password in a file."""
+        example = load_settings(Path(__file__).parents[2] / "config/docbroker.example.toml", {})
+        kafka = example.backend.kafka
+        assert (kafka.security_protocol, kafka.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+        assert kafka.sasl_username and kafka.sasl_password_file and kafka.ssl_cafile
 
     def test_the_production_example_replicates_over_a_cluster(self) -> None:
         """config/docbroker.example.toml: Kafka, topics replicated 3 times with
