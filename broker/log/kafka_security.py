@@ -7,6 +7,7 @@ go nowhere but aiokafka.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -61,6 +62,8 @@ def client_security(s: KafkaSettings, read_secret: SecretReader) -> dict[str, An
     kw: dict[str, Any] = {"security_protocol": s.security_protocol}
     if s.security_protocol == "PLAINTEXT":
         return kw
+    if s.ssl_keyfile and os.path.exists(s.ssl_keyfile):  # refused if others may read it
+        read_secret("the Kafka client key (backend.kafka.ssl_keyfile)", file=s.ssl_keyfile)
     key_password = read_secret(
         "Kafka client key password", file=s.ssl_key_password_file, env=s.ssl_key_password_env
     )
