@@ -173,6 +173,16 @@ def revoke(
     return builder.sign(authority.key, hashes.SHA256())
 
 
+def empty_crl(authority: Authority) -> x509.CertificateRevocationList:
+    """A CRL revoking nothing, current until the CA expires (the development CA's)."""
+    left = authority.certificate.not_valid_after_utc - datetime.now(UTC)
+    return revoke(authority, [], days=max(left.days, 1))
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
 def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)

@@ -37,6 +37,7 @@ class TestKeys:
             "broker.cert.pem",
             "broker.key.pem",
             "ca.cert.pem",
+            "ca.crl.pem",
             "ca.key.pem",
             "sdk-master.key",
             "tls.cert.pem",
@@ -55,7 +56,7 @@ class TestKeys:
         ):
             assert stat.S_IMODE(os.stat(keys / name).st_mode) == 0o600, name
         again = json.loads(run(tmp_path, "keys", "init", "--json").output)
-        assert again["created"] == [] and len(again["kept"]) == 8
+        assert again["created"] == [] and len(again["kept"]) == 9
         assert again["admin_token"] is None, "an admin token is made once"
         material = load_key_material(keys / "agencies" / "000.00.01.H35.p12", None, None)
         assert material.certificate.subject.rfc4514_string().startswith("UID=000.00.01.H35")
