@@ -106,15 +106,17 @@ class CrlFiles:
         try:
             stamp = _stamp(f.path)
         except ConfigError as exc:
-            self._failed(f, str(exc), None)
+            self._failed(f, _without_path(exc, f.path), None)
             return False
         if stamp == f.stamp:
             return False
         try:
             crl = parse_crl(f.path.read_bytes(), str(f.path))
             problem = crl_problem(crl, self._cas)
-        except (OSError, ConfigError) as exc:
-            crl, problem = None, str(exc)
+        except OSError as exc:
+            crl, problem = None, f"cannot read it: {exc.strerror or exc}"
+        except ConfigError as exc:
+            crl, problem = None, _without_path(exc, f.path)
         if crl is None or problem:
             self._failed(f, problem, stamp)
             return False
@@ -174,6 +176,15 @@ def subject_text_of(crl: x509.CertificateRevocationList) -> str:
         return crl.issuer.rfc4514_string()
     except ValueError:
         return "<unreadable issuer>"
+
+
+def _without_path(exc: ConfigError, path: Path) -> str:
+    """The error's message without the path it starts with (the report names it)."""
+    text = str(exc)
+    for prefix in (f"{path}: ", f"cannot read CRL {path}: "):
+        if text.startswith(prefix):
+            return ("cannot read it: " if "cannot read" in prefix else "") + text[len(prefix) :]
+    return text
 
 
 def _stamp(path: Path) -> Stamp:
