@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
@@ -73,11 +73,24 @@ def check_response(
     nonce: bytes | None,
     max_age: timedelta,
 ) -> OcspVerdict:
-    """The verdict of the responder's answer `der` on `cert` at `when`."""
+    """The verdict of the responder's answer `der` on `cert` at `when` (an answer is
+    input from the network: whatever cannot be read in it leaves the status unchecked)."""
     try:
-        response = ocsp.load_der_ocsp_response(der)
-    except ValueError as exc:
+        return _verdict(der, cert, issuer, when, nonce=nonce, max_age=max_age)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         return unchecked(f"unreadable answer ({exc})")
+
+
+def _verdict(
+    der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    when: datetime,
+    *,
+    nonce: bytes | None,
+    max_age: timedelta,
+) -> OcspVerdict:
+    response = ocsp.load_der_ocsp_response(der)
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         return unchecked(f"the responder answered {response.response_status.name.lower()}")
     problem = _signature_problem(response, issuer, when) or _nonce_problem(response, nonce)
