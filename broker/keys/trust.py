@@ -42,7 +42,9 @@ def trust_store(settings: Settings, *, reporting: bool = True) -> TrustStore:
     crl_files = settings.trusted_crl_files
     if not trust.crl_files and not all(p.exists() for p in crl_files):
         raise ConfigError(
-            f"the development CA's CRL {crl_files[0]} is missing; {DEV_HINT} (it writes it)"
+            f"the CRL of the CA in {ca_files[0]} is missing: {crl_files[0]}; for the "
+            "development CA run: docbroker keys init (it writes it); for another CA, put "
+            "its CRL there or name it in trust.crl_files"
         )
     crls = CrlFiles(
         crl_files,

@@ -224,3 +224,27 @@ class TestCrlFiles:
         # a CRL of an issuer not configured (an intermediate) is kept for its chains
         path.write_bytes(crl_pem(empty_crl(make_ca("intermediate", issuer=pki.ca()))))
         assert len(files(path, Clock()).current()) == 1
+
+
+class TestDefaults:
+    def test_the_development_ca_comes_with_its_crl_and_start_needs_it(self, tmp_path: Path) -> None:
+        from broker.config import load_settings
+        from broker.keys.trust import load_trust
+
+        keys = pki.install_keys(tmp_path)
+        settings = load_settings(None, {"DOCBROKER_DATA_DIR": str(tmp_path)})
+        trust = load_trust(settings)
+        assert trust.store.unchecked_revocation == "refuse" and trust.store.ocsp is None
+        assert len(trust.store.crls) == 1
+        assert trust.store.verify(pki.agency(SENDER).certificate, at=utc_now()).revocation == "good"
+        (keys / "ca.crl.pem").unlink()
+        with pytest.raises(ConfigError, match="docbroker keys init"):
+            load_trust(settings)
+        # a configured CA needs no CRL to start: its certificates are then unchecked
+        env = {
+            "DOCBROKER_DATA_DIR": str(tmp_path),
+            "DOCBROKER_TRUST_CA_FILES": str(keys / "ca.cert.pem"),
+        }
+        configured = load_trust(load_settings(None, env)).store
+        assert configured.crls == ()
+        assert not configured.verify(pki.agency(SENDER).certificate, at=utc_now()).ok
