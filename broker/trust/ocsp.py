@@ -11,8 +11,11 @@ no older than the maximum age). Anything else leaves the revocation unchecked.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ParamSpec
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,6 +28,7 @@ from broker.trust.certs import subject_text
 from broker.trust.revocation import Revocation
 
 CLOCK_SKEW = timedelta(minutes=5)
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,21 @@ def unchecked(reason: str) -> OcspVerdict:
     return OcspVerdict(Revocation("unchecked", f"OCSP: {reason}"))
 
 
+def _unreadable_is_unchecked(fn: Callable[P, OcspVerdict]) -> Callable[P, OcspVerdict]:
+    """An answer is input from the network: whatever cannot be read in it (an unknown
+    algorithm, a malformed field) leaves the status unchecked, never an exception."""
+
+    @functools.wraps(fn)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> OcspVerdict:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            return unchecked(f"unreadable answer ({exc})")
+
+    return checked
+
+
+@_unreadable_is_unchecked
 def check_response(
     der: bytes,
     cert: x509.Certificate,
@@ -73,23 +92,7 @@ def check_response(
     nonce: bytes | None,
     max_age: timedelta,
 ) -> OcspVerdict:
-    """The verdict of the responder's answer `der` on `cert` at `when` (an answer is
-    input from the network: whatever cannot be read in it leaves the status unchecked)."""
-    try:
-        return _verdict(der, cert, issuer, when, nonce=nonce, max_age=max_age)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        return unchecked(f"unreadable answer ({exc})")
-
-
-def _verdict(
-    der: bytes,
-    cert: x509.Certificate,
-    issuer: x509.Certificate,
-    when: datetime,
-    *,
-    nonce: bytes | None,
-    max_age: timedelta,
-) -> OcspVerdict:
+    """The verdict of the responder's answer `der` on `cert` at `when`."""
     response = ocsp.load_der_ocsp_response(der)
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         return unchecked(f"the responder answered {response.response_status.name.lower()}")
