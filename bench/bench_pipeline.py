@@ -49,7 +49,7 @@ from broker.core.records import new_message_id  # noqa: E402
 from broker.core.topics import Topics  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
-from broker.keys.devpki import cert_pem, issue, key_pem, make_ca  # noqa: E402
+from broker.keys.devpki import cert_pem, crl_pem, empty_crl, issue, key_pem, make_ca  # noqa: E402
 from broker.log.kafka import KafkaLog  # noqa: E402
 from broker.pipeline.intake import Submission, inbound_record  # noqa: E402
 from broker.trust.store import TrustStore  # noqa: E402
@@ -103,7 +103,7 @@ def make_envelopes(
 def floor(envelopes: list[bytes], ca, broker) -> float:
     """Seconds per envelope for the pipeline's CPU work, one thread, no I/O."""
     validator = EnvelopeValidator(clock=utc_now)
-    verifier = SignatureVerifier(TrustStore([ca.certificate]))
+    verifier = SignatureVerifier(TrustStore([ca.certificate], crls=[empty_crl(ca)]))
     signer = BrokerSigner(broker)
     sample = envelopes[:300]
     for data in sample[:20]:  # warm up
@@ -198,6 +198,7 @@ def write_keys(data_dir: Path, ca, broker) -> None:
     keys = data_dir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "ca.cert.pem").write_bytes(cert_pem(ca.certificate))
+    (keys / "ca.crl.pem").write_bytes(crl_pem(empty_crl(ca)))
     (keys / "broker.key.pem").write_bytes(key_pem(broker.key))
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker.certificate))
 

@@ -74,7 +74,7 @@ from broker.directory.io import parse_file  # noqa: E402
 from broker.directory.model import Agency  # noqa: E402
 from broker.edxml.model import Kind  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
-from broker.keys.devpki import issue, make_ca  # noqa: E402
+from broker.keys.devpki import empty_crl, issue, make_ca  # noqa: E402
 from broker.log.kafka import KafkaLog  # noqa: E402
 from broker.log.topics import topic_specs  # noqa: E402
 from broker.pipeline.intake import SOURCE_AXIS, Submission, inbound_record  # noqa: E402
@@ -252,7 +252,7 @@ def floor(traffic: Traffic, ca, broker, n: int) -> float:
     I/O: parse + validate, verify the signed share, stamp and sign; the 1-5 MB tail
     weighed in by its share."""
     validator = EnvelopeValidator(clock=utc_now)
-    verifier = SignatureVerifier(TrustStore([ca.certificate]))
+    verifier = SignatureVerifier(TrustStore([ca.certificate], crls=[empty_crl(ca)]))
     signer = BrokerSigner(broker)
     keys = {a.code102: issue(ca, f"sender {a.code102}", uid=a.code102) for a in traffic.signers}
 

@@ -41,7 +41,7 @@ from lxml import etree  # noqa: E402
 from bench.bench_validate import package  # noqa: E402
 from broker.clock import utc_now  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
-from broker.keys.devpki import issue, key_pem, make_ca  # noqa: E402
+from broker.keys.devpki import empty_crl, issue, key_pem, make_ca  # noqa: E402
 from broker.trust.certs import KeyMaterial  # noqa: E402
 from broker.trust.policy import PolicyBook, SenderPolicy  # noqa: E402
 from broker.trust.sender import SenderCheck, check_sender  # noqa: E402
@@ -108,7 +108,7 @@ def main() -> None:
     rsa_m = issue(ca, "broker rsa", uid="000.00.00.H35")
     ec_m = issue(ca, "broker ec", uid="000.00.00.H35", key_kind="ec")
     sender_m = issue(ca, "sender rsa", uid=SENDER)
-    store = TrustStore([ca.certificate])
+    store = TrustStore([ca.certificate], crls=[empty_crl(ca)])
     verifier = SignatureVerifier(store)
     digest = hashlib.sha256(b"x").digest()
     prehashed = utils.Prehashed(hashes.SHA256())

@@ -280,7 +280,31 @@ class TrustSettings:
     ca_files: tuple[str, ...] = setting(
         (), "PEM files of trusted CA certificates; empty = <data_dir>/keys/ca.cert.pem"
     )
-    crl_files: tuple[str, ...] = setting((), "CRL files (PEM or DER) of those CAs")
+    crl_files: tuple[str, ...] = setting(
+        (),
+        "CRL files (PEM or DER) of those CAs, read again when they change; empty with "
+        "ca_files empty = <data_dir>/keys/ca.crl.pem (the development CA's)",
+    )
+    unchecked_revocation: Literal["refuse", "accept"] = setting(
+        "refuse",
+        "a certificate whose revocation cannot be checked (no current CRL of its issuer, "
+        "no OCSP answer): refuse it where a signature is required and for client "
+        "certificates (optional signatures record it), or accept it (recorded)",
+    )
+    crl_check_interval: float = setting(
+        5.0, "seconds between two looks at the CRL files' modification time and size", min=0.1
+    )
+    ocsp: bool = setting(
+        False,
+        "ask the OCSP responder a certificate names (Authority Information Access) when "
+        "its issuer has no current CRL",
+    )
+    ocsp_timeout: float = setting(5.0, "seconds an OCSP responder has to answer", min=0.1, max=60)
+    ocsp_max_age: float = setting(
+        3600.0,
+        "seconds an OCSP answer is reused at most (until its nextUpdate when sooner)",
+        min=1,
+    )
     default_policy: Literal["required", "optional", "ignored"] = setting(
         "optional", "sender signatures: required, optional (verify and record) or ignored"
     )
@@ -493,6 +517,14 @@ class Settings:
     def trusted_ca_files(self) -> list[Path]:
         """The CAs agencies' certificates chain to: configured, or the development CA."""
         return [Path(p) for p in self.trust.ca_files] or [self.keys_dir / "ca.cert.pem"]
+
+    @property
+    def trusted_crl_files(self) -> list[Path]:
+        """The CRLs of those CAs: configured, or the development CA's when it is the one
+        trusted (`keys init` writes it)."""
+        if self.trust.crl_files or self.trust.ca_files:
+            return [Path(p) for p in self.trust.crl_files]
+        return [self.keys_dir / "ca.crl.pem"]
 
     def key_file(self, configured: str, default_name: str) -> Path:
         """A configured key file, or its default name in the keys folder."""

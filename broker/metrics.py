@@ -211,6 +211,25 @@ class Metrics:
             ["role", "subject"],
             registry=r,
         )
+        self._crl_next_update = Gauge(
+            "docbroker_crl_next_update_seconds",
+            "Seconds until the nextUpdate of the CRL in force from a file (negative: out of "
+            "date, its certificates' revocation unchecked)",
+            ["file"],
+            registry=r,
+        )
+        self._crl_read = Gauge(
+            "docbroker_crl_read_timestamp_seconds",
+            "When the CRL in force from a file was read (epoch seconds)",
+            ["file"],
+            registry=r,
+        )
+        self._crl_failing = Gauge(
+            "docbroker_crl_file_failing",
+            "1 while a CRL file cannot be read or is not a valid CRL (the one read before is kept)",
+            ["file"],
+            registry=r,
+        )
         self._sdk_requests = Counter(
             "docbroker_sdk_requests_total",
             "SDK-surface (/vdxp) requests by operation, transport (tls|plain) and outcome",
@@ -310,6 +329,19 @@ class Metrics:
 
     def certificate_expiry(self, role: str, subject: str, seconds: float) -> None:
         self._cert_expiry.labels(role, subject).set(seconds)
+
+    def crl_file(
+        self,
+        file: str,
+        *,
+        next_update_seconds: float | None,
+        read_at: float,
+        failing: bool,
+    ) -> None:
+        if next_update_seconds is not None:
+            self._crl_next_update.labels(file).set(next_update_seconds)
+        self._crl_read.labels(file).set(read_at)
+        self._crl_failing.labels(file).set(1 if failing else 0)
 
     def sender_signature(self, outcome: str, policy: str) -> None:
         self._signatures.labels(outcome, policy).inc()

@@ -26,6 +26,7 @@ from broker.config import Settings
 from broker.core.errors import ConfigError, DocbrokerError
 from broker.core.topics import Topics
 from broker.directory.io import check_unique, parse_file
+from broker.keys import revocation_watch
 from broker.keys.secrets import read_secret
 from broker.log import DurableLog, open_log
 from broker.log.topics import topic_specs
@@ -188,6 +189,7 @@ class Runtime:
         return [
             self._certificate_watch,
             self._worker_pool,
+            self._revocation_watch,
             self._durable_log,
             self._followed_state,
             self._mailbox_view,
@@ -257,6 +259,21 @@ class Runtime:
                 subject=subject_text(cert),
                 not_after=cert.not_valid_after_utc.isoformat(),
             )
+
+    @asynccontextmanager
+    async def _revocation_watch(self) -> AsyncIterator[None]:
+        """The CRL files looked at every few seconds: read again when changed, reported
+        (broker.keys.revocation_watch)."""
+        crls = revocation_watch.crl_files_of(self.trust.store)
+        if crls is None:
+            yield
+            return
+        revocation_watch.report(crls, self.metrics, utc_now())
+        task = asyncio.create_task(revocation_watch.watch(crls, self.metrics), name="crl-watch")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     @asynccontextmanager
     async def _worker_pool(self) -> AsyncIterator[None]:
@@ -382,6 +399,7 @@ class Runtime:
             checks["log"] = str(exc)
         key_problems = self.trust.problems_now(utc_now())
         checks["keys"] = "; ".join(key_problems) if key_problems else "ok"
+        checks["revocation"] = revocation_watch.readiness(self.trust.store, utc_now())
         checks["directory"] = (
             f"ok ({len(self.directory.current)} agencies)"
             if self.directory.follower.loaded

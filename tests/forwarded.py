@@ -24,7 +24,7 @@ def assert_forwarded(original: bytes, received: bytes, *, sha256: str | None = N
     assert got.trace[-1].organ_id == pki.BROKER_ID
     unchanged = {"trace": sent.trace, "signatures": ()}
     assert dataclasses.replace(got, **unchanged) == dataclasses.replace(sent, **unchanged)
-    results = SignatureVerifier(TrustStore([pki.ca().certificate])).verify_all(
+    results = SignatureVerifier(TrustStore([pki.ca().certificate], crls=[pki.crl()])).verify_all(
         received, at=utc_now()
     )
     broker = [r for r in results if r.role is Role.BROKER]

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+from cryptography import x509
+
 from broker.keys.devkeys import LOCAL_HOSTS
-from broker.keys.devpki import Authority, cert_pem, issue, key_pem, make_ca
+from broker.keys.devpki import Authority, cert_pem, crl_pem, empty_crl, issue, key_pem, make_ca
 from broker.keys.files import SDK_MASTER_KEY, init_sdk_master_key, write_private
 from broker.trust.certs import KeyMaterial
 
@@ -28,6 +30,12 @@ def broker() -> KeyMaterial:
 def agency(code: str, kind: str = "rsa") -> KeyMaterial:
     """An agency's certificate from the test CA, its subject UID the agency code."""
     return issue(ca(), f"agency {code}", uid=code, key_kind=kind)
+
+
+@cache
+def crl() -> x509.CertificateRevocationList:
+    """The test CA's CRL, revoking nothing (as `keys init` writes the development CA's)."""
+    return empty_crl(ca())
 
 
 @cache
@@ -52,11 +60,12 @@ def tls_server() -> KeyMaterial:
 
 
 def install_keys(data_dir: Path) -> Path:
-    """Write the test CA, the broker's key, the HTTPS server's key and an SDK master
-    key where the default settings look."""
+    """Write the test CA and its CRL, the broker's key, the HTTPS server's key and an
+    SDK master key where the default settings look."""
     keys = data_dir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "ca.cert.pem").write_bytes(cert_pem(ca().certificate))
+    (keys / "ca.crl.pem").write_bytes(crl_pem(crl()))
     write_private(keys / "broker.key.pem", key_pem(broker().key))
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker().certificate))
     write_private(keys / "tls.key.pem", key_pem(tls_server().key))

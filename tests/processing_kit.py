@@ -47,7 +47,11 @@ def with_suspended(code: str) -> Directory:
 def processor(policy: str = "optional", *, strict: bool = False) -> InboundProcessor:
     """`strict`: the configured default for senders whose record does not say."""
     trust = TrustContext(
-        pki.broker(), TrustStore([pki.ca().certificate]), PolicyBook(), pki.BROKER_ID, 30 * 86400.0
+        pki.broker(),
+        TrustStore([pki.ca().certificate], crls=[pki.crl()]),
+        PolicyBook(),
+        pki.BROKER_ID,
+        30 * 86400.0,
     )
     return InboundProcessor(
         TOPICS, VALIDATOR, trust, default_policy=SenderPolicy(policy), strict_default=strict

@@ -1,11 +1,13 @@
 """Client-certificate chain checks, off the event loop and remembered a short while.
 
 TLS hands over the certificate of an HTTPS connection; docbroker checks its chain
-against the trust store, its CRLs included, for every /v1 request, and on a keep-alive
-connection every request presents the same certificate. The check (path building,
-signatures, CRL signatures) takes a millisecond or more of CPU: it runs in a worker
-thread, once per certificate per VERDICT_SECONDS (never past the chain's expiry), and
-requests that arrive while it runs share it.
+against the trust store, its revocation included (CRLs, OCSP when enabled; one that
+cannot be checked is refused unless trust.unchecked_revocation accepts it, as for a
+required signature), for every /v1 request, and on a keep-alive connection every
+request presents the same certificate. The check (path building, signatures, CRL
+signatures, maybe an OCSP request) takes a millisecond or more: it runs in a worker
+thread, once per certificate per VERDICT_SECONDS (never past the chain's expiry, nor
+past a change of the CRLs), and requests that arrive while it runs share it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cryptography import x509
 
 from broker.trust.store import ChainResult, TrustStore
 
-VERDICT_SECONDS = 30.0  # how long a verdict stands (a CRL read at start changes not)
+VERDICT_SECONDS = 30.0  # how long a verdict stands (unless the CRLs change meanwhile)
 REMEMBERED = 4096  # certificates remembered at most (the least recently seen go first)
 
 
@@ -37,10 +39,14 @@ class ChainVerdicts:
     ) -> None:
         self.store, self._now, self.seconds, self._clock = store, now, seconds, clock
         self._known: OrderedDict[bytes, tuple[float, asyncio.Future[ChainResult]]] = OrderedDict()
+        self._generation = store.crl_source.generation  # the CRLs the verdicts are of
 
     async def check(self, der: bytes, cert: x509.Certificate) -> ChainResult:
         """Whether `cert` (whose bytes are `der`) chains to a trusted CA now."""
         at = self._clock()
+        if self.store.crl_source.generation != self._generation:  # a CRL was read again
+            self._generation = self.store.crl_source.generation
+            self._known.clear()
         known = self._known.get(der)
         if known is not None and known[0] > at:
             self._known.move_to_end(der)

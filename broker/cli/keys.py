@@ -185,14 +185,18 @@ def verify(
 ) -> None:
     """Every signature in each package: signer, algorithm, valid or why not.
 
-    Exit 1 when any signature is not valid."""
+    A certificate's revocation is checked as for a required signature (the CRLs of
+    trust.crl_files, trust.unchecked_revocation). Exit 1 when any signature is not valid."""
     from broker.keys.pem import trust_store_from_files
     from broker.trust.xmldsig import SignatureVerifier
 
     settings = settings_of(ctx)
     paths = list(ca_files) or settings.trusted_ca_files
+    crls = settings.trusted_crl_files  # the development CA's only once keys init wrote it
     store = trust_store_from_files(
-        [p for p in paths if p.exists()], [Path(p) for p in settings.trust.crl_files]
+        [p for p in paths if p.exists()],
+        [p for p in crls if settings.trust.crl_files or p.exists()],
+        unchecked_revocation=settings.trust.unchecked_revocation,
     )
     verifier = SignatureVerifier(store)
     report = []
@@ -221,6 +225,8 @@ def verify(
             click.echo(f"{path}: no signature")
         for r in results:
             verdict = "valid" if r.valid else f"NOT VALID: {r.reason}"
+            if r.valid and r.revocation == "unchecked":
+                verdict += f" (revocation not checked: {r.revocation_detail})"
             click.echo(
                 f"{path}: {r.role} signature ({r.profile}, {r.algorithm or '?'}/"
                 f"{r.digest or '?'}) by {r.signer or '(unknown signer)'} at {r.path}: "

@@ -1,6 +1,8 @@
 """`docbroker keys init` / `keys issue`: a development PKI written to the keys folder.
 
 keys/ca.key.pem, ca.cert.pem        the development CA (trusted by default)
+keys/ca.crl.pem                      its CRL, empty, current until the CA expires (used
+                                     by default: revocation is checked in development too)
 keys/broker.key.pem, broker.cert.pem the broker's signing key and certificate
 keys/tls.key.pem, tls.cert.pem       the HTTPS server's key and certificate (localhost)
 keys/agencies/CODE.{key,cert}.pem, CODE.p12  agency certificates (subject UID = code)
@@ -18,7 +20,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
 
 from broker.core.errors import ConfigError
-from broker.keys.devpki import Authority, cert_pem, issue, key_pem, make_ca
+from broker.keys.devpki import (
+    Authority,
+    cert_pem,
+    crl_pem,
+    empty_crl,
+    issue,
+    key_pem,
+    make_ca,
+)
 from broker.keys.files import (
     ADMIN_TOKEN_COPY,
     ADMIN_TOKENS,
@@ -32,6 +42,7 @@ from broker.keys.pem import load_certificates
 from broker.trust.certs import fingerprint
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+DEV_CRL = "ca.crl.pem"
 
 
 @dataclass
@@ -70,6 +81,12 @@ def init_dev_keys(
     else:
         ca = _load_ca(keys_dir)
         out.kept += [str(p) for p in ca_files]
+    crl = keys_dir / DEV_CRL
+    if force or not crl.exists():
+        write_file(crl, crl_pem(empty_crl(ca)), secret=False)
+        out.created.append(str(crl))
+    else:
+        out.kept.append(str(crl))
     broker_files = (keys_dir / "broker.key.pem", keys_dir / "broker.cert.pem")
     if force or not all(p.exists() for p in broker_files):
         material = issue(ca, "docbroker", uid=broker_id, org="docbroker")

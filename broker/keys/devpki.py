@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from broker.trust.certs import KeyMaterial, PrivateKey
 
@@ -98,12 +98,18 @@ def issue(
     key: PrivateKey | None = None,
     key_kind: str = "rsa",
     hosts: Sequence[str] = (),
+    ocsp_url: str = "",
+    ocsp_signing: bool = False,
 ) -> KeyMaterial:
     """An end-entity certificate: for signing and TLS clients (`uid` carries an agency
-    code), or, with `hosts`, for a TLS server reached by those names or addresses."""
+    code), or, with `hosts`, for a TLS server reached by those names or addresses, or,
+    with `ocsp_signing`, for an OCSP responder answering for `authority`. `ocsp_url`:
+    the responder it names (Authority Information Access)."""
     key = key or new_key(key_kind)
     start = not_before or datetime.now(UTC) - timedelta(minutes=5)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+    if ocsp_signing:
+        usage = ExtendedKeyUsageOID.OCSP_SIGNING
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, org=org, uid=uid))
@@ -134,11 +140,24 @@ def issue(
             critical=False,
         )
     )
+    builder = _with_names(builder, hosts, ocsp_url)
+    return KeyMaterial(key, builder.sign(authority.key, hashes.SHA256()))
+
+
+def _with_names(
+    builder: x509.CertificateBuilder, hosts: Sequence[str], ocsp_url: str
+) -> x509.CertificateBuilder:
+    """The server's names (subjectAltName) and the OCSP responder's URL (AIA), if any."""
     if hosts:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
         )
-    return KeyMaterial(key, builder.sign(authority.key, hashes.SHA256()))
+    if ocsp_url:
+        ocsp = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([ocsp]), critical=False)
+    return builder
 
 
 def _general_name(host: str) -> x509.GeneralName:
@@ -171,6 +190,16 @@ def revoke(
             .build()
         )
     return builder.sign(authority.key, hashes.SHA256())
+
+
+def empty_crl(authority: Authority) -> x509.CertificateRevocationList:
+    """A CRL revoking nothing, current until the CA expires (the development CA's)."""
+    left = authority.certificate.not_valid_after_utc - datetime.now(UTC)
+    return revoke(authority, [], days=max(left.days, 1))
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
 
 
 def key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:

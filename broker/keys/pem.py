@@ -49,7 +49,17 @@ def load_key_material(
     return key_material(key, load_certificates(cert_path), str(key_path))
 
 
-def trust_store_from_files(ca_files: Sequence[Path], crl_files: Sequence[Path] = ()) -> TrustStore:
-    """The trust store of these CA files (roots: the self-signed ones) and CRLs."""
+def trust_store_from_files(
+    ca_files: Sequence[Path],
+    crl_files: Sequence[Path] = (),
+    *,
+    unchecked_revocation: str = "refuse",
+) -> TrustStore:
+    """The trust store of these CA files (roots: the self-signed ones) and CRLs, read
+    once (a command's; the daemon's are kept current: broker.keys.trust)."""
     certificates = [c for path in ca_files for c in load_certificates(path)]
-    return TrustStore.of(certificates, [load_crl(p) for p in crl_files])
+    return TrustStore.of(
+        certificates,
+        [load_crl(p) for p in crl_files],
+        unchecked_revocation="accept" if unchecked_revocation == "accept" else "refuse",
+    )

@@ -24,12 +24,14 @@ def envelope_limits(settings: Settings) -> Limits:
     )
 
 
-def build_processor(settings: Settings) -> InboundProcessor:
-    """The pipeline's processor: schema compiled and keys loaded, once."""
+def build_processor(settings: Settings, *, reporting: bool = True) -> InboundProcessor:
+    """The pipeline's processor: schema compiled and keys loaded, once. `reporting`:
+    this process logs what goes wrong with the CRL files (a worker process does not:
+    the daemon reads the same files and says it once)."""
     return InboundProcessor(
         Topics.with_prefix(settings.backend.topic_prefix),
         EnvelopeValidator(envelope_limits(settings), clock=utc_now),
-        load_trust(settings),
+        load_trust(settings, reporting=reporting),
         default_policy=SenderPolicy(
             settings.trust.default_policy, settings.trust.allow_legacy_sha1
         ),

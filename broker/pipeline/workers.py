@@ -77,7 +77,7 @@ def _init(settings: Settings, parent: int) -> None:
 
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     threading.Thread(target=_signals, args=(parent,), name="signal-watch", daemon=True).start()
-    _processor = build_processor(settings)
+    _processor = build_processor(settings, reporting=False)
 
 
 def _signals(parent: int) -> None:

@@ -1,9 +1,11 @@
 """Sender signature policies, per agency with a default.
 
-- required: a valid signature by a certificate bound to the sender, or refuse;
-- optional: verify a signature when present and record the verdict (senders
-  built on the official SDK carry placeholder certificates: refusing them would
-  refuse real traffic), act on the signed part when it is valid;
+- required: a valid signature by a certificate bound to the sender, whose
+  revocation was checked (unless the trust store accepts unchecked ones), or refuse;
+- optional: verify a signature when present and record the verdict, its
+  revocation status included (senders built on the official SDK carry placeholder
+  certificates: refusing them would refuse real traffic), act on the signed part
+  when it is valid;
 - ignored: do not verify.
 
 A certificate is bound to an agency by its SHA-256 fingerprint (pinned), or,

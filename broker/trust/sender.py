@@ -39,6 +39,10 @@ class SenderCheck:
                 valid=r.valid,
                 reason=r.reason,
             )
+            if r.revocation:  # checked (good: by what), or not and why: said as it is
+                out["revocation"] = r.revocation
+                if r.revocation_detail:
+                    out["revocation_detail"] = r.revocation_detail
         if self.stray:
             out["stray_signatures"] = [s.path for s in self.stray]
         return out
@@ -58,8 +62,12 @@ def check_sender(
     policy = book.for_agency(sender)
     if policy.mode == "ignored":
         return SenderCheck("ignored", policy.mode)
-    result, stray = verifier.verify_sender(data, allow_sha1=policy.allow_sha1, at=at, root=root)
     required = policy.mode == "required"
+    # a required signature whose revocation cannot be checked is refused (unless
+    # trust.unchecked_revocation accepts it); an optional one records that it was not
+    result, stray = verifier.verify_sender(
+        data, allow_sha1=policy.allow_sha1, at=at, root=root, enforce_revocation=required
+    )
     problems: list[Problem] = []
     if stray and required:
         problems += [Problem(SIGNATURE_INVALID, f"{s.reason}: {s.path}") for s in stray]

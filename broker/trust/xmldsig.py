@@ -81,6 +81,8 @@ class SignatureResult:
     signer_uid: str | None = None
     signer_fingerprint: str = ""
     signer_not_after: str = ""  # the certificate's notAfter (ISO 8601, UTC)
+    revocation: str = ""  # good | unchecked | revoked | refused (ChainResult.revocation)
+    revocation_detail: str = ""  # why unchecked, or what said good (crl, ocsp)
     signed_data: bytes | None = None  # what the signature covers, canonical (when valid)
     # signed_data as parsed by the verifier (in the verifying process only)
     signed_xml: etree._Element | None = field(default=None, compare=False, repr=False)
@@ -101,6 +103,8 @@ class SignatureResult:
             "signer": self.signer,
             "signer_uid": self.signer_uid,
             "signer_fingerprint": self.signer_fingerprint,
+            "revocation": self.revocation,
+            "revocation_detail": self.revocation_detail,
         }
 
 
@@ -170,12 +174,21 @@ class SignatureVerifier:
         self.trust = trust
 
     def verify_all(
-        self, data: bytes, *, at: datetime, allow_sha1: bool = False
+        self,
+        data: bytes,
+        *,
+        at: datetime,
+        allow_sha1: bool = False,
+        enforce_revocation: bool = True,
     ) -> list[SignatureResult]:
-        """Every signature, checked at time `at` (certificate validity, CRLs)."""
+        """Every signature, checked at time `at` (certificate validity, revocation:
+        `enforce_revocation` as in TrustStore.verify)."""
         tree = parse_untrusted(data)
         root = tree.getroot()
-        return [self._verify(root, sig, allow_sha1, at) for sig in find_signatures(root)]
+        return [
+            self._verify(root, sig, allow_sha1, at, enforce_revocation)
+            for sig in find_signatures(root)
+        ]
 
     def verify_sender(
         self,
@@ -184,10 +197,13 @@ class SignatureVerifier:
         at: datetime,
         allow_sha1: bool = False,
         root: etree._Element | None = None,
+        enforce_revocation: bool = True,
     ) -> tuple[SignatureResult | None, list[SignatureResult]]:
         """The sender's signature (None if absent) and any signature in a place where
         no signature belongs (a wrapping attempt). `root`: `data` already parsed (by
-        the validator, unchanged), read only."""
+        the validator, unchanged), read only. `enforce_revocation`: a revocation that
+        could not be checked makes the signature not valid under a refusing policy
+        (else it is recorded in the result)."""
         if root is None:
             root = parse_untrusted(data).getroot()
         sigs = find_signatures(root)
@@ -219,10 +235,15 @@ class SignatureVerifier:
                 for s in senders
             ]
             return extra[0], stray + extra[1:]
-        return self._verify(root, senders[0], allow_sha1, at), stray
+        return self._verify(root, senders[0], allow_sha1, at, enforce_revocation), stray
 
     def _verify(
-        self, root: etree._Element, sig: etree._Element, allow_sha1: bool, at: datetime
+        self,
+        root: etree._Element,
+        sig: etree._Element,
+        allow_sha1: bool,
+        at: datetime,
+        enforce_revocation: bool,
     ) -> SignatureResult:
         role = role_of(sig)
         base = SignatureResult(role, _profile(sig), element_path(sig), False)
@@ -272,7 +293,22 @@ class SignatureVerifier:
                 "unless the sender's policy allows legacy algorithms",
                 failure=WEAK_ALGORITHM,
             )
-        chain = self.trust.verify(leaf, certs[1:], at=at)
+        return self._chain_checked(doc, target, certs, base, allow_sha1, at, enforce_revocation)
+
+    def _chain_checked(
+        self,
+        doc: etree._Element,
+        target: etree._Element,
+        certs: list[x509.Certificate],
+        base: SignatureResult,
+        allow_sha1: bool,
+        at: datetime,
+        enforce_revocation: bool,
+    ) -> SignatureResult:
+        """The signer's chain and revocation (recorded either way), then the value."""
+        leaf = certs[0]
+        chain = self.trust.verify(leaf, certs[1:], at=at, enforce_revocation=enforce_revocation)
+        base = replace(base, revocation=chain.revocation, revocation_detail=chain.revocation_detail)
         if not chain.ok:
             return replace(base, reason=chain.reason, failure=SIGNER_UNTRUSTED)
         return _value_checked(doc, target, leaf, base, allow_sha1, at)

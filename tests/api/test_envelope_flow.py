@@ -280,6 +280,7 @@ class TestOperations:
         assert (await ready.json())["checks"] == {
             "log": "ok",
             "keys": "ok",
+            "revocation": "ok",
             "directory": "ok (150 agencies)",
             "mailbox_view": "ok",
             "documents_view": "ok",
@@ -295,6 +296,8 @@ class TestOperations:
             in metrics
         )
         assert 'docbroker_certificate_expiry_seconds{role="broker"' in metrics
+        crl = api.runtime.settings.keys_dir / "ca.crl.pem"
+        assert f'docbroker_crl_file_failing{{file="{crl}"}} 0.0' in metrics
         assert 'docbroker_sender_signatures_total{outcome="absent",policy="optional"}' in metrics
         spec = await api.get("/openapi.yaml")
         assert spec.status == 200 and b"openapi: 3.1.0" in await spec.read()

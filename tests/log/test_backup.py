@@ -150,6 +150,7 @@ class TestBackupCommand:
             "log.sqlite",
             "config/docbroker.toml",
             *(f"keys/{n}" for n in ("broker.cert.pem", "broker.key.pem", "ca.cert.pem")),
+            "keys/ca.crl.pem",
             *(f"keys/{n}" for n in ("sdk-master.key", "tls.cert.pem", "tls.key.pem")),
         }
         assert sorted(p.name for p in target.iterdir()) == [

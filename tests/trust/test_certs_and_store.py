@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from broker.clock import utc_now
 from broker.core.errors import ConfigError
-from broker.keys.devpki import cert_pem, issue, key_pem, make_ca, revoke
+from broker.keys.devpki import cert_pem, empty_crl, issue, key_pem, make_ca, revoke
 from broker.keys.files import write_private
 from broker.keys.pem import load_key_material
 from broker.trust.certs import fingerprint, subject_uid
@@ -81,53 +81,89 @@ class TestLoading:
             load_key_material(tmp_path / "g.pem", tmp_path / "g.pem", None)
 
 
+def store(*crls, **kw) -> TrustStore:
+    """The test CA with its (empty) CRL, and `crls`."""
+    return TrustStore([pki.ca().certificate], crls=[pki.crl(), *crls], **kw)
+
+
 class TestTrustStore:
     def test_chain_to_the_ca(self) -> None:
-        assert (
-            TrustStore([pki.ca().certificate])
-            .verify(pki.agency("A.1").certificate, at=utc_now())
-            .ok
-        )
+        result = store().verify(pki.agency("A.1").certificate, at=utc_now())
+        assert result.ok and (result.revocation, result.revocation_detail) == ("good", "crl")
 
     def test_through_an_intermediate_presented_or_configured(self) -> None:
         inter = make_ca("intermediate", issuer=pki.ca())
         leaf = issue(inter, "commune", uid="C.1").certificate
-        assert TrustStore([pki.ca().certificate]).verify(leaf, [inter.certificate], at=utc_now()).ok
-        configured = TrustStore([pki.ca().certificate], intermediates=[inter.certificate])
+        both = store(empty_crl(inter))
+        assert both.verify(leaf, [inter.certificate], at=utc_now()).ok
+        configured = TrustStore(
+            [pki.ca().certificate],
+            intermediates=[inter.certificate],
+            crls=[pki.crl(), empty_crl(inter)],
+        )
         assert configured.verify(leaf, at=utc_now()).ok
-        assert not TrustStore([pki.ca().certificate]).verify(leaf, at=utc_now()).ok
+        assert not both.verify(leaf, at=utc_now()).ok
+        # the root's CRL says nothing of what the intermediate issued
+        unchecked = store().verify(leaf, [inter.certificate], at=utc_now())
+        assert not unchecked.ok and "no CRL of CN=intermediate" in unchecked.reason
 
     def test_untrusted_ca(self) -> None:
         leaf = issue(pki.other_ca(), "x", uid="X").certificate
-        result = TrustStore([pki.ca().certificate]).verify(leaf, at=utc_now())
+        result = store().verify(leaf, at=utc_now())
         assert not result.ok and "not trusted" in result.reason
 
     def test_expired_and_not_yet_valid(self) -> None:
-        store = TrustStore([pki.ca().certificate])
-        assert "expired on" in store.verify(pki.expired("E.1").certificate, at=utc_now()).reason
+        assert "expired on" in store().verify(pki.expired("E.1").certificate, at=utc_now()).reason
         future = issue(pki.ca(), "f", not_before=datetime.now(UTC) + timedelta(days=3))
-        assert "not valid before" in store.verify(future.certificate, at=utc_now()).reason
+        assert "not valid before" in store().verify(future.certificate, at=utc_now()).reason
 
     def test_revoked(self) -> None:
         leaf = issue(pki.ca(), "revoked", uid="R.1").certificate
-        store = TrustStore([pki.ca().certificate], crls=[revoke(pki.ca(), [leaf])])
-        result = store.verify(leaf, at=utc_now())
-        assert not result.ok and "revoked" in result.reason
-        assert store.verify(pki.agency("A.1").certificate, at=utc_now()).ok
-
-    def test_an_expired_crl_fails_closed(self) -> None:
-        old = revoke(pki.ca(), [], days=1, last_update=datetime.now(UTC) - timedelta(days=5))
-        result = TrustStore([pki.ca().certificate], crls=[old]).verify(
-            pki.agency("A.1").certificate, at=utc_now()
+        revoking = TrustStore([pki.ca().certificate], crls=[revoke(pki.ca(), [leaf])])
+        result = revoking.verify(leaf, at=utc_now())
+        assert not result.ok and "revoked" in result.reason and result.revocation == "revoked"
+        assert revoking.verify(pki.agency("A.1").certificate, at=utc_now()).ok
+        lenient = TrustStore(
+            [pki.ca().certificate], crls=[revoke(pki.ca(), [leaf])], unchecked_revocation="accept"
         )
-        assert not result.ok and "revocation status unknown" in result.reason
+        assert not lenient.verify(leaf, at=utc_now(), enforce_revocation=False).ok
+
+    def test_an_expired_crl_leaves_revocation_unchecked(self) -> None:
+        """Refused under the default policy, accepted and said under "accept"; what it
+        revoked stays revoked."""
+        old = revoke(pki.ca(), [], days=1, last_update=datetime.now(UTC) - timedelta(days=5))
+        leaf = pki.agency("A.1").certificate
+        result = TrustStore([pki.ca().certificate], crls=[old]).verify(leaf, at=utc_now())
+        assert not result.ok and result.revocation == "unchecked"
+        assert result.reason.startswith("revocation could not be checked (the CRL of CN=docbroker")
+        assert "is out of date" in result.reason and "trust.crl_files" in result.reason
+        lenient = TrustStore([pki.ca().certificate], crls=[old], unchecked_revocation="accept")
+        accepted = lenient.verify(leaf, at=utc_now())
+        assert accepted.ok and accepted.revocation == "unchecked"
+        assert "is out of date" in accepted.revocation_detail
+        gone = issue(pki.ca(), "gone", uid="G.1").certificate
+        stale = revoke(pki.ca(), [gone], days=1, last_update=datetime.now(UTC) - timedelta(days=5))
+        lenient = TrustStore([pki.ca().certificate], crls=[stale], unchecked_revocation="accept")
+        assert "was revoked" in lenient.verify(gone, at=utc_now()).reason
+
+    def test_no_crl_refused_or_accepted_by_policy(self) -> None:
+        leaf = pki.agency("A.1").certificate
+        bare = TrustStore([pki.ca().certificate])
+        refused = bare.verify(leaf, at=utc_now())
+        assert not refused.ok and "no CRL of CN=docbroker test CA" in refused.reason
+        recorded = bare.verify(leaf, at=utc_now(), enforce_revocation=False)
+        assert recorded.ok and recorded.revocation == "unchecked"
+        accepted = TrustStore([pki.ca().certificate], unchecked_revocation="accept")
+        assert accepted.verify(leaf, at=utc_now()).ok
 
     def test_a_crl_not_signed_by_its_issuer_fails_closed(self) -> None:
         forged = revoke(make_ca("docbroker test CA"), [])  # same name, other key
         result = TrustStore([pki.ca().certificate], crls=[forged]).verify(
-            pki.agency("A.1").certificate, at=utc_now()
+            pki.agency("A.1").certificate, at=utc_now(), enforce_revocation=False
         )
         assert not result.ok and "invalid signature" in result.reason
+        # beside the CA's own CRL, a forged one changes nothing
+        assert store(forged).verify(pki.agency("A.1").certificate, at=utc_now()).ok
 
     def test_no_ca_fails_closed(self) -> None:
         result = TrustStore([]).verify(pki.agency("A.1").certificate, at=utc_now())
@@ -136,4 +172,8 @@ class TestTrustStore:
     def test_an_expired_ca_fails_closed(self) -> None:
         old_ca = make_ca("old", days=10, not_before=datetime.now(UTC) - timedelta(days=20))
         leaf = issue(old_ca, "leaf", not_before=datetime.now(UTC) - timedelta(days=19), days=5)
-        assert not TrustStore([old_ca.certificate]).verify(leaf.certificate, at=utc_now()).ok
+        assert (
+            not TrustStore([old_ca.certificate], unchecked_revocation="accept")
+            .verify(leaf.certificate, at=utc_now())
+            .ok
+        )

@@ -18,8 +18,8 @@ from tests.trust.signing import sign_as_sender
 INTEROP = Path(__file__).resolve().parents[3] / "shared" / "interop"
 
 
-def run(tmp_path: Path, *args: str):
-    env = {"DOCBROKER_DATA_DIR": str(tmp_path / "data")}
+def run(tmp_path: Path, *args: str, **env: str):
+    env = {"DOCBROKER_DATA_DIR": str(tmp_path / "data"), **env}
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
@@ -37,6 +37,7 @@ class TestKeys:
             "broker.cert.pem",
             "broker.key.pem",
             "ca.cert.pem",
+            "ca.crl.pem",
             "ca.key.pem",
             "sdk-master.key",
             "tls.cert.pem",
@@ -55,7 +56,7 @@ class TestKeys:
         ):
             assert stat.S_IMODE(os.stat(keys / name).st_mode) == 0o600, name
         again = json.loads(run(tmp_path, "keys", "init", "--json").output)
-        assert again["created"] == [] and len(again["kept"]) == 8
+        assert again["created"] == [] and len(again["kept"]) == 9
         assert again["admin_token"] is None, "an admin token is made once"
         material = load_key_material(keys / "agencies" / "000.00.01.H35.p12", None, None)
         assert material.certificate.subject.rfc4514_string().startswith("UID=000.00.01.H35")
@@ -107,6 +108,28 @@ class TestSignAndVerify:
         sigs = {s["role"]: s for s in report[0]["signatures"]}
         assert sigs["broker"]["valid"] is True
         assert sigs["sender"]["profile"] == "edxml"
+
+    def test_verify_checks_revocation_as_for_a_required_signature(self, tmp_path: Path) -> None:
+        """The development CA's CRL is used by default; a CA given with --ca has none:
+        not valid, saying why, unless unchecked revocations are accepted."""
+        run(tmp_path, "keys", "init")
+        src, out = tmp_path / "d.edxml", tmp_path / "signed.edxml"
+        src.write_bytes(full_document())
+        run(tmp_path, "sign", str(src), "-o", str(out))
+        (checked,) = json.loads(run(tmp_path, "verify", "--json", str(out)).output)
+        assert checked["signatures"][0]["revocation"] == "good"
+        ca = str(tmp_path / "data" / "keys" / "ca.cert.pem")
+        crls = {"DOCBROKER_TRUST_CA_FILES": ca}  # configured: no CRL unless configured too
+        refused = run(tmp_path, "verify", str(out), **crls)
+        assert refused.exit_code == 1
+        assert (
+            "NOT VALID: revocation could not be checked (no CRL of CN=docbroker" in refused.output
+        )
+        accepted = run(
+            tmp_path, "verify", str(out), DOCBROKER_TRUST_UNCHECKED_REVOCATION="accept", **crls
+        )
+        assert accepted.exit_code == 0
+        assert ": valid (revocation not checked: no CRL of CN=docbroker" in accepted.output
 
     def test_verify_an_unsigned_package(self, tmp_path: Path) -> None:
         src = tmp_path / "d.edxml"

@@ -29,7 +29,7 @@ V = EnvelopeValidator(clock=utc_now)
 
 @pytest.fixture(scope="module")
 def verifier() -> SignatureVerifier:
-    return SignatureVerifier(TrustStore([pki.ca().certificate]))
+    return SignatureVerifier(TrustStore([pki.ca().certificate], crls=[pki.crl()]))
 
 
 def doc() -> bytes:

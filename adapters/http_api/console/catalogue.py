@@ -63,6 +63,7 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("overview.month", "Tháng này", "This month"),
     ("check.log", "Nhật ký bền vững (log)", "Durable log"),
     ("check.keys", "Khóa và chứng thư", "Keys and certificates"),
+    ("check.revocation", "Thu hồi chứng thư (CRL, OCSP)", "Revocation (CRLs, OCSP)"),
     ("check.directory", "Danh bạ cơ quan", "Agency directory"),
     ("check.mailbox_view", "Hộp thư", "Mailbox view"),
     ("check.documents_view", "Chỉ mục văn bản", "Documents view"),
