@@ -13,9 +13,7 @@ import pytest
 
 from tests.e2e.conftest import DaemonFactory
 from tests.e2e.faults import readyz
-from tests.e2e.test_walking_skeleton import wait_for_entries
-from tests.edxml_samples import document
-from tests.forwarded import assert_forwarded
+from tests.e2e.test_walking_skeleton import send_list_fetch_ack
 from tests.kafka_secure import SecureKafka
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.parametrize("backend", ["kafka"])]
@@ -43,15 +41,7 @@ def test_a_document_end_to_end_as_docbroker(
     password = Path(kafka_secure.users["docbroker"]["password_file"]).read_text().strip()
     assert password
     daemon = daemons(**secure_env(kafka_secure, password))
-    client = daemon.client()
-    data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
-    accepted = client.submit(data)
-    for agency in ("000.00.01.H35", "000.00.02.H35"):
-        (entry,) = wait_for_entries(daemon, agency, 1)
-        assert entry["message_id"] == accepted["message_id"]
-        fetched = client.fetch(agency, entry["message_id"])
-        assert_forwarded(data, fetched.body, sha256=entry["sha256"])
-        assert client.ack(agency, entry["message_id"])["acknowledged_at"]
+    send_list_fetch_ack(daemon)
     assert readyz(daemon.url)[0] == 200
     assert password not in daemon.logs()
 

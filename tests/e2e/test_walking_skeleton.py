@@ -43,20 +43,25 @@ def wait_for_entries(daemon: Daemon, agency: str, count: int, timeout: float = 3
     raise AssertionError(f"{agency}: {len(entries)} of {count} entries\n{daemon.logs()[-3000:]}")
 
 
+def send_list_fetch_ack(daemon: Daemon) -> None:
+    """One document to two recipients: each lists it, fetches it byte for byte as
+    forwarded, acknowledges it, and then has nothing left to list."""
+    client = daemon.client()
+    data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
+    accepted = client.submit(data)
+    for agency in ("000.00.01.H35", "000.00.02.H35"):
+        (entry,) = wait_for_entries(daemon, agency, 1)
+        assert entry["message_id"] == accepted["message_id"]
+        fetched = client.fetch(agency, entry["message_id"])
+        assert_forwarded(data, fetched.body, sha256=entry["sha256"])
+        assert client.ack(agency, entry["message_id"])["acknowledged_at"]
+        assert client.inbox(agency)["envelopes"] == []
+
+
 class TestOneEnvelopeEndToEnd:
     def test_send_list_fetch_ack(self, daemons: DaemonFactory) -> None:
         """An agency submits; each recipient lists, fetches byte for byte, acknowledges."""
-        daemon = daemons()
-        client = daemon.client()
-        data = document(recipients=("000.00.01.H35", "000.00.02.H35"))
-        accepted = client.submit(data)
-        for agency in ("000.00.01.H35", "000.00.02.H35"):
-            (entry,) = wait_for_entries(daemon, agency, 1)
-            assert entry["message_id"] == accepted["message_id"]
-            fetched = client.fetch(agency, entry["message_id"])
-            assert_forwarded(data, fetched.body, sha256=entry["sha256"])
-            assert client.ack(agency, entry["message_id"])["acknowledged_at"]
-            assert client.inbox(agency)["envelopes"] == []
+        send_list_fetch_ack(daemons())
 
     def test_not_well_formed_is_refused_and_the_daemon_carries_on(
         self, daemons: DaemonFactory
