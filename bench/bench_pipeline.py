@@ -50,6 +50,7 @@ from broker.core.topics import Topics  # noqa: E402
 from broker.directory.io import parse_file  # noqa: E402
 from broker.edxml.validator import EnvelopeValidator  # noqa: E402
 from broker.keys.devpki import cert_pem, crl_pem, empty_crl, issue, key_pem, make_ca  # noqa: E402
+from broker.keys.files import write_private  # noqa: E402
 from broker.log.kafka import KafkaLog  # noqa: E402
 from broker.pipeline.intake import Submission, inbound_record  # noqa: E402
 from broker.trust.store import TrustStore  # noqa: E402
@@ -199,7 +200,7 @@ def write_keys(data_dir: Path, ca, broker) -> None:
     keys.mkdir(parents=True, exist_ok=True)
     (keys / "ca.cert.pem").write_bytes(cert_pem(ca.certificate))
     (keys / "ca.crl.pem").write_bytes(crl_pem(empty_crl(ca)))
-    (keys / "broker.key.pem").write_bytes(key_pem(broker.key))
+    write_private(keys / "broker.key.pem", key_pem(broker.key))  # refused if others may read it
     (keys / "broker.cert.pem").write_bytes(cert_pem(broker.certificate))
 
 

@@ -230,8 +230,9 @@ async def append(log: KafkaLog, record) -> None:
 
 def save_ca(ca, path: Path) -> None:
     from broker.keys.devpki import cert_pem, key_pem
+    from broker.keys.files import write_private
 
-    path.write_bytes(key_pem(ca.key) + cert_pem(ca.certificate))
+    write_private(path, key_pem(ca.key) + cert_pem(ca.certificate))
 
 
 def load_ca(path: Path):
