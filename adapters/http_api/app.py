@@ -102,14 +102,20 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
 
 
+UNAVAILABLE_RETRY_AFTER = 5.0  # seconds, when the log cannot say how long it will be out
+
+
 def error_headers(exc: DocbrokerError) -> dict[str, str]:
-    """What a client needs beside the problem: the auth scheme on 401, when to retry on 429."""
+    """What a client needs beside the problem: the auth scheme on 401, when to retry on
+    429 and on every 503 (the log's own estimate, or UNAVAILABLE_RETRY_AFTER when it has
+    none: a Kafka refusal, a broker out of reach)."""
     if exc.http_status == 401:
         return {"WWW-Authenticate": BEARER_CHALLENGE}
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-    if isinstance(exc, BackendUnavailable) and exc.retry_after:
-        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if isinstance(exc, BackendUnavailable):
+        wait = exc.retry_after or UNAVAILABLE_RETRY_AFTER
+        return {"Retry-After": str(max(1, math.ceil(wait)))}
     return {}
 
 
